@@ -1,0 +1,55 @@
+"""Embed the shared real face sets once with SFace, for the benchmarks and slow tests.
+
+    python bench/extract_reference_features.py [lfw|glint|att ...]
+
+Writes ``$FACECURATE_CACHE/features/<set>_sface.npz`` (default cache: ``.cache/`` in the repo).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.embedders import OnnxEmbedder  # noqa: E402
+from pipeline.extract import extract_features, list_images  # noqa: E402
+from pipeline.features import save_features  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache"))
+SETS = {
+    "lfw": (DATA / "lfw" / "images_deepfunneled", False),
+    "glint": (DATA / "glint-sample", True),
+    "att": (DATA / "att_faces", False),
+}
+
+
+def main(names: list[str]) -> None:
+    emb = OnnxEmbedder()
+    for name in names:
+        root, aligned = SETS[name]
+        paths, labels = list_images(root, labeled=True)
+        t0 = time.time()
+        bar = tqdm(total=len(paths), desc=name, mininterval=5)
+        res = extract_features(
+            paths, emb, labels=labels, aligned=aligned,
+            progress=lambda i, n: bar.update(1),
+        )
+        bar.close()
+        secs = time.time() - t0
+        out = CACHE / "features" / f"{name}_sface.npz"
+        save_features(out, res.features)
+        meta = {"set": name, "images": len(paths), "embedded": len(res.features), "failed": res.failed,
+                "seconds": round(secs, 1), "images_per_s": round(len(paths) / secs, 2)}
+        out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        print(json.dumps({k: v for k, v in meta.items() if k != "failed"}), "failed:", len(res.failed))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["att", "glint", "lfw"])

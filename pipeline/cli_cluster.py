@@ -1,0 +1,5 @@
+"""Command line commands (placeholder until this group's commands are written)."""
+
+
+def register(subparsers) -> None:
+    pass
