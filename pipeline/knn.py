@@ -1,0 +1,230 @@
+"""k-nearest-neighbour graph of L2-normalised face features (cosine similarity = inner product).
+
+``build_knn(emb, k)`` returns a :class:`KnnGraph`: for each row its ``k`` nearest other rows
+(``indices`` (N, k) int64, ``sims`` (N, k) float32, best first; a row never lists itself, and
+``-1`` / ``-inf`` pad rows that have fewer than ``k`` neighbours).
+
+Index kinds (faiss):
+- ``flat``: exact ``IndexFlatIP``, brute force, N^2 d flops.
+- ``ivf``: ``IndexIVFFlat`` with ``nlist ~ 4 sqrt(N)`` inverted lists, ``nprobe`` of them searched.
+- ``hnsw``: ``IndexHNSWFlat`` (M=32), ``efSearch`` >= 2k.
+- ``auto``: ``flat`` up to :data:`AUTO_FLAT_MAX` rows, else ``ivf`` (the faster approximate index on
+  the 2-core machine we measured, see bench/results/clustering_speed.md).
+A GPU is used automatically for flat and ivf when faiss was built with GPU support and sees one.
+
+With ``cache_dir`` the graph is stored as ``knn_<hash>.npz``, the hash taken over the feature
+bytes, ``k`` and the index kind (and its parameters); writes are atomic.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from .features import atomic_save_npz, check_embeddings
+
+log = logging.getLogger(__name__)
+
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+# Above this many rows ``auto`` leaves exact search (measured: bench/clustering_speed.py).
+AUTO_FLAT_MAX = 60_000
+CACHE_VERSION = 1
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class KnnGraph:
+    indices: np.ndarray  # (N, k) int64, -1 where missing
+    sims: np.ndarray  # (N, k) float32, descending per row, -inf where missing
+    index_kind: str = "flat"
+
+    def __post_init__(self) -> None:
+        self.indices = np.asarray(self.indices)
+        self.sims = np.asarray(self.sims)
+        if self.indices.ndim != 2 or self.indices.shape != self.sims.shape:
+            raise ValueError(
+                f"indices and sims must be (N, k) arrays of one shape, got {self.indices.shape} and {self.sims.shape}"
+            )
+        if not np.issubdtype(self.indices.dtype, np.integer):
+            raise ValueError(f"indices must be integers, got {self.indices.dtype}")
+        self.indices = self.indices.astype(np.int64, copy=False)
+        self.sims = self.sims.astype(np.float32, copy=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+    def edges(self, min_sim: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Directed edges (src, dst, sim) of valid neighbours with sim >= min_sim."""
+        mask = self.indices >= 0
+        if min_sim is not None:
+            mask &= self.sims >= min_sim
+        src = np.broadcast_to(np.arange(self.n, dtype=np.int64)[:, None], self.indices.shape)[mask]
+        return src, self.indices[mask], self.sims[mask]
+
+    def to_csr(self, min_sim: float | None = None, *, symmetric: bool = False) -> sp.csr_matrix:
+        """(N, N) CSR matrix of similarities; ``symmetric`` keeps the max of (i, j) and (j, i)."""
+        src, dst, w = self.edges(min_sim)
+        m = sp.csr_matrix((w, (src, dst)), shape=(self.n, self.n), dtype=np.float32)
+        if symmetric:
+            m = m.maximum(m.T).tocsr()
+        return m
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return atomic_save_npz(path, indices=self.indices, sims=self.sims, index_kind=np.array(self.index_kind))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "KnnGraph":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no kNN graph at {path}")
+        with np.load(path, allow_pickle=False) as data:
+            if "indices" not in data.files or "sims" not in data.files:
+                raise ValueError(f"{path} is not a kNN graph file (needs 'indices' and 'sims')")
+            kind = str(data["index_kind"]) if "index_kind" in data.files else "flat"
+            return cls(data["indices"], data["sims"], kind)
+
+
+def resolve_index(n: int, index: str) -> str:
+    if index not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
+    if index == "auto":
+        return "flat" if n <= AUTO_FLAT_MAX else "ivf"
+    return index
+
+
+def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
+    if kind == "ivf":
+        nlist = int(max(1, min(n // 39, round(4 * math.sqrt(n)))))
+        return {"nlist": nlist, "nprobe": int(nprobe or min(nlist, 32))}
+    if kind == "hnsw":
+        return {"M": 32, "efConstruction": 80, "efSearch": int(ef_search or max(2 * k, 64))}
+    return {}
+
+
+def cache_key(emb: np.ndarray, k: int, kind: str, params: dict) -> str:
+    h = hashlib.sha1()
+    h.update(f"v{CACHE_VERSION}|{emb.shape}|{emb.dtype}|k={k}|{kind}|{sorted(params.items())}".encode())
+    h.update(memoryview(np.ascontiguousarray(emb)).cast("B"))
+    return h.hexdigest()[:20]
+
+
+def _gpu_available(faiss) -> bool:
+    try:
+        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # pragma: no cover - depends on the faiss build
+        return False
+
+
+def _make_index(faiss, emb: np.ndarray, kind: str, params: dict):
+    d = emb.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "ivf":
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, params["nlist"], faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        n_train = min(emb.shape[0], params["nlist"] * 64)
+        sample = emb[np.sort(rng.choice(emb.shape[0], n_train, replace=False))] if n_train < emb.shape[0] else emb
+        index.cp.min_points_per_centroid = 1
+        index.train(sample)
+        index.nprobe = params["nprobe"]
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, params["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = params["efConstruction"]
+        index.hnsw.efSearch = params["efSearch"]
+    else:  # pragma: no cover - resolve_index guards this
+        raise ValueError(kind)
+    if kind in ("flat", "ivf") and _gpu_available(faiss):
+        log.info("kNN on GPU (faiss-gpu)")
+        index = faiss.index_cpu_to_all_gpus(index)
+    return index
+
+
+def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id from k+1 results, keep the best k (stable)."""
+    rows = np.arange(offset, offset + idx.shape[0], dtype=np.int64)[:, None]
+    is_self = idx == rows
+    # stable sort puts self (True) after every other entry, order otherwise unchanged
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    idx = np.take_along_axis(idx, order, axis=1)
+    sims = np.take_along_axis(sims, order, axis=1)
+    sims = np.where(idx < 0, -np.inf, sims).astype(np.float32)
+    return idx, sims
+
+
+def build_knn(
+    embeddings: np.ndarray,
+    k: int,
+    index: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    batch_size: int = 16384,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> KnnGraph:
+    """The ``k`` nearest other rows of every row of ``embeddings`` by inner product."""
+    import faiss
+
+    emb = check_embeddings(embeddings)
+    n = emb.shape[0]
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
+    kind = resolve_index(n, index)
+    params = _index_params(n, kind, k, nprobe, ef_search)
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / f"knn_{cache_key(emb, k, kind, params)}.npz"
+        if cache_path.is_file():
+            try:
+                graph = KnnGraph.load(cache_path)
+                if graph.indices.shape == (n, k):
+                    log.info("kNN graph from cache %s", cache_path)
+                    return graph
+            except (ValueError, OSError):  # corrupt cache: rebuild
+                log.warning("ignoring unreadable kNN cache %s", cache_path)
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    t0 = time.perf_counter()
+    idx_out = np.full((n, k), -1, dtype=np.int64)
+    sim_out = np.full((n, k), -np.inf, dtype=np.float32)
+    kk = min(k + 1, n)
+    index_obj = _make_index(faiss, emb, kind, params)
+    if kind == "hnsw":
+        for start in range(0, n, batch_size):
+            index_obj.add(emb[start : start + batch_size])
+            if progress:
+                progress(min(start + batch_size, n), 2 * n, stage="knn-add")
+    else:
+        index_obj.add(emb)
+    done = 0
+    for start in range(0, n, batch_size):
+        q = emb[start : start + batch_size]
+        s, i = index_obj.search(q, kk)
+        i, s = _drop_self(i.astype(np.int64), s, min(k, kk), start)
+        idx_out[start : start + q.shape[0], : i.shape[1]] = i
+        sim_out[start : start + q.shape[0], : i.shape[1]] = s
+        done += q.shape[0]
+        if progress:
+            progress(done + (n if kind == "hnsw" else 0), 2 * n if kind == "hnsw" else n, stage="knn")
+    graph = KnnGraph(idx_out, sim_out, kind)
+    log.info("kNN (%s, N=%d, k=%d) built in %.1f s", kind, n, k, time.perf_counter() - t0)
+    if cache_path is not None:
+        graph.save(cache_path)
+    return graph
