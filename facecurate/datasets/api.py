@@ -1,0 +1,198 @@
+"""Thin API views: datasets, identities, faces, and the ingestion endpoints (202 + job URL)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.db import transaction
+from django.db.models import Count
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from facecurate.accounts.permissions import IsStaffRole
+from facecurate.jobs.models import Job
+
+from . import tasks
+from .models import Dataset, Face, Identity
+from .serializers import (
+    DatasetSerializer,
+    FaceSerializer,
+    IdentitySerializer,
+    ImportRequestSerializer,
+    IngestResponseSerializer,
+    ManifestRequestSerializer,
+    UploadRequestSerializer,
+)
+from .services import ingest
+
+
+def _start_job(request, dataset: Dataset, kind: str, params: dict) -> Job:
+    job = Job.objects.create(kind=kind, dataset=dataset, params=params, created_by=request.user)
+    job.enqueue(tasks.ingest_job)
+    return job
+
+
+def _accepted(request, job: Job, *, queued: int, report: ingest.BatchReport | None = None,
+              rejected: list | None = None) -> Response:
+    body = {
+        "job": str(job.id),
+        "job_url": request.build_absolute_uri(reverse("job-detail", kwargs={"pk": job.id})),
+        "queued": queued,
+        "accepted": [asdict(a) for a in report.accepted] if report else [],
+        "rejected": [asdict(r) for r in (report.rejected if report else rejected or [])],
+    }
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["job_url"]})
+
+
+class DatasetViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Face datasets. Reading needs the annotator role; creating, changing and ingesting need staff."""
+
+    serializer_class = DatasetSerializer
+    queryset = Dataset.objects.select_related("created_by").all()
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+    @extend_schema(
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={202: IngestResponseSerializer},
+        summary="Upload images or zip archives",
+    )
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser],
+            permission_classes=[IsStaffRole])
+    def upload(self, request, pk=None):
+        """Store the uploaded files as pending faces and queue the detection job.
+
+        Each file is checked (empty, not an image, too many pixels, duplicate, unsafe zip path);
+        refused files are listed with a reason and the others are kept.
+        """
+        dataset = self.get_object()
+        files = request.FILES.getlist("files")
+        if not files:
+            raise ValidationError({"files": "send one or more files in the 'files' field"})
+        identity = request.data.get("identity") or None
+        with transaction.atomic():
+            job = Job.objects.create(
+                kind=Job.Kind.INGEST_UPLOAD, dataset=dataset, created_by=request.user,
+                params={"files": [f.name for f in files][:1000], "identity": identity},
+            )
+            report = ingest.accept_uploads(dataset, job, files, identity=identity)
+            job.result = {"accepted": len(report.accepted),
+                          "rejected": [asdict(r) for r in report.rejected]}
+            job.progress_total = len(report.accepted)
+            job.save()
+            job.enqueue(tasks.ingest_job)
+        return _accepted(request, job, queued=len(report.accepted), report=report)
+
+    @extend_schema(request=ImportRequestSerializer, responses={202: IngestResponseSerializer},
+                   summary="Import a folder from the server's import root")
+    @action(detail=True, methods=["post"], url_path="import", permission_classes=[IsStaffRole])
+    def import_folder(self, request, pk=None):
+        """Import every image under a folder of FACECURATE_IMPORT_ROOT (folder per identity for labeled sets)."""
+        dataset = self.get_object()
+        data = ImportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        path = data.validated_data["path"]
+        try:
+            ingest.resolve_import_path(path, want="dir")
+        except ingest.IngestError as exc:
+            raise ValidationError({"path": exc.message, "code": exc.code}) from None
+        with transaction.atomic():
+            job = _start_job(request, dataset, Job.Kind.INGEST_IMPORT, {"path": path})
+        return _accepted(request, job, queued=0)
+
+    @extend_schema(
+        request={"application/json": ManifestRequestSerializer, "multipart/form-data": ManifestRequestSerializer},
+        responses={202: IngestResponseSerializer},
+        summary="Import files listed in a CSV or JSON manifest",
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser, FormParser],
+            permission_classes=[IsStaffRole])
+    def manifest(self, request, pk=None):
+        """Import the files a manifest lists (paths relative to FACECURATE_IMPORT_ROOT, optional identity)."""
+        dataset = self.get_object()
+        upload = request.FILES.get("manifest")
+        try:
+            if upload is not None:
+                fmt = "json" if upload.name.lower().endswith(".json") else None
+                if upload.size > 50 * 1024 * 1024:
+                    raise ValueError("manifest file is larger than 50 MB")
+                entries = ingest.parse_manifest(upload.read(), fmt=fmt)
+            elif isinstance(request.data, dict) and "entries" in request.data:
+                entries = ingest.parse_manifest(request.data["entries"])
+            elif isinstance(request.data, list):
+                entries = ingest.parse_manifest(request.data)
+            else:
+                raise ValueError("send a 'manifest' file (CSV or JSON) or a JSON body with 'entries'")
+        except ValueError as exc:
+            raise ValidationError({"manifest": str(exc)}) from None
+        ok, rejected = ingest.check_manifest(dataset, entries)
+        if not ok:
+            return Response(
+                {"detail": "no usable manifest entries", "rejected": [asdict(r) for r in rejected]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        with transaction.atomic():
+            job = _start_job(request, dataset, Job.Kind.INGEST_MANIFEST, {"entries": ok})
+            job.result = {"rejected": [asdict(r) for r in rejected]}
+            job.save(update_fields=["result"])
+        return _accepted(request, job, queued=len(ok), rejected=rejected)
+
+
+class IdentityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = IdentitySerializer
+
+    def get_queryset(self):
+        qs = Identity.objects.annotate(face_count=Count("faces")).order_by("dataset_id", "name")
+        dataset = self.request.query_params.get("dataset")
+        if dataset:
+            qs = qs.filter(dataset_id=dataset) if dataset.isdigit() else qs.none()
+        return qs
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, description="only this dataset's identities")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class FaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = FaceSerializer
+
+    def get_queryset(self):
+        qs = Face.objects.select_related("identity").order_by("id")
+        params = self.request.query_params
+        for key, field in (("dataset", "dataset_id"), ("identity", "identity_id")):
+            value = params.get(key)
+            if value:
+                qs = qs.filter(**{field: value}) if value.isdigit() else qs.none()
+        if params.get("job"):
+            qs = qs.filter(job_id=params["job"]) if _is_uuid(params["job"]) else qs.none()
+        if params.get("status"):
+            qs = qs.filter(status=params["status"])
+        return qs
+
+    @extend_schema(parameters=[
+        OpenApiParameter("dataset", int), OpenApiParameter("identity", int),
+        OpenApiParameter("job", str), OpenApiParameter("status", str, enum=Face.Status.values),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+__all__ = ["DatasetViewSet", "IdentityViewSet", "FaceViewSet", "serializers"]

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Dataset, Face, Identity
+
+
+def media_url(rel: str) -> str | None:
+    return reverse("media", kwargs={"path": rel}) if rel else None
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="dataset-detail")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    face_counts = serializers.SerializerMethodField()
+    identity_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "url", "name", "kind", "aligned", "description", "provenance", "created_by",
+            "created_at", "updated_at", "face_counts", "identity_count",
+        ]
+        read_only_fields = ["created_by", "created_at", "updated_at"]
+
+    def get_face_counts(self, dataset: Dataset) -> dict[str, int]:
+        """Faces per status: pending, ok, no_face, error, and total."""
+        from django.db.models import Count
+
+        counts = {s: 0 for s in Face.Status.values}
+        for row in dataset.faces.values("status").order_by().annotate(n=Count("id")):
+            counts[row["status"]] = row["n"]
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def get_identity_count(self, dataset: Dataset) -> int:
+        return dataset.identities.count()
+
+    def validate(self, attrs):
+        if self.instance is not None and "kind" in attrs and attrs["kind"] != self.instance.kind:
+            if self.instance.faces.exists():
+                raise serializers.ValidationError({"kind": "cannot change the kind of a dataset with faces"})
+        return attrs
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    face_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Identity
+        fields = ["id", "dataset", "name", "face_count", "created_at"]
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    identity = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    file_url = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = [
+            "id", "dataset", "identity", "job", "source_name", "sha256", "size_bytes", "width", "height",
+            "status", "error", "num_faces", "box", "landmarks", "det_score", "file_url", "crop_url",
+            "thumbnail_url", "created_at", "processed_at",
+        ]
+        read_only_fields = fields
+
+    def get_file_url(self, face: Face) -> str | None:
+        return media_url(face.file)
+
+    def get_crop_url(self, face: Face) -> str | None:
+        return media_url(face.crop)
+
+    def get_thumbnail_url(self, face: Face) -> str | None:
+        return media_url(face.thumbnail)
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), allow_empty=False,
+        help_text="Images and/or zip archives (zip folders name identities in labeled sets).",
+    )
+    identity = serializers.CharField(
+        required=False, allow_blank=False, max_length=255,
+        help_text="Identity for plain image files uploaded to a labeled dataset.",
+    )
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        max_length=4096,
+        help_text="Folder relative to FACECURATE_IMPORT_ROOT; for labeled datasets one sub-folder per identity.",
+    )
+
+
+class ManifestEntrySerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=4096, help_text="Image file relative to FACECURATE_IMPORT_ROOT.")
+    identity = serializers.CharField(required=False, allow_null=True, max_length=255)
+
+
+class ManifestRequestSerializer(serializers.Serializer):
+    entries = ManifestEntrySerializer(many=True, required=False)
+    manifest = serializers.FileField(
+        required=False, help_text="A CSV (header: path,identity) or JSON manifest file instead of entries."
+    )
+
+
+class RejectedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    code = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class AcceptedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    face_id = serializers.IntegerField()
+    identity = serializers.CharField(allow_null=True)
+
+
+class IngestResponseSerializer(serializers.Serializer):
+    job = serializers.UUIDField()
+    job_url = serializers.CharField()
+    queued = serializers.IntegerField(help_text="Files (or manifest entries) handed to the worker.")
+    accepted = AcceptedSerializer(many=True, required=False, help_text="Uploads stored as pending faces.")
+    rejected = RejectedSerializer(many=True, help_text="Files refused, each with a reason.")

@@ -1,0 +1,649 @@
+"""Domain operations for bringing images into a dataset.
+
+Two halves:
+
+* **accepting** (in the web request for uploads; in the worker for folder and manifest imports):
+  each file is copied into the dataset's ``raw/`` folder atomically while hashed, checked
+  (empty, not an image, too many pixels, duplicate) and registered as a ``pending`` Face of the job.
+  A file that fails gets a per-file error; the rest of the batch goes on.
+* **processing** (in the worker): every pending face of the job is decoded, its primary face
+  detected and aligned (pipeline.faces), and its crop and thumbnail written; then it is marked
+  ``ok``, ``no_face`` or ``error``. Only pending faces are touched, so re-running a job that died
+  midway finishes it without duplicates.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import stat
+import time
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.utils import timezone
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from facecurate.jobs.models import Job
+
+from ..models import Dataset, Face, Identity
+from .storage import SpooledUpload, TooLarge, write_atomic
+
+log = logging.getLogger(__name__)
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+ALLOWED_FORMATS = {"JPEG", "PNG", "PPM", "BMP", "WEBP", "TIFF", "GIF", "MPO"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+FORMAT_SUFFIX = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "PPM": ".pgm", "BMP": ".bmp", "WEBP": ".webp",
+                 "TIFF": ".tif", "GIF": ".gif"}
+THUMB_SIZE = 128
+CROP_SIZE = 112
+
+
+class IngestError(Exception):
+    """A per-file problem: ``code`` is stable (for clients), ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Rejected:
+    name: str
+    code: str
+    reason: str
+
+
+@dataclass
+class Accepted:
+    name: str
+    face_id: int
+    identity: str | None = None
+
+
+@dataclass
+class BatchReport:
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def reject(self, name: str, exc: IngestError) -> None:
+        self.rejected.append(Rejected(name=name, code=exc.code, reason=exc.message))
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": [asdict(a) for a in self.accepted],
+            "rejected": [asdict(r) for r in self.rejected],
+        }
+
+
+# --- checking images ----------------------------------------------------------------------------
+
+
+def _open_checked(path: str | Path) -> Image.Image:
+    """Open with Pillow, turning decompression-bomb warnings and oversize into IngestError."""
+    limit = int(settings.MAX_IMAGE_PIXELS)
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise IngestError("too_many_pixels", f"image too large (limit {limit} pixels): {exc}") from None
+    except UnidentifiedImageError:
+        raise IngestError("not_an_image", "not a readable image file") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise IngestError("corrupt_image", f"unreadable image: {exc}") from None
+    if img.format not in ALLOWED_FORMATS:
+        img.close()
+        raise IngestError("unsupported_format", f"image format {img.format} is not supported")
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        img.close()
+        raise IngestError("corrupt_image", f"image has no pixels ({w}x{h})")
+    if w * h > limit:
+        img.close()
+        raise IngestError("too_many_pixels", f"image is {w}x{h} = {w * h} pixels, limit {limit}")
+    return img
+
+
+def sniff_image(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, Pillow format) from the header only; IngestError when it is no usable image."""
+    img = _open_checked(path)
+    try:
+        return img.size[0], img.size[1], img.format
+    finally:
+        img.close()
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """Fully decode to (H, W, 3) uint8 BGR, EXIF orientation applied; IngestError if corrupt/truncated."""
+    img = _open_checked(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise IngestError("corrupt_image", f"image data is corrupt or truncated: {exc}") from None
+    finally:
+        img.close()
+    return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+
+
+# --- accepting files ----------------------------------------------------------------------------
+
+
+def raw_folder(dataset: Dataset) -> str:
+    return f"{dataset.media_dir()}/raw"
+
+
+def get_identity(dataset: Dataset, name: str | None, cache: dict | None = None) -> Identity | None:
+    if not dataset.is_labeled:
+        return None
+    if not name:
+        raise IngestError("no_identity", "a labeled dataset needs an identity for every image")
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise IngestError("bad_identity", f"identity name {name!r} is empty or too long")
+    if cache is not None and name in cache:
+        return cache[name]
+    identity, _ = Identity.objects.get_or_create(dataset=dataset, name=name)
+    if cache is not None:
+        cache[name] = identity
+    return identity
+
+
+def accept_stream(
+    dataset: Dataset,
+    job: Job,
+    name: str,
+    stream: BinaryIO,
+    *,
+    identity: str | None,
+    seen: dict[str, str],
+    identities: dict | None = None,
+    max_bytes: int | None = None,
+) -> tuple[Face, bool]:
+    """Store one file and register it as a pending face of ``job``.
+
+    Returns (face, created). ``created`` is False when this job registered the same file before
+    (a re-run). ``seen`` maps sha256 -> name within the batch. Raises IngestError per file.
+    """
+    ident = get_identity(dataset, identity, identities)
+    try:
+        spool = SpooledUpload(stream, raw_folder(dataset), max_bytes=max_bytes)
+    except TooLarge as exc:
+        raise IngestError("file_too_large", f"file is {exc}") from None
+    with spool:
+        if spool.size == 0:
+            raise IngestError("empty_file", "file is empty (0 bytes)")
+        width, height, fmt = sniff_image(spool.tmp_path)
+        if spool.sha256 in seen:
+            raise IngestError("duplicate", f"same content as {seen[spool.sha256]!r} in this batch")
+        existing = Face.objects.filter(dataset=dataset, sha256=spool.sha256).first()
+        if existing is not None:
+            if existing.job_id == job.id:
+                seen[spool.sha256] = name
+                return existing, False
+            raise IngestError("duplicate", f"same content as face {existing.id} ({existing.source_name!r})")
+        rel = spool.commit(f"{spool.sha256}{FORMAT_SUFFIX.get(fmt, '.img')}")
+        try:
+            with transaction.atomic():
+                face = Face.objects.create(
+                    dataset=dataset, identity=ident, job=job, source_name=name[:1024], file=rel,
+                    sha256=spool.sha256, size_bytes=spool.size, width=width, height=height,
+                )
+        except IntegrityError:
+            raise IngestError("duplicate", "same content as a face added at the same time") from None
+        seen[spool.sha256] = name
+        return face, True
+
+
+def is_zip(name: str, stream: BinaryIO) -> bool:
+    pos = stream.tell()
+    head = stream.read(4)
+    stream.seek(pos)
+    return head in (b"PK\x03\x04", b"PK\x05\x06") or name.lower().endswith(".zip")
+
+
+def safe_member_name(name: str) -> str:
+    """The entry's path if it is a plain relative path; IngestError for absolute or ``..`` paths."""
+    if "\x00" in name:
+        raise IngestError("unsafe_path", "entry name contains a NUL byte")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        raise IngestError("unsafe_path", "absolute path in archive")
+    parts = PurePosixPath(norm).parts
+    if any(part == ".." for part in parts):
+        raise IngestError("unsafe_path", "'..' in archive path")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def iter_zip(stream: BinaryIO, archive_name: str) -> Iterator[tuple[str, Callable[[], BinaryIO] | IngestError]]:
+    """(entry name, opener or IngestError) for each file entry of a zip archive.
+
+    Rejects absolute and ``..`` paths, symlinks, encrypted entries, and entries past the
+    archive's uncompressed-size and entry-count limits. Skips folders and macOS metadata.
+    """
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IngestError("bad_archive", f"not a valid zip archive: {exc}") from None
+    limit = settings.MAX_ARCHIVE_MB * 1024 * 1024
+    total = 0
+    count = 0
+    with archive:
+        for info in archive.infolist():
+            label = f"{archive_name}:{info.filename}"
+            if info.is_dir():
+                continue
+            base = PurePosixPath(info.filename.replace("\\", "/")).name
+            if info.filename.startswith("__MACOSX/") or base.startswith("._") or base in {".DS_Store", "Thumbs.db"}:
+                continue
+            count += 1
+            try:
+                safe_member_name(info.filename)
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode == stat.S_IFLNK:
+                    raise IngestError("symlink", "symbolic links in archives are not accepted")
+                if info.flag_bits & 0x1:
+                    raise IngestError("encrypted", "encrypted archive entries are not supported")
+                if count > settings.MAX_ARCHIVE_ENTRIES:
+                    raise IngestError("archive_too_large", f"more than {settings.MAX_ARCHIVE_ENTRIES} entries")
+                total += info.file_size
+                if total > limit:
+                    raise IngestError(
+                        "archive_too_large",
+                        f"archive expands past FACECURATE_MAX_ARCHIVE_MB={settings.MAX_ARCHIVE_MB}",
+                    )
+            except IngestError as exc:
+                yield label, exc
+                continue
+            yield label, (lambda info=info: archive.open(info))
+
+
+def zip_identity(label: str) -> str | None:
+    """Identity of a zip entry: its parent folder's name (``Alice/1.jpg`` -> ``Alice``)."""
+    member = label.split(":", 1)[1].replace("\\", "/")
+    parts = [p for p in PurePosixPath(member).parts if p not in ("", ".")]
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def accept_uploads(dataset: Dataset, job: Job, files: Iterable, *, identity: str | None = None) -> BatchReport:
+    """Accept uploaded files (Django UploadedFile objects), zip archives unpacked."""
+    report = BatchReport()
+    seen: dict[str, str] = {}
+    identities: dict = {}
+    per_file_limit = settings.MAX_UPLOAD_BYTES
+
+    def take(name: str, stream: BinaryIO, ident: str | None) -> None:
+        try:
+            face, _ = accept_stream(
+                dataset, job, name, stream, identity=ident, seen=seen, identities=identities,
+                max_bytes=per_file_limit,
+            )
+        except IngestError as exc:
+            report.reject(name, exc)
+        except zipfile.BadZipFile as exc:  # CRC or size mismatch while reading an entry
+            report.reject(name, IngestError("bad_archive", f"archive entry is corrupt: {exc}"))
+        else:
+            report.accepted.append(Accepted(name=name, face_id=face.id, identity=ident))
+
+    for upload in files:
+        name = os.path.basename(upload.name or "upload")
+        upload.seek(0)
+        if is_zip(name, upload):
+            try:
+                entries = iter_zip(upload, name)
+                for label, item in entries:
+                    if isinstance(item, IngestError):
+                        report.reject(label, item)
+                        continue
+                    ident = identity
+                    if dataset.is_labeled:
+                        ident = zip_identity(label) or identity
+                    with item() as member:
+                        take(label, member, ident)
+            except IngestError as exc:
+                report.reject(name, exc)
+            continue
+        take(name, upload, identity)
+    return report
+
+
+# --- server-side import ------------------------------------------------------------------------
+
+
+def import_root() -> Path:
+    return Path(settings.IMPORT_ROOT).resolve()
+
+
+def resolve_import_path(rel: str, *, want: str = "dir") -> Path:
+    """``rel`` under FACECURATE_IMPORT_ROOT, resolved; IngestError if it escapes the root or is missing."""
+    if not isinstance(rel, str) or "\x00" in rel:
+        raise IngestError("bad_path", "path must be a string")
+    root = import_root()
+    candidate = Path(rel)
+    if candidate.is_absolute():
+        raise IngestError("unsafe_path", "path must be relative to the import root")
+    if any(part == ".." for part in candidate.parts):
+        raise IngestError("unsafe_path", "'..' is not allowed in import paths")
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise IngestError("unsafe_path", "path (or a symlink in it) leads outside the import root")
+    if want == "dir" and not resolved.is_dir():
+        raise IngestError("not_found", f"no folder {rel!r} under the import root")
+    if want == "file" and not resolved.is_file():
+        raise IngestError("not_found", f"no file {rel!r} under the import root")
+    return resolved
+
+
+def scan_folder(folder: Path, *, labeled: bool) -> tuple[list[tuple[Path, str, str | None]], list[Rejected]]:
+    """Files under ``folder`` as (path, name relative to the import root, identity); symlinks that
+    leave the import root and non-image names are rejected. Labeled: identity = parent folder name."""
+    root = import_root()
+    found: list[tuple[Path, str, str | None]] = []
+    rejected: list[Rejected] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for dname in list(dirnames):
+            full = here / dname
+            if full.is_symlink():
+                target = full.resolve()
+                rel = str(full.relative_to(root))
+                if target != root and root not in target.parents:
+                    rejected.append(Rejected(rel, "unsafe_path", "symlinked folder leads outside the import root"))
+                    dirnames.remove(dname)
+        for fname in sorted(filenames):
+            full = here / fname
+            rel = str(full.relative_to(root))
+            if fname.startswith("."):
+                continue
+            if full.is_symlink():
+                target = full.resolve()
+                if target != root and root not in target.parents:
+                    rejected.append(Rejected(rel, "unsafe_path", "symlink leads outside the import root"))
+                    continue
+            if Path(fname).suffix.lower() not in IMAGE_SUFFIXES:
+                rejected.append(Rejected(rel, "not_an_image", "file name has no image extension"))
+                continue
+            identity = full.parent.name if labeled and full.parent != folder else None
+            found.append((full, rel, identity))
+    if labeled:
+        for path, rel, ident in found:
+            if ident is None:
+                rejected.append(Rejected(rel, "no_identity", "labeled import needs folder-per-identity"))
+        found = [f for f in found if f[2] is not None]
+    return found, rejected
+
+
+@dataclass
+class ManifestEntry:
+    path: str
+    identity: str | None = None
+
+
+def parse_manifest(data: bytes | str | list, *, fmt: str | None = None) -> list[ManifestEntry]:
+    """Entries from a CSV (header with ``path`` and optional ``identity``) or JSON manifest
+    (a list of ``{"path", "identity"}`` objects or of path strings, or ``{"entries": [...]}``)."""
+    if isinstance(data, list):
+        items = data
+    else:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+        stripped = text.lstrip()
+        if fmt == "json" or (fmt is None and stripped[:1] in ("[", "{")):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"manifest is not valid JSON: {exc}") from None
+            if isinstance(items, dict):
+                items = items.get("entries")
+        else:
+            reader = csv.DictReader(io.StringIO(text))
+            if not reader.fieldnames or "path" not in [f.strip() for f in reader.fieldnames]:
+                raise ValueError("CSV manifest needs a header row with a 'path' column")
+            items = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    if not isinstance(items, list):
+        raise ValueError("manifest must be a list of entries")
+    entries = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
+            raise ValueError(f"manifest entry {i} has no 'path'")
+        ident = item.get("identity") or None
+        if ident is not None and not isinstance(ident, str):
+            raise ValueError(f"manifest entry {i}: identity must be a string")
+        entries.append(ManifestEntry(path=item["path"], identity=ident))
+    if not entries:
+        raise ValueError("manifest has no entries")
+    return entries
+
+
+def check_manifest(dataset: Dataset, entries: list[ManifestEntry]) -> tuple[list[dict], list[Rejected]]:
+    """Validate manifest paths against the import root (no file is read yet)."""
+    ok, rejected = [], []
+    for e in entries:
+        try:
+            resolve_import_path(e.path, want="file")
+            if dataset.is_labeled and not e.identity:
+                raise IngestError("no_identity", "a labeled dataset needs an identity for every entry")
+        except IngestError as exc:
+            rejected.append(Rejected(e.path, exc.code, exc.message))
+        else:
+            ok.append({"path": e.path, "identity": e.identity})
+    return ok, rejected
+
+
+def register_server_files(
+    dataset: Dataset, job: Job, files: list[tuple[str, str | None]], report: BatchReport,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Copy files (paths relative to the import root) into the dataset as pending faces of ``job``."""
+    seen: dict[str, str] = {}
+    identities: dict = {}
+    for i, (rel, ident) in enumerate(files, 1):
+        try:
+            path = resolve_import_path(rel, want="file")
+            with open(path, "rb") as fh:
+                face, _ = accept_stream(dataset, job, rel, fh, identity=ident, seen=seen, identities=identities)
+        except IngestError as exc:
+            report.reject(rel, exc)
+        except OSError as exc:
+            report.reject(rel, IngestError("unreadable", f"cannot read file: {exc.strerror or exc}"))
+        else:
+            report.accepted.append(Accepted(name=rel, face_id=face.id, identity=ident))
+        if progress:
+            progress(i, len(files))
+
+
+# --- processing faces ---------------------------------------------------------------------------
+
+
+def _png(crop_bgr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(crop_bgr[:, :, ::-1])).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _thumbnail(image_bgr: np.ndarray, box: np.ndarray | None) -> bytes:
+    """A JPEG of the face region (box grown by half, squared) or of the whole image, <= 128 px."""
+    h, w = image_bgr.shape[:2]
+    if box is not None:
+        x, y, bw, bh = (float(v) for v in box)
+        side = max(bw, bh) * 1.5
+        cx, cy = x + bw / 2, y + bh / 2
+        left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        if right - left >= 2 and bottom - top >= 2:
+            image_bgr = image_bgr[top:bottom, left:right]
+    img = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
+    img.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def process_face(face: Face, detector=None) -> Face:
+    """Decode, detect, align and write crop + thumbnail; sets status and saves the face."""
+    from pipeline.faces import align_face, default_detector, detect_and_align, primary_face, to_bgr  # noqa: F401
+
+    from .storage import media_path
+
+    detector = detector or default_detector()
+    dataset = face.dataset
+    base = f"{dataset.media_dir()}"
+    face.error = ""
+    face.box = face.landmarks = face.det_score = None
+    face.crop = face.thumbnail = ""
+    try:
+        image = decode_image(media_path(face.file))
+    except IngestError as exc:
+        face.status, face.error, face.num_faces = Face.Status.ERROR, f"{exc.code}: {exc.message}", None
+    else:
+        face.height, face.width = image.shape[:2]
+        if dataset.aligned:
+            import cv2
+
+            crop = image if image.shape[:2] == (CROP_SIZE, CROP_SIZE) else cv2.resize(
+                image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA
+            )
+            dets = detector.detect(crop)
+            face.num_faces = len(dets)
+            idx = primary_face(dets, crop.shape)
+            if idx is not None:
+                d = dets[idx]
+                sx, sy = image.shape[1] / CROP_SIZE, image.shape[0] / CROP_SIZE
+                face.box = [float(d.box[0] * sx), float(d.box[1] * sy), float(d.box[2] * sx), float(d.box[3] * sy)]
+                face.landmarks = [[float(px * sx), float(py * sy)] for px, py in d.landmarks]
+                face.det_score = float(d.score)
+            face.status = Face.Status.OK
+            box_for_thumb = None
+        else:
+            found = detect_and_align(image, detector)
+            face.num_faces = found.num_faces
+            if found.crop is None:
+                face.status = Face.Status.NO_FACE
+                crop = None
+                box_for_thumb = None
+            else:
+                d = found.detection
+                face.box = [float(v) for v in d.box]
+                face.landmarks = [[float(px), float(py)] for px, py in d.landmarks]
+                face.det_score = float(d.score)
+                face.status = Face.Status.OK
+                crop = found.crop
+                box_for_thumb = d.box
+        if crop is not None:
+            face.crop = write_atomic(f"{base}/crops/{face.sha256}.png", _png(crop))
+        face.thumbnail = write_atomic(f"{base}/thumbs/{face.sha256}.jpg", _thumbnail(image, box_for_thumb))
+    face.processed_at = timezone.now()
+    face.save()
+    return face
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def summarize(job: Job) -> dict:
+    counts = {s: 0 for s in Face.Status.values}
+    for row in Face.objects.filter(job=job).values("status").order_by().annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def run_ingest_job(
+    job_id,
+    *,
+    detector=None,
+    on_face: Callable[[Face, int], None] | None = None,
+) -> Job:
+    """Do the work of an ingestion job; safe to call again after a crash (resumes, no duplicates).
+
+    ``on_face(face, k)`` is called after the k-th face of this run is processed (tests use it to
+    simulate a worker dying midway). Leaves the job succeeded, cancelled or (re-raising) failed.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.is_terminal:
+            log.info("job %s is already %s", job.id, job.state)
+            return job
+        job.transition(Job.State.RUNNING)
+    dataset = job.dataset
+    try:
+        report = BatchReport()
+        if job.kind in (Job.Kind.INGEST_IMPORT, Job.Kind.INGEST_MANIFEST):
+            if job.kind == Job.Kind.INGEST_IMPORT:
+                folder = resolve_import_path(job.params["path"], want="dir")
+                found, rejected = scan_folder(folder, labeled=dataset.is_labeled)
+                report.rejected.extend(rejected)
+                files = [(rel, ident) for _, rel, ident in found]
+            else:
+                files = [(e["path"], e.get("identity")) for e in job.params["entries"]]
+            job.set_progress(0, len(files), stage="copy")
+            last = [time.monotonic()]
+
+            def copied(i: int, n: int) -> None:
+                if time.monotonic() - last[0] > 0.5 or i == n:
+                    last[0] = time.monotonic()
+                    job.set_progress(i, n)
+                    _check_cancel(job)
+
+            register_server_files(dataset, job, files, report, progress=copied)
+            job.result = {**job.result, "rejected": [asdict(r) for r in report.rejected],
+                          "accepted": len(report.accepted)}
+            job.save(update_fields=["result", "updated_at"])
+
+        pending = Face.objects.filter(job=job, status=Face.Status.PENDING).select_related("dataset")
+        total = Face.objects.filter(job=job).count()
+        done = total - pending.count()
+        job.set_progress(done, total, stage="detect")
+        last_report = time.monotonic()
+        k = 0
+        for face in pending.iterator(chunk_size=200):
+            process_face(face, detector)
+            k += 1
+            done += 1
+            if on_face is not None:
+                on_face(face, k)
+            if time.monotonic() - last_report > 0.5 or done == total:
+                last_report = time.monotonic()
+                job.set_progress(done, total)
+                _check_cancel(job)
+        job.refresh_from_db(fields=["cancel_requested"])
+        job.result = {**job.result, "faces": summarize(job)}
+        job.stage = "done"
+        job.transition(Job.State.SUCCEEDED)
+    except JobCancelled:
+        job.result = {**job.result, "faces": summarize(job)}
+        job.transition(Job.State.CANCELLED)
+    except IngestError as exc:
+        job.transition(Job.State.FAILED, error=f"{exc.code}: {exc.message}")
+    return job
+
+
+def _check_cancel(job: Job) -> None:
+    job.refresh_from_db(fields=["cancel_requested"])
+    if job.cancel_requested:
+        raise JobCancelled()
+
+
+def mark_failed(job_id, error: str) -> None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.state == Job.State.RUNNING:
+            job.transition(Job.State.FAILED, error=error[:10000])

@@ -1,0 +1,140 @@
+"""Typed settings from environment variables; every bad value fails loudly.
+
+Each helper reads one variable and raises ``ImproperlyConfigured`` naming the variable and the
+bad value, so a typo in a deployment stops the app at start instead of misbehaving later.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}")
+
+
+def env_str(name: str, default: str | None = None, *, environ: Mapping[str, str] | None = None) -> str | None:
+    value = _raw(name, environ)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    low = value.lower()
+    if low in TRUE:
+        return True
+    if low in FALSE:
+        return False
+    raise _bad(name, value, "one of 1/0, true/false, yes/no, on/off")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    min_value: int | None = None,
+    max_value: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, "an integer") from None
+    if min_value is not None and number < min_value:
+        raise _bad(name, value, f"an integer >= {min_value}")
+    if max_value is not None and number > max_value:
+        raise _bad(name, value, f"an integer <= {max_value}")
+    return number
+
+
+def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
+    value = _raw(name, environ)
+    if value is None:
+        return list(default)
+    items = [item.strip() for item in value.split(",")]
+    if any(not item for item in items):
+        raise _bad(name, value, "a comma-separated list with no empty items")
+    return items
+
+
+def env_path(
+    name: str,
+    default: Path,
+    *,
+    must_exist: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    value = _raw(name, environ)
+    if value is None:
+        return Path(default)
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise _bad(name, value, "an absolute path")
+    if must_exist and not path.exists():
+        raise _bad(name, value, "an existing path")
+    return path
+
+
+def parse_database_url(url: str, *, name: str = "FACECURATE_DATABASE_URL") -> dict:
+    """``postgres://user:pass@host:port/db?sslmode=...`` or ``sqlite:///abs/path`` to a DATABASES entry."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        db = unquote(parts.path.lstrip("/"))
+        if not db or "/" in db:
+            raise _bad(name, url, "postgres://user[:password]@host[:port]/database")
+        try:
+            port = parts.port
+        except ValueError:
+            raise _bad(name, url, "a numeric port") from None
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": db,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(port or ""),
+            "CONN_MAX_AGE": 0,
+        }
+        options = dict(parse_qsl(parts.query))
+        if options:
+            config["OPTIONS"] = options
+        return config
+    if scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc or not path or path == "/":
+            raise _bad(name, url, "sqlite:///absolute/path/to/db.sqlite3")
+        if path == "/:memory:":
+            path = ":memory:"
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    raise _bad(name, url, "a postgres:// or sqlite:/// URL")
+
+
+def check_broker_url(url: str, *, name: str = "FACECURATE_BROKER_URL") -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "memory", "sqla+postgresql"}:
+        raise _bad(name, url, "a redis://, amqp://, filesystem:// or memory:// URL")
+    return url

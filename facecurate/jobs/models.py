@@ -1,0 +1,142 @@
+"""Background work as rows: one Job per ingestion (and, later, embedding, clustering, training).
+
+A job moves through an explicit state machine::
+
+    queued -> running -> succeeded | failed | cancelled
+    queued -> cancelled
+    running -> running      (a redelivered task after a worker died: it resumes)
+    failed | cancelled -> queued   (an explicit re-run)
+
+Progress is ``progress_current`` of ``progress_total`` within the current ``stage``.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Kind(models.TextChoices):
+        INGEST_UPLOAD = "ingest_upload"
+        INGEST_IMPORT = "ingest_import"
+        INGEST_MANIFEST = "ingest_manifest"
+
+    TRANSITIONS = {
+        State.QUEUED: {State.RUNNING, State.CANCELLED},
+        State.RUNNING: {State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED},
+        State.SUCCEEDED: set(),
+        State.FAILED: {State.QUEUED},
+        State.CANCELLED: {State.QUEUED},
+    }
+    TERMINAL = {State.SUCCEEDED, State.FAILED, State.CANCELLED}
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=40)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    stage = models.CharField(max_length=40, blank=True, default="")
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    dataset = models.ForeignKey(
+        "datasets.Dataset", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["dataset", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} [{self.state}]"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in self.TERMINAL
+
+    def can_transition(self, to: str) -> bool:
+        return to in self.TRANSITIONS[self.State(self.state)]
+
+    def transition(self, to: str, *, error: str = "", save: bool = True) -> None:
+        """Move to state ``to`` or raise InvalidTransition; sets timestamps and error."""
+        if not self.can_transition(to):
+            raise InvalidTransition(f"job {self.id}: {self.state} -> {to} is not allowed")
+        now = timezone.now()
+        if to == self.State.RUNNING:
+            if self.state != self.State.RUNNING:
+                self.started_at = now
+            self.attempts += 1
+            self.finished_at = None
+            self.error = ""
+        elif to == self.State.QUEUED:
+            self.started_at = None
+            self.finished_at = None
+            self.error = ""
+            self.cancel_requested = False
+        else:
+            self.finished_at = now
+        if error:
+            self.error = error
+        self.state = to
+        if save:
+            self.save()
+
+    def set_progress(self, current: int, total: int | None = None, *, stage: str | None = None) -> None:
+        fields = ["progress_current", "updated_at"]
+        self.progress_current = int(current)
+        if total is not None:
+            self.progress_total = int(total)
+            fields.append("progress_total")
+        if stage is not None:
+            self.stage = stage
+            fields.append("stage")
+        self.save(update_fields=fields)
+
+    def enqueue(self, task=None, *args) -> None:
+        """Send ``task(job_id, *args)`` once the surrounding transaction commits (task id stored now).
+
+        ``task`` is a Celery task or a task name; by default the task registered for ``kind``.
+        """
+        from facecurate.celery import app
+
+        task = task or KIND_TASKS[self.kind]
+        self.task_id = str(uuid.uuid4())
+        self.save(update_fields=["task_id", "updated_at"])
+        job_id, task_id = str(self.id), self.task_id
+        if isinstance(task, str):
+            name = task
+            transaction.on_commit(lambda: app.send_task(name, args=[job_id, *args], task_id=task_id))
+        else:
+            transaction.on_commit(lambda: task.apply_async(args=[job_id, *args], task_id=task_id))
+
+
+#: The Celery task that does each kind of job (used by re-runs). Later kinds add themselves here.
+KIND_TASKS: dict[str, str] = {
+    Job.Kind.INGEST_UPLOAD: "facecurate.datasets.tasks.ingest_job",
+    Job.Kind.INGEST_IMPORT: "facecurate.datasets.tasks.ingest_job",
+    Job.Kind.INGEST_MANIFEST: "facecurate.datasets.tasks.ingest_job",
+}

@@ -1,0 +1,27 @@
+from rest_framework import serializers
+
+from .models import Job
+
+
+class JobSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="job-detail")
+    dataset = serializers.PrimaryKeyRelatedField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "url", "kind", "state", "stage", "progress_current", "progress_total", "progress",
+            "error", "params", "result", "dataset", "created_by", "attempts", "cancel_requested",
+            "created_at", "started_at", "finished_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, job: Job) -> float | None:
+        """Fraction done in the current stage, 0..1; null while the total is unknown."""
+        if job.state == Job.State.SUCCEEDED:
+            return 1.0
+        if not job.progress_total:
+            return None
+        return min(1.0, job.progress_current / job.progress_total)

@@ -1,0 +1,186 @@
+"""Django settings for facecurate, read from environment variables (see facecurate/env.py).
+
+With no environment at all the app runs embedded: SQLite at <repo>/var/db.sqlite3, Celery over
+kombu's filesystem transport in <repo>/var/broker/, media in <repo>/var/media, DEBUG on.
+Set FACECURATE_DEBUG=0 (and FACECURATE_SECRET_KEY) in production.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import check_broker_url, env_bool, env_int, env_list, env_path, env_str, parse_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEBUG = env_bool("FACECURATE_DEBUG", True)
+_secret = env_str("FACECURATE_SECRET_KEY")
+if _secret is None:
+    if not DEBUG:
+        raise ImproperlyConfigured("FACECURATE_SECRET_KEY must be set when FACECURATE_DEBUG is off")
+    _secret = "facecurate-insecure-development-key-only-for-debug"
+SECRET_KEY = _secret
+ALLOWED_HOSTS = env_list("FACECURATE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("FACECURATE_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "facecurate.accounts",
+    "facecurate.jobs",
+    "facecurate.datasets",
+    "facecurate.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "facecurate.middleware.RequestSizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "facecurate.urls"
+WSGI_APPLICATION = "facecurate.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -----------------------------------------------------------------------------------
+_db_url = env_str("FACECURATE_DATABASE_URL")
+if _db_url is None:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db_url = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": parse_database_url(_db_url)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file (not shared memory) so an in-thread Celery worker sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- files --------------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = env_path("FACECURATE_STATIC_ROOT", BASE_DIR / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+WHITENOISE_USE_FINDERS = True  # serve static files without collectstatic in the embedded default
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env_path("FACECURATE_MEDIA_ROOT", VAR_DIR / "media")
+ARTIFACT_ROOT = env_path("FACECURATE_ARTIFACT_ROOT", VAR_DIR / "artifacts")
+IMPORT_ROOT = env_path("FACECURATE_IMPORT_ROOT", VAR_DIR / "import")
+SHARED_DATA = env_path("FACECURATE_SHARED_DATA", BASE_DIR.parent / "shared" / "data")
+EMBEDDER_ONNX = env_path("FACECURATE_EMBEDDER_ONNX", Path(""), must_exist=True) if env_str(
+    "FACECURATE_EMBEDDER_ONNX"
+) else None
+
+# --- upload limits ------------------------------------------------------------------------------
+MAX_UPLOAD_MB = env_int("FACECURATE_MAX_UPLOAD_MB", 512, min_value=1)
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+#: Largest image (width x height) accepted; bigger files are rejected as decompression bombs.
+MAX_IMAGE_PIXELS = env_int("FACECURATE_MAX_IMAGE_PIXELS", 40_000_000, min_value=1)
+#: Largest total uncompressed size of one zip archive, and most entries in it.
+MAX_ARCHIVE_MB = env_int("FACECURATE_MAX_ARCHIVE_MB", 4 * MAX_UPLOAD_MB, min_value=1)
+MAX_ARCHIVE_ENTRIES = env_int("FACECURATE_MAX_ARCHIVE_ENTRIES", 100_000, min_value=1)
+MAX_FILES_PER_REQUEST = env_int("FACECURATE_MAX_FILES_PER_REQUEST", 1000, min_value=1)
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # non-file body parts
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024  # bigger uploads spool to disk
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["facecurate.accounts.permissions.ReadAnnotatorWriteStaff"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_RATES": {},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "facecurate API",
+    "DESCRIPTION": "Curate face datasets and improve a face recognizer with clustered unlabeled faces.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+_broker = env_str("FACECURATE_BROKER_URL")
+BROKER_DIR = VAR_DIR / "broker"
+if _broker is None:
+    for sub in ("in", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "in"),
+        "data_folder_out": str(BROKER_DIR / "in"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.5,
+    }
+else:
+    CELERY_BROKER_URL = check_broker_url(_broker)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_RESULT_BACKEND = env_str("FACECURATE_RESULT_BACKEND")  # job state lives in the Job table
+CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "facecurate.datasets.tasks.*": {"queue": "default"},
+    "facecurate.ml.*": {"queue": "gpu"},
+    "facecurate.*.tasks_gpu.*": {"queue": "gpu"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("FACECURATE_LOG_LEVEL", "INFO")},
+}
