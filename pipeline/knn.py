@@ -162,6 +162,7 @@ def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int, offset: int) -> tuple[
     order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
     idx = np.take_along_axis(idx, order, axis=1)
     sims = np.take_along_axis(sims, order, axis=1)
+    idx = np.where(idx == rows, -1, idx)  # self kept only when fewer than k others exist
     sims = np.where(idx < 0, -np.inf, sims).astype(np.float32)
     return idx, sims
 
