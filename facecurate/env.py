@@ -125,6 +125,8 @@ def parse_database_url(url: str, *, name: str = "FACECURATE_DATABASE_URL") -> di
             raise _bad(name, url, "sqlite:///absolute/path/to/db.sqlite3")
         if path == "/:memory:":
             path = ":memory:"
+        else:  # sqlite:///abs/path and sqlite:////abs/path both mean /abs/path
+            path = "/" + path.lstrip("/")
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,

@@ -97,7 +97,8 @@ USE_TZ = True
 
 # --- files --------------------------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = env_path("FACECURATE_STATIC_ROOT", BASE_DIR / "staticfiles")
+STATIC_ROOT = env_path("FACECURATE_STATIC_ROOT", VAR_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 WHITENOISE_USE_FINDERS = True  # serve static files without collectstatic in the embedded default
 MEDIA_URL = "/media/"

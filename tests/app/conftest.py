@@ -25,6 +25,7 @@ DEFAULT_QUEUES = ["default", "gpu"]
 
 @pytest.fixture(autouse=True)
 def _isolated_files(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPORT_ROOT = tmp_path / "import"
     (tmp_path / "import").mkdir()
