@@ -103,7 +103,7 @@ class DatasetViewSet(
         try:
             ingest.resolve_import_path(path, want="dir")
         except ingest.IngestError as exc:
-            raise ValidationError({"path": exc.message, "code": exc.code}) from None
+            raise ValidationError({"path": [exc.message], "code": exc.code}) from None
         with transaction.atomic():
             job = _start_job(request, dataset, Job.Kind.INGEST_IMPORT, {"path": path})
         return _accepted(request, job, queued=0)
