@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,7 +16,6 @@ from .serializers import JobSerializer
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
     queryset = Job.objects.select_related("created_by").all()
-    filterset_fields = ()
 
     def get_queryset(self):
         qs = super().get_queryset()
@@ -29,6 +28,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if state:
             qs = qs.filter(state=state)
         return qs
+
+    @extend_schema(parameters=[
+        OpenApiParameter("dataset", int, description="only this dataset's jobs"),
+        OpenApiParameter("state", str, enum=Job.State.values),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])

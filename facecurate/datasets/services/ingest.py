@@ -623,13 +623,15 @@ def run_ingest_job(
             if time.monotonic() - last_report > 0.5 or done == total:
                 last_report = time.monotonic()
                 job.set_progress(done, total)
-                _check_cancel(job)
+            _check_cancel(job)  # one indexed read per face; detection costs far more
         job.refresh_from_db(fields=["cancel_requested"])
         job.result = {**job.result, "faces": summarize(job)}
         job.stage = "done"
         job.transition(Job.State.SUCCEEDED)
     except JobCancelled:
-        job.result = {**job.result, "faces": summarize(job)}
+        counts = summarize(job)
+        job.result = {**job.result, "faces": counts}
+        job.progress_current = sum(counts.values()) - counts[Face.Status.PENDING]
         job.transition(Job.State.CANCELLED)
     except IngestError as exc:
         job.transition(Job.State.FAILED, error=f"{exc.code}: {exc.message}")
