@@ -262,7 +262,7 @@ class MixtureConfig:
     the pair with the highest likelihood wins. ``bins``: Otsu histogram bins for the initial split.
     """
 
-    deltas: tuple[float, ...] = (0.003, 0.015, 0.05, 0.15, 0.5)
+    deltas: tuple[float, ...] = (0.001, 0.005, 0.02, 0.06, 0.2, 0.5)
     bins: int = 256
     max_iter: int = 300
     tol: float = 1e-8
