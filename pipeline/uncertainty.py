@@ -369,7 +369,11 @@ def clustering_uncertainty(
         parts = []
         for f in range(scfg.cross_fit):
             tr, te = folds != f, folds == f
-            m_f = fit_softmax(xk[tr], y[tr], scfg, num_classes=len(ids), progress=progress)
+            cb = None
+            if progress is not None:
+                def cb(cur, tot, _f=f, **info):
+                    progress(_f * tot + cur, scfg.cross_fit * tot, fold=_f + 1, **info)
+            m_f = fit_softmax(xk[tr], y[tr], scfg, num_classes=len(ids), progress=cb)
             parts.append((te, softmax_scores(m_f, xk[te], y[te]), m_f))
         scores = {k: np.empty(len(y), dtype=v.dtype) for k, v in parts[0][1].items()}
         for te, sc, _ in parts:
