@@ -57,6 +57,7 @@ class TrainConfig:
     dropout: float = 0.0  # mlp
     residual: bool | None = None  # mlp: None = residual when in and out sizes match
     width: float = 1.0  # image backbone width multiplier
+    classifier_init: str = "auto"  # 'class_means' | 'random' | 'auto' (class_means for 'mlp', random otherwise)
     scale: float = DEFAULT_SCALE
     margin: float = DEFAULT_MARGIN
     epochs: int = 20
@@ -82,6 +83,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.classifier_init not in ("auto", "class_means", "random"):
+            raise ValueError(f"classifier_init must be 'auto', 'class_means' or 'random', got {self.classifier_init!r}")
         if self.lr <= 0 or self.scale <= 0 or not 0 <= self.margin < 1:
             raise ValueError("lr and scale must be positive and margin in [0, 1)")
 
@@ -239,6 +242,22 @@ def _batch_input(data: np.ndarray, idx: np.ndarray, image: bool, flip: torch.Ten
     return x
 
 
+@torch.no_grad()
+def _init_class_means(model: RecognizerModel, data: np.ndarray, label_ids: np.ndarray, num_classes: int,
+                      image: bool, device: torch.device, batch: int = 1024) -> None:
+    """Set each class weight to the normalised mean of the untrained backbone's embeddings of that class
+    (weight imprinting): training then starts from a classifier that already fits the features."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(num_classes, model.classifier.weight.shape[1], dtype=torch.float64)
+    for i in range(0, len(label_ids), batch):
+        idx = np.arange(i, min(i + batch, len(label_ids)))
+        emb = torch.nn.functional.normalize(model.backbone(_batch_input(data, idx, image, None).to(device)).float(), dim=1)
+        sums.index_add_(0, torch.from_numpy(label_ids[idx]), emb.cpu().double())
+    model.classifier.weight.copy_(torch.nn.functional.normalize(sums, dim=1).to(model.classifier.weight))
+    model.train(was_training)
+
+
 def _train(
     config: TrainConfig,
     data: np.ndarray,
@@ -279,6 +298,9 @@ def _train(
     cfg = asdict(config)
     torch.manual_seed(config.seed)
     model: RecognizerModel = build_model(cfg, len(class_names), input_dim).to(device)
+    init = config.classifier_init
+    if init == "class_means" or (init == "auto" and not image):
+        _init_class_means(model, data, label_ids, len(class_names), image, device)
     criterion = CosFaceLoss(config.scale, config.margin)
     if config.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9,
