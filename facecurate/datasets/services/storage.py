@@ -1,4 +1,8 @@
-"""Files under MEDIA_ROOT, always written to a temp file in the target folder and renamed (atomic)."""
+"""Files under MEDIA_ROOT, always written to a temp file in the target folder and renamed (atomic).
+
+Atomic against a process dying (a reader sees the old file or the whole new one, never half);
+no fsync per file, so a power cut may lose the newest files: a re-run of the job rewrites them.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +37,6 @@ def write_atomic(rel: str, data: bytes) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -66,8 +68,6 @@ class SpooledUpload:
                         raise TooLarge(f"larger than {max_bytes} bytes")
                     digest.update(chunk)
                     fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
         except BaseException:
             _unlink(self.tmp_path)
             raise
