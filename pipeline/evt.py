@@ -29,7 +29,7 @@ scores by ``a > 0`` and adding ``b`` gives the same ``z``, the same fit, and thr
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import optimize
@@ -268,6 +268,7 @@ class MixtureConfig:
     tol: float = 1e-8
     min_weight: float = 1e-3  # a component whose weight falls below this has collapsed
     select_sample: int = 10000  # the location grid is searched on at most this many scores (seeded subsample)
+    select_iter: int = 40  # EM iterations per grid point while searching
     seed: int = 0
 
 
@@ -387,22 +388,26 @@ def fit_weibull_mixture(scores, config: MixtureConfig | None = None) -> WeibullM
             wb = fit_weibull(v)
             single_best = max(single_best, float(wb.logpdf(v).sum()))
     pairs = [(d0, d1) for d0 in cfg.deltas for d1 in cfg.deltas]
-    if len(pairs) > 1 and z.size > cfg.select_sample:
-        # Pick the locations on a subsample, then refit on every score with the chosen pair.
-        pick = np.random.default_rng(cfg.seed).choice(z.size, cfg.select_sample, replace=False)
-        sub = None
+    if len(pairs) > 1:
+        # Pick the end points with short EM runs (on a seeded subsample when there are many scores), then run EM
+        # to convergence on every score with the chosen pair (and, if that collapses, with the runners-up).
+        pick = np.arange(z.size)
+        if z.size > cfg.select_sample:
+            pick = np.random.default_rng(cfg.seed).choice(z.size, cfg.select_sample, replace=False)
+        short = replace(cfg, max_iter=cfg.select_iter)
+        ranked = []
         for d0, d1 in pairs:
-            res = _em(z[pick], d0, d1, init[pick], cfg)
-            if res is not None and (sub is None or res["ll"] > sub[0]):
-                sub = (res["ll"], d0, d1)
-        if sub is not None:
-            pairs = [sub[1:]]
+            res = _em(z[pick], d0, d1, init[pick], short)
+            if res is not None:
+                ranked.append((res["ll"], d0, d1))
+        ranked.sort(reverse=True)
+        pairs = [(d0, d1) for _, d0, d1 in ranked] or pairs
     for d0, d1 in pairs:
         res = _em(z, d0, d1, init, cfg)
         if res is None:
             continue
-        if best is None or res["ll"] > best[0]["ll"]:
-            best = (res, d0, d1)
+        best = (res, d0, d1)
+        break
     if best is None:
         raise EvtError("the two-component fit collapsed to a single component from every start")
     res, d0, d1 = best
