@@ -112,13 +112,17 @@
     }
 
     let active = false;
-    async function poll() {
+    let running = false;
+    async function refresh() {
       const page = await api("/api/jobs/?dataset=" + id + "&limit=10");
       jobsList.replaceChildren(...page.results.map(jobLine));
-      const running = page.results.some((j) => j.state === "queued" || j.state === "running");
+      running = page.results.some((j) => j.state === "queued" || j.state === "running");
       if (running || active) { await counts(); }
       if (active && !running) { await loadFaces(true); }
       active = running;
+    }
+    async function poll() {
+      try { await refresh(); } catch (e) { /* keep polling through a blip */ }
       setTimeout(poll, running ? 1000 : 4000);
     }
 
@@ -137,7 +141,7 @@
           showRejected(body);
           upload.reset();
           active = true;
-          await poll();
+          await refresh();
         } catch (e) { showRejected({rejected: [{name: "upload", reason: e.message}]}); }
       });
     }
@@ -151,7 +155,7 @@
             body: JSON.stringify({path: new FormData(imp).get("path")}),
           });
           active = true;
-          await poll();
+          await refresh();
         } catch (e) { showRejected({rejected: [{name: "import", reason: e.message}]}); }
       });
     }

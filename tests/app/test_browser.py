@@ -1,0 +1,72 @@
+"""The browser UI end to end: sign in, create a dataset, upload, watch the job, see the thumbnails."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.app.conftest import blank_image_bytes, make_user, real_face_paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_login_upload_and_watch_progress(worker, live_server, page, tmp_path):
+    make_user("stella", "staff")
+    faces = real_face_paths(2)
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(blank_image_bytes(300))
+
+    page.goto(live_server.url + "/")
+    assert page.url.startswith(live_server.url + "/login/")
+    page.fill("input[name=username]", "stella")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Wrong user name or password")
+    page.fill("input[name=username]", "stella")
+    page.fill("input[name=password]", "correct-horse-1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=who]")
+    assert "stella (staff)" in page.inner_text("[data-testid=who]")
+    page.wait_for_selector("#datasets >> text=No datasets yet.")
+
+    page.fill("#new-dataset input[name=name]", "browser set")
+    page.click("#new-dataset button[type=submit]")
+    page.wait_for_url("**/datasets/*/")
+    page.set_input_files("#upload input[name=files]", [str(p) for p in faces] + [str(noise)])
+    page.click("#upload button[type=submit]")
+
+    page.wait_for_selector("[data-testid=jobs] li[data-state=succeeded]", timeout=90_000)
+    page.wait_for_selector("[data-testid=grid] figure[data-status=ok] >> nth=1")
+    assert page.locator("[data-testid=grid] figure[data-status=ok]").count() == 2
+    assert page.locator("[data-testid=grid] figure[data-status=no_face]").count() == 1
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=grid] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert "3 images: 2 faces, 1 without a face" in page.inner_text("[data-testid=counts]")
+
+    # The API docs page works offline (assets from the sidecar package, not a CDN).
+    page.goto(live_server.url + "/api/docs/")
+    page.wait_for_selector("text=facecurate API")
