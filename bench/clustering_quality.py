@@ -44,10 +44,10 @@ GRIDS = {
     "infomap": [{"threshold": t} for t in np.round(np.arange(0.20, 0.61, 0.05), 2)],
     "dbscan": [{"eps": e} for e in np.round(np.arange(0.70, 1.16, 0.05), 2)],
     "hac": [{"distance": d} for d in np.round(np.arange(0.30, 0.86, 0.05), 2)],
-    "kmeans": [{"faces_per_cluster": f} for f in (1.5, 2.0, 2.5, 3.0)],
+    "kmeans": [{"faces_per_cluster": f} for f in (1.5, 2.0, 3.0)],
 }
 PAPER = {"hac": {"distance": 0.85}, "dbscan": {"eps": 0.8}}
-GCN_THRESHOLDS = [(0.4, 0.5, 0.6), (0.5, 0.6, 0.7), (0.55, 0.65, 0.75)]
+GCN_THRESHOLDS = [(0.35, 0.45, 0.55), (0.45, 0.55, 0.65), (0.55, 0.65, 0.75)]
 GCN_SCORES = [{"score": s, "min_score": m} for s in ("iou", "iou*iop") for m in (0.0, 0.2, 0.4)]
 
 
@@ -191,7 +191,7 @@ def write_md(res: dict, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--save-model", default=str(ROOT / ".cache" / "gcnd_lfw_train.pt"))
     ap.add_argument("--out", default=str(RESULTS / "clustering_quality"))
     args = ap.parse_args()

@@ -155,7 +155,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.55, 0.65, 0.75],
                    help="proposal similarity thresholds")

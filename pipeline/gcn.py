@@ -1,7 +1,9 @@
 """GCN-D (Yang et al., "Learning to Cluster Faces on an Affinity Graph", CVPR 2019).
 
 A graph convolutional network reads one cluster proposal (its faces' features minus the proposal's
-mean feature, and the kNN edges among its faces) and regresses the proposal's IoU and IoP with the
+mean feature, and the kNN edges among its faces; as extra node inputs each face's cosine to that
+mean, the share of its kNN neighbours inside the proposal and its best similarity outside it, which
+tell an incomplete proposal from a whole identity; the head also sees log(proposal size)) and regresses the proposal's IoU and IoP with the
 true identity it mostly contains. Trained on labeled faces, whose proposals' true IoU/IoP come from
 the labels; used on unlabeled faces to rank proposals, after which :func:`deoverlap` gives every
 face exactly one cluster label.
@@ -31,6 +33,9 @@ from .proposals import ProposalConfig, Proposals, generate_proposals
 log = logging.getLogger(__name__)
 Progress = Callable[..., None]
 CHECKPOINT_FORMAT = "facecurate-gcnd-v1"
+# node input: (feature - proposal mean) * sqrt(d), plus 3 scalars: the node's cosine to the proposal
+# mean, the fraction of its kNN neighbours inside the proposal, its best similarity outside it
+NODE_EXTRA = 3
 
 
 @dataclass
@@ -43,8 +48,8 @@ class GcnConfig:
     index: str = "auto"
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     epochs: int = 40
-    batch_proposals: int = 64
-    lr: float = 1e-3
+    batch_proposals: int = 16
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
@@ -66,33 +71,38 @@ class GcnConfig:
 
 
 class GCND(nn.Module):
-    """Stacked GCN layers, max+mean pooling per proposal, a 2-output head (IoU, IoP) in [0, 1]."""
+    """Stacked GCN layers, max+mean pooling per proposal, a 2-output head: logits of (IoU, IoP).
+
+    Trained with binary cross-entropy on the soft targets (a sigmoid + MSE saturates and stalls)."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int]):
         super().__init__()
         from torch_geometric.nn import GCNConv
 
-        dims = [in_dim, *hidden]
+        dims = [in_dim + NODE_EXTRA, *hidden]
         self.convs = nn.ModuleList(
             GCNConv(a, b, normalize=False, add_self_loops=False) for a, b in zip(dims[:-1], dims[1:])
         )
+        self.acts = nn.ModuleList(nn.PReLU(b) for b in dims[1:])
         h = dims[-1]
-        self.head = nn.Sequential(nn.Linear(2 * h, h), nn.PReLU(h), nn.Linear(h, 2))
+        self.head = nn.Sequential(nn.Linear(2 * h + 1, h), nn.PReLU(h), nn.Linear(h, 2))
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
         from torch_geometric.nn import global_max_pool, global_mean_pool
 
-        for conv in self.convs:
-            x = torch.relu(conv(x, adj))
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x, adj))
+        size = torch.bincount(batch, minlength=num_graphs).to(x.dtype).clamp(min=1)
         pooled = torch.cat(
-            [global_max_pool(x, batch, size=num_graphs), global_mean_pool(x, batch, size=num_graphs)], dim=1
+            [global_max_pool(x, batch, size=num_graphs), global_mean_pool(x, batch, size=num_graphs),
+             torch.log(size)[:, None]], dim=1
         )
-        return torch.sigmoid(self.head(pooled))
+        return self.head(pooled)  # logits of (IoU, IoP); sigmoid gives the estimates
 
 
 @dataclass
 class ProposalBatch:
-    x: torch.Tensor  # (M, d) features minus proposal centre
+    x: torch.Tensor  # (M, d + 3) features minus proposal centre (scaled), 3 scalars (NODE_EXTRA)
     adj: torch.Tensor  # (M, M) sparse CSR, row-normalised, with self-loops
     batch: torch.Tensor  # (M,) proposal index within the batch
     num_graphs: int
@@ -133,7 +143,13 @@ def make_batch(
     cent = np.zeros((ids.size, feats.shape[1]), np.float32)
     first = np.cumsum(sizes) - sizes
     cent[:] = np.add.reduceat(feats, first, axis=0) / sizes[:, None]
-    x = torch.from_numpy((feats - cent[local]).astype(np.float32))
+    scale = np.float32(np.sqrt(feats.shape[1]))
+    cent_unit = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    cos = np.einsum("ij,ij->i", feats, cent_unit[local])[:, None]
+    has = nbr >= 0
+    inside = valid.sum(1, keepdims=True) / np.maximum(has.sum(1, keepdims=True), 1)
+    outside = np.where(has & ~valid, graph.sims[members], 0.0).max(1, keepdims=True).clip(0.0, 1.0)
+    x = torch.from_numpy(np.hstack([(feats - cent[local]) * scale, cos, inside, outside]).astype(np.float32))
     return ProposalBatch(x, adj, torch.from_numpy(local), int(ids.size))
 
 
@@ -239,7 +255,7 @@ def train_gcn(
             ids = np.sort(perm[start : start + cfg.batch_proposals])
             b = make_batch(emb, graph, props, ids)
             pred = net(b.x, b.adj, b.batch, b.num_graphs)
-            loss = nn.functional.mse_loss(pred, target[ids])
+            loss = nn.functional.binary_cross_entropy_with_logits(pred, target[ids])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -273,7 +289,7 @@ def predict(
     chunks = _id_batches(proposals.sizes, max_nodes)
     for i, ids in enumerate(chunks):
         b = make_batch(emb, graph, proposals, ids)
-        out[ids] = model.net(b.x, b.adj, b.batch, b.num_graphs).numpy()
+        out[ids] = torch.sigmoid(model.net(b.x, b.adj, b.batch, b.num_graphs)).numpy()
         if progress:
             progress(i + 1, len(chunks), stage="gcn")
     return out[:, 0], out[:, 1]
