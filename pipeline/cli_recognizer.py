@@ -269,7 +269,7 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", default="mlp", choices=["mlp", "mobilefacenet"])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 for mlp, 1e-3 for images)")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup-epochs", type=float, default=1.0)

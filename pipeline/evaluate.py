@@ -137,8 +137,8 @@ def roc_from_scores(genuine: np.ndarray, impostor: np.ndarray, points: int = 400
     fars = np.unique(np.concatenate([np.logspace(math.log10(1.0 / len(impostor)), 0, points), [1.0]]))
     k = np.clip(np.floor(fars * len(impostor)).astype(int), 0, len(impostor))
     thr = np.where(k > 0, impostor[len(impostor) - np.maximum(k, 1)], np.inf)
-    far = (len(impostor) - np.searchsorted(impostor, thr, side="right")) / len(impostor)
-    tar = (len(genuine) - np.searchsorted(genuine, thr, side="right")) / len(genuine)
+    far = (len(impostor) - np.searchsorted(impostor, thr, side="left")) / len(impostor)  # score >= thr
+    tar = (len(genuine) - np.searchsorted(genuine, thr, side="left")) / len(genuine)
     return far, tar
 
 

@@ -63,7 +63,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     optimizer: str = "adamw"  # 'adamw' | 'sgd' (momentum 0.9)
-    lr: float = 1e-3
+    lr: float | None = None  # None: 1e-4 for 'mlp' (chosen on held-out LFW identities, bench/recognizer.py), 1e-3 otherwise
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0
     seed: int = 0
@@ -78,6 +78,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.lr is None:
+            self.lr = 1e-4 if self.backbone in FEATURE_BACKBONES else 1e-3
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "log_every"):

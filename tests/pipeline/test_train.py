@@ -20,7 +20,7 @@ def _small(n_ids: int = 10) -> FeatureSet:
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(epochs=2, batch_size=16, num_threads=1, log_every=1)
+    base = dict(epochs=2, batch_size=16, num_threads=1, log_every=1, lr=1e-3)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -167,3 +167,4 @@ def test_config_validation():
     with pytest.raises(ValueError):
         TrainConfig(epochs=0)
     assert TrainConfig.from_dict({"backbone": "mlp", "unknown_key": 1}).backbone == "mlp"
+    assert TrainConfig().lr == 1e-4 and TrainConfig(backbone="mobilefacenet").lr == 1e-3
