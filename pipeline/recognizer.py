@@ -324,3 +324,19 @@ class FeatureHeadEmbedder:
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return self.recognizer.embed_features(self.base.embed(crops))
+
+
+def make_embedder(*, checkpoint: str | Path | None = None, onnx_model: str | Path | None = None,
+                  device: str = "cpu") -> Embedder:
+    """The embedder the settings describe: ``onnx_model`` (default ``$FACECURATE_EMBEDDER_ONNX``, else the
+    bundled SFace) as the frozen embedder; with an MLP-head ``checkpoint`` that embedder then the head; with
+    an image-backbone ``checkpoint`` the trained network itself."""
+    import os
+
+    from .embedders import OnnxEmbedder
+
+    rec = load_recognizer(checkpoint, device) if checkpoint else None
+    if rec is not None and rec.backbone in IMAGE_BACKBONES:
+        return TorchEmbedder(rec)
+    base = OnnxEmbedder(onnx_model or os.environ.get("FACECURATE_EMBEDDER_ONNX") or None)
+    return base if rec is None else FeatureHeadEmbedder(base, rec)

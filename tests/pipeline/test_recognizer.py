@@ -148,3 +148,15 @@ def test_load_recognizer_rejects_other_files(tmp_path):
         load_recognizer(bad)
     with pytest.raises(FileNotFoundError):
         load_recognizer(tmp_path / "missing.pt")
+
+
+def test_make_embedder_follows_the_settings(att_head, monkeypatch, tmp_path):
+    from pipeline.recognizer import make_embedder
+
+    feats, rec = att_head
+    monkeypatch.delenv("FACECURATE_EMBEDDER_ONNX", raising=False)
+    assert make_embedder().name == "sface"
+    assert isinstance(make_embedder(checkpoint=rec.path), FeatureHeadEmbedder)
+    monkeypatch.setenv("FACECURATE_EMBEDDER_ONNX", str(tmp_path / "nope.onnx"))
+    with pytest.raises(FileNotFoundError):
+        make_embedder()
