@@ -191,14 +191,15 @@ def cluster_dbscan(
 
 def cluster_kmeans(
     emb, *, n_clusters: int | None = None, faces_per_cluster: float = 2.0, batch_size: int = 4096, seed: int = 0,
-    progress=None,
+    max_iter: int = 30, progress=None,
 ):
     from sklearn.cluster import MiniBatchKMeans
 
     n = emb.shape[0]
     kc = int(n_clusters) if n_clusters else max(1, int(round(n / faces_per_cluster)))
     kc = min(kc, n)
-    km = MiniBatchKMeans(n_clusters=kc, batch_size=batch_size, random_state=seed, n_init=1)
+    km = MiniBatchKMeans(n_clusters=kc, batch_size=batch_size, random_state=seed, n_init=1, init="random",
+                         max_iter=max_iter)
     return km.fit_predict(emb)
 
 

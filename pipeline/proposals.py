@@ -4,7 +4,7 @@ Level 1: keep the kNN edges with similarity >= t, take connected components; a c
 than ``max_size`` faces is split again at ``t + step`` (and so on), so the proposals of one threshold
 are a partition of the faces into small, dense groups. Several thresholds give overlapping proposals.
 
-Level 2 (``levels=2``): each level-1 group of one threshold becomes a super-vertex (its mean
+Level 2 (``levels=2``): each level-1 group (2+ faces) of one threshold becomes a super-vertex (its mean
 feature); the same procedure on the super-vertices' kNN graph merges groups into larger
 proposals, again capped at ``max_size`` faces.
 
@@ -175,6 +175,7 @@ def generate_proposals(
         done += 1
         if progress:
             progress(done, total, stage="proposals")
+        parts = [g for g in parts if g.size >= 2]  # level 2 joins groups; singletons stay out
         if cfg.levels == 2 and len(parts) > 1:
             emb = np.asarray(embeddings, dtype=np.float32)
             sizes = np.array([g.size for g in parts], np.int64)
