@@ -15,11 +15,17 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 
 @pytest.fixture
-def page(monkeypatch):
+def staff_login(worker):
+    """Made before the browser starts: Playwright's sync API runs an event loop in this thread, and
+    ORM calls under it would open a second, never-closed database connection (so none are made)."""
+    make_user("stella", "staff")
+    return "stella", "correct-horse-1"
+
+
+@pytest.fixture
+def page(staff_login):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -33,8 +39,7 @@ def page(monkeypatch):
             browser.close()
 
 
-def test_login_upload_and_watch_progress(worker, live_server, page, tmp_path):
-    make_user("stella", "staff")
+def test_login_upload_and_watch_progress(worker, live_server, staff_login, page, tmp_path):
     faces = real_face_paths(2)
     noise = tmp_path / "noise.png"
     noise.write_bytes(blank_image_bytes(300))
