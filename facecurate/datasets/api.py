@@ -32,8 +32,21 @@ from .services import ingest
 
 def _start_job(request, dataset: Dataset, kind: str, params: dict) -> Job:
     job = Job.objects.create(kind=kind, dataset=dataset, params=params, created_by=request.user)
+    _record_provenance(dataset, job, params.get("path") or f"manifest of {len(params.get('entries', []))} files")
     job.enqueue(tasks.ingest_job)
     return job
+
+
+def _record_provenance(dataset: Dataset, job: Job, source: str) -> None:
+    """Append this ingestion to the dataset's provenance (kept short: the last 100 ingestions)."""
+    dataset.refresh_from_db(fields=["provenance"])
+    prov = dict(dataset.provenance or {})
+    history = list(prov.get("ingestions", []))[-99:]
+    history.append({"job": str(job.id), "kind": job.kind, "source": source, "by": job.created_by.username
+                    if job.created_by else None, "at": job.created_at.isoformat()})
+    prov["ingestions"] = history
+    dataset.provenance = prov
+    dataset.save(update_fields=["provenance", "updated_at"])
 
 
 def _accepted(request, job: Job, *, queued: int, report: ingest.BatchReport | None = None,
@@ -88,6 +101,7 @@ class DatasetViewSet(
                           "rejected": [asdict(r) for r in report.rejected]}
             job.progress_total = len(report.accepted)
             job.save()
+            _record_provenance(dataset, job, f"upload of {len(files)} files")
             job.enqueue(tasks.ingest_job)
         return _accepted(request, job, queued=len(report.accepted), report=report)
 

@@ -111,3 +111,17 @@ def test_createuser_and_ensureadmin_commands(capsys, monkeypatch):
 def test_healthz(client):
     resp = client.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+def test_media_needs_a_role_and_stays_inside_media_root(annotator_client, settings):
+    settings.MEDIA_ROOT.mkdir(parents=True, exist_ok=True)
+    (settings.MEDIA_ROOT / "ok.txt").write_text("fine")
+    (settings.MEDIA_ROOT.parent / "secret.txt").write_text("secret")
+    assert annotator_client.get("/media/ok.txt").status_code == 200
+    for url in ("/media/../secret.txt", "/media/%2E%2E/secret.txt", "/media/..%2Fsecret.txt"):
+        resp = annotator_client.get(url)
+        assert resp.status_code == 404, url
+    user, _ = make_user("norole2", None)
+    client = APIClient()
+    client.force_login(user)
+    assert client.get("/media/ok.txt").status_code == 403

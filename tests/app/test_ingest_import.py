@@ -38,6 +38,8 @@ def test_import_labeled_folder_per_identity(worker, staff_client, make_dataset):
     assert job.result["faces"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0}
     idents = sorted(Face.objects.filter(dataset_id=ds["id"]).values_list("identity__name", flat=True))
     assert idents == ["Aaron_Eckhart", "Abba_Eban", "Abba_Eban", "Abdullah_Gul"]
+    prov = staff_client.get(f"/api/datasets/{ds['id']}/").json()["provenance"]
+    assert [(i["kind"], i["source"], i["by"]) for i in prov["ingestions"]] == [("ingest_import", "people", "stella")]
     # Re-importing the same folder into the same dataset adds nothing: all duplicates.
     again = wait_for_job(_import(staff_client, ds["id"], "people").json()["job"])
     assert again.state == "succeeded" and again.result["accepted"] == 0
