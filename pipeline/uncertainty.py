@@ -6,17 +6,27 @@
    batch size is capped so that a batch's logits stay under ``max_batch_logits`` elements. Weights start at the
    L2-normalised cluster means times ``init_scale`` (a cosine nearest-class-mean classifier, already a good
    solution) and are refined for ``epochs`` passes; ``epochs=0`` keeps the prototype classifier.
+   **Cross-fitting** (``cross_fit=5``, the default): the faces are split into 5 random folds and each face is
+   scored by a classifier fitted on the other 4. Scored in-sample (``cross_fit=0``, the literal reading of the
+   paper) a linear classifier with one class per cluster memorises its training faces -- on LFW (13k faces, 6k
+   clusters) it reaches 100 % training accuracy and its margins find wrong faces no better than chance
+   (bench/results/uncertainty.md). A face whose cluster has no member in the other folds (a singleton) is scored
+   against an unseen class; see ``SoftmaxConfig.unseen_quantile``.
 2. **Per-face scores** (:func:`softmax_scores`, chunked over faces so the (N, K) matrix never exists at once):
    ``entropy`` of the softmax distribution (nats), ``max_logit`` (largest logit), ``margin`` = top-1 minus top-2
    *softmax probability* (in [0, 1]; the paper's class margin), and ``assigned_margin`` = probability of the
-   face's own cluster minus the largest other probability (in [-1, 1]; negative when the classifier disagrees
-   with the clustering).
-3. **p-** (:func:`fit_p_minus`): Otsu's threshold splits the margin distribution into a low mode (faces the
-   classifier cannot place confidently -- likely wrongly clustered) and a high mode. A two-parameter Weibull
-   ``W_wrong`` (location 0: margins are bounded below by 0) is fitted by maximum likelihood to the margins below
-   the threshold, and
+   face's own cluster minus the largest other probability (in [-1, 1]; negative when the classifier puts the face
+   in another cluster).
+3. **p-** (:func:`fit_p_minus`) is computed from a margin ``u`` in [0, 1]: by default
+   ``u = (1 + assigned_margin) / 2`` (``PMinusConfig.margin_kind='assigned'``: 0 = confidently another cluster,
+   0.5 = undecided, 1 = confidently its own), or the paper's top-2 ``margin`` (``margin_kind='top2'``). The
+   assigned margin is the default because with cross-fitting the top-2 margin cannot see that the classifier
+   prefers *another* cluster -- the main symptom of a split -- and it ranks wrong faces better on real data
+   (bench/results/uncertainty.md). Otsu's threshold splits the distribution of ``u`` into a low mode (likely
+   wrongly clustered) and a high mode; a two-parameter Weibull ``W_wrong`` (location 0: ``u`` is bounded below
+   by 0) is fitted by maximum likelihood to the values below the threshold, and
 
-       p-(m) = W_wrong.sf(m) = P(M_wrong > m) = exp(-(m / scale) ** shape)     (m < 0 counts as 0)
+       p-(u) = W_wrong.sf(u) = P(U_wrong > u) = exp(-(u / scale) ** shape)
 
    i.e. the Weibull *survival function* of the low (wrong) mode at the face's margin: the fraction of the
    wrongly-clustered population whose margin is at least as large as this face's. It is 1 at margin 0, falls
@@ -24,12 +34,13 @@
    reading (as in meta-recognition / W-SVM) of "this margin could still have come from the wrong mode". The CDF
    would run the wrong way (near 0 for the least confident faces), which is why it is the survival function.
    Because p- is monotone in the margin, ranking faces by p- is ranking them by margin; the Weibull makes it a
-   probability that the re-training loss weight ``(1 - p-)`` can use.
+   probability that the re-training loss weight ``(1 - p-) ** gamma`` can use.
 
-Degenerate input (fewer than ``min_faces`` faces with a cluster, fewer than two clusters, or fewer than
-``min_wrong_faces`` margins in the low mode, or constant margins) is reported in ``UncertaintyResult.degenerate``
-and p- is NaN there -- never a silent guess. Faces with a negative cluster label (unclustered / noise) are left
-out of training and get NaN scores.
+Degenerate input (fewer than ``min_faces`` faces with a cluster, fewer than two clusters, fewer than
+``min_wrong_faces`` margins in the low mode -- e.g. clean, well separated clusters --, or constant margins) is
+reported in ``UncertaintyResult.degenerate`` and p- is NaN there (entropy / max-logit / margins are still given)
+-- never a silent guess. Faces with a negative cluster label (unclustered / noise) are left out of training and get
+NaN scores.
 """
 from __future__ import annotations
 
@@ -75,6 +86,7 @@ class SoftmaxConfig:
     seed: int = 0
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda' | 'cuda:1'
     max_batch_logits: int = 2**25  # cap on B * K per training / scoring batch
+    unseen_quantile: float | None = None  # cross-fit: own logit for unseen clusters (None: left as trained)
     cross_fit: int = 5  # >= 2: score each face with a classifier fitted on the other folds (no memorising)
     num_threads: int = 0  # CPU threads for torch (0: leave as is)
 
@@ -83,6 +95,8 @@ class SoftmaxConfig:
             raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and init_scale > 0 are required")
         if self.init not in ("prototype", "zeros"):
             raise ValueError("init must be 'prototype' or 'zeros'")
+        if self.unseen_quantile is not None and not 0 <= self.unseen_quantile <= 1:
+            raise ValueError("unseen_quantile must be None or lie in [0, 1]")
 
 
 @dataclass
@@ -185,12 +199,19 @@ def fit_softmax(
 
 
 @torch.no_grad()
-def softmax_scores(model: SoftmaxModel, features, labels=None) -> dict[str, np.ndarray]:
-    """Per-face ``entropy``, ``max_logit``, ``margin``, ``predicted`` and (with labels) ``assigned_margin``."""
+def softmax_scores(model: SoftmaxModel, features, labels=None, *, own_logit=None) -> dict[str, np.ndarray]:
+    """Per-face ``entropy``, ``max_logit``, ``margin``, ``predicted``; with labels also ``assigned_margin`` and
+    ``own_logit`` (the logit of the face's own cluster).
+
+    ``own_logit`` (N,) float, optional: where finite, replaces the logit of the face's own cluster before the
+    softmax (used by cross-fitting for clusters the fold's classifier never saw).
+    """
     x_np = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
     if x_np.ndim != 2 or x_np.shape[1] != model.weight.shape[1]:
         raise ValueError(f"features must be (N, {model.weight.shape[1]}), got {x_np.shape}")
     n, k = x_np.shape[0], model.num_classes
+    if own_logit is not None and labels is None:
+        raise ValueError("own_logit needs labels")
     dev = model.weight.device
     bs = _batch(model.config, k, 8192)
     ent = np.empty(n, np.float32)
@@ -198,26 +219,36 @@ def softmax_scores(model: SoftmaxModel, features, labels=None) -> dict[str, np.n
     marg = np.empty(n, np.float32)
     pred = np.empty(n, np.int64)
     amarg = np.empty(n, np.float32) if labels is not None else None
+    own = np.empty(n, np.float32) if labels is not None else None
     y_all = None if labels is None else np.asarray(labels, dtype=np.int64)
+    ov_all = None if own_logit is None else np.asarray(own_logit, dtype=np.float32)
     for i in range(0, n, bs):
         xb = torch.from_numpy(x_np[i : i + bs]).to(dev)
         logits = F.linear(xb, model.weight, model.bias)
-        logp = F.log_softmax(logits, dim=1)
-        p = logp.exp()
-        ent[i : i + bs] = (-(p * logp).sum(1)).cpu().numpy()
+        if y_all is not None:
+            yb = torch.from_numpy(y_all[i : i + bs]).to(dev)
+            if ov_all is not None:
+                ov = torch.from_numpy(ov_all[i : i + bs]).to(dev)
+                cur = logits.gather(1, yb[:, None])[:, 0]
+                logits.scatter_(1, yb[:, None], torch.where(torch.isfinite(ov), ov, cur)[:, None])
+        lse = torch.logsumexp(logits, dim=1)
+        p = torch.exp(logits - lse[:, None])
+        ent[i : i + bs] = (lse - (p * logits).sum(1)).cpu().numpy()
         top_l, top_i = logits.topk(2, dim=1)
         mlog[i : i + bs] = top_l[:, 0].cpu().numpy()
         pred[i : i + bs] = top_i[:, 0].cpu().numpy()
-        top_p = p.gather(1, top_i)
+        top_p = torch.exp(top_l - lse[:, None])
         marg[i : i + bs] = (top_p[:, 0] - top_p[:, 1]).cpu().numpy()
         if y_all is not None:
-            yb = torch.from_numpy(y_all[i : i + bs]).to(dev)
-            p_own = p.gather(1, yb[:, None])[:, 0]
-            other = p.scatter(1, yb[:, None], -1.0).max(1).values
+            own_l = logits.gather(1, yb[:, None])[:, 0]
+            p_own = torch.exp(own_l - lse)
+            other = torch.where(top_i[:, 0] == yb, top_p[:, 1], top_p[:, 0])
             amarg[i : i + bs] = (p_own - other).cpu().numpy()
-    out = {"entropy": ent, "max_logit": mlog, "margin": np.clip(marg, 0.0, 1.0), "predicted": pred}
+            own[i : i + bs] = own_l.cpu().numpy()
+    out = {"entropy": np.maximum(ent, 0.0), "max_logit": mlog, "margin": np.clip(marg, 0.0, 1.0), "predicted": pred}
     if amarg is not None:
         out["assigned_margin"] = amarg
+        out["own_logit"] = own
     return out
 
 
@@ -374,7 +405,24 @@ def clustering_uncertainty(
                 def cb(cur, tot, _f=f, **info):
                     progress(_f * tot + cur, scfg.cross_fit * tot, fold=_f + 1, **info)
             m_f = fit_softmax(xk[tr], y[tr], scfg, num_classes=len(ids), progress=cb)
-            parts.append((te, softmax_scores(m_f, xk[te], y[te]), m_f))
+            # A face whose cluster has no member in the training folds (e.g. a singleton) cannot be scored against
+            # its own cluster. By default its own-cluster logit stays what the fold's classifier gives an unseen
+            # cluster (about 0), so such faces are suspect, ranked by how close they are to another cluster. With
+            # ``unseen_quantile`` q it is set to the q-quantile of the own-cluster logits of the faces that can be
+            # scored ("as close to its cluster as a typical face"): they then look wrong only when another cluster
+            # is closer than that.
+            seen = np.zeros(len(ids), bool)
+            seen[y[tr]] = True
+            te_idx = np.flatnonzero(te)
+            unseen = ~seen[y[te_idx]]
+            sc = softmax_scores(m_f, xk[te_idx], y[te_idx])
+            if scfg.unseen_quantile is not None and unseen.any() and (~unseen).any():
+                tau = float(np.quantile(sc["own_logit"][~unseen], scfg.unseen_quantile))
+                ov = np.full(unseen.sum(), tau, dtype=np.float32)
+                sc_u = softmax_scores(m_f, xk[te_idx[unseen]], y[te_idx[unseen]], own_logit=ov)
+                for key in sc:
+                    sc[key][unseen] = sc_u[key]
+            parts.append((te, sc, m_f))
         scores = {k: np.empty(len(y), dtype=v.dtype) for k, v in parts[0][1].items()}
         for te, sc, _ in parts:
             for k, v in sc.items():

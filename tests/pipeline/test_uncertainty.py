@@ -187,3 +187,32 @@ def test_real_faces_att_p_minus_finds_split_and_outlier_faces():
 
     ap = average_precision_score(wrong, r.p_minus)
     assert ap > 0.5 > 4 * wrong.mean(), ap  # base rate 0.1
+
+
+def test_own_logit_override_replaces_the_own_cluster_logit():
+    x, y = blobs(n_per=10, k=5, noise=0.8)
+    model = fit_softmax(x, y, replace(FAST, epochs=0))
+    base = softmax_scores(model, x, y)
+    same = softmax_scores(model, x, y, own_logit=np.full(len(y), np.nan, np.float32))
+    np.testing.assert_allclose(same["assigned_margin"], base["assigned_margin"], atol=1e-6)
+    high = softmax_scores(model, x, y, own_logit=np.full(len(y), 100.0, np.float32))
+    assert np.all(high["assigned_margin"] > 0.99) and np.all(high["own_logit"] == 100.0)
+    with pytest.raises(ValueError, match="needs labels"):
+        softmax_scores(model, x, own_logit=np.zeros(len(y)))
+
+
+def test_unseen_quantile_spares_lonely_singletons():
+    """Singletons far from every cluster: left as trained they look suspect (own class unseen in the other folds);
+    with unseen_quantile they get a typical own-cluster logit and look right."""
+    x, y = blobs(n_per=30, k=6, noise=0.6, seed=3)
+    rng = np.random.default_rng(4)
+    lonely = l2_normalize(rng.normal(size=(12, x.shape[1])))
+    x2 = np.concatenate([x, lonely])
+    y2 = np.concatenate([y, 6 + np.arange(12)])
+    cfg = SoftmaxConfig(epochs=0, cross_fit=5, device="cpu")
+    plain = clustering_uncertainty(x2, y2, cfg)
+    spared = clustering_uncertainty(x2, y2, replace(cfg, unseen_quantile=0.5))
+    assert np.all(plain.assigned_margin[-12:] < 0)
+    assert np.median(spared.assigned_margin[-12:]) > 0.5
+    with pytest.raises(ValueError, match="unseen_quantile"):
+        SoftmaxConfig(unseen_quantile=2.0)
