@@ -167,6 +167,8 @@ else:
 CELERY_RESULT_BACKEND = env_str("FACECURATE_RESULT_BACKEND")  # job state lives in the Job table
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues: "default" (ingestion, detection: CPU) and "gpu" (embedding, training, clustering). A heavy
+# ML task goes to "gpu" by its name: "facecurate.ml.<...>" or any task defined in a tasks_gpu module.
 CELERY_TASK_ROUTES = {
     "facecurate.datasets.tasks.*": {"queue": "default"},
     "facecurate.ml.*": {"queue": "gpu"},

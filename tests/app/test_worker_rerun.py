@@ -161,3 +161,24 @@ def test_cancel_running_job_stops_between_files(staff_client, make_dataset):
     assert job.state == "cancelled"
     assert job.result["faces"]["pending"] == 3
     assert staff_client.post(f"/api/jobs/{job_id}/rerun/").status_code == 202
+
+
+def test_requeuejobs_resends_lost_messages(worker, staff_client, make_dataset, capsys):
+    from django.core.management import call_command
+
+    ds = make_dataset("lost")
+    job = Job.objects.create(kind=Job.Kind.INGEST_UPLOAD, dataset=ds_obj(ds))
+    # Its face was stored, but no task was ever sent (the web process died before sending).
+    from facecurate.datasets.services.ingest import accept_uploads
+
+    accept_uploads(job.dataset, job, [named_file("a.png", blank_image_bytes(400))])
+    Job.objects.filter(pk=job.pk).update(updated_at=job.updated_at.replace(year=2000))
+    call_command("requeuejobs", "--older-than", "60")
+    assert "re-sending ingest_upload" in capsys.readouterr().out
+    assert wait_for_job(job.id).state == "succeeded"
+
+
+def ds_obj(ds):
+    from facecurate.datasets.models import Dataset
+
+    return Dataset.objects.get(pk=ds["id"])

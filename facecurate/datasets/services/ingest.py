@@ -499,7 +499,7 @@ def _thumbnail(image_bgr: np.ndarray, box: np.ndarray | None) -> bytes:
 
 def process_face(face: Face, detector=None) -> Face:
     """Decode, detect, align and write crop + thumbnail; sets status and saves the face."""
-    from pipeline.faces import align_face, default_detector, detect_and_align, primary_face, to_bgr  # noqa: F401
+    from pipeline.faces import default_detector, detect_and_align, primary_face
 
     from .storage import media_path
 
