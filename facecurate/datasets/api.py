@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -68,7 +69,16 @@ class DatasetViewSet(
     """Face datasets. Reading needs the annotator role; creating, changing and ingesting need staff."""
 
     serializer_class = DatasetSerializer
-    queryset = Dataset.objects.select_related("created_by").all()
+
+    def get_queryset(self):
+        counts = {f"n_{s}": Count("faces", filter=Q(faces__status=s)) for s in Face.Status.values}
+        identities = (
+            Identity.objects.filter(dataset=OuterRef("pk")).order_by().values("dataset")
+            .annotate(c=Count("id")).values("c")[:1]
+        )
+        return Dataset.objects.select_related("created_by").annotate(
+            **counts, n_identities=Coalesce(Subquery(identities), 0)
+        ).order_by("name")
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)

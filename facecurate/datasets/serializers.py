@@ -28,13 +28,18 @@ class DatasetSerializer(serializers.ModelSerializer):
         """Faces per status: pending, ok, no_face, error, and total."""
         from django.db.models import Count
 
-        counts = {s: 0 for s in Face.Status.values}
-        for row in dataset.faces.values("status").order_by().annotate(n=Count("id")):
-            counts[row["status"]] = row["n"]
+        if hasattr(dataset, "n_ok"):  # annotated by the view's queryset: no extra query
+            counts = {s: getattr(dataset, f"n_{s}") for s in Face.Status.values}
+        else:
+            counts = {s: 0 for s in Face.Status.values}
+            for row in dataset.faces.values("status").order_by().annotate(n=Count("id")):
+                counts[row["status"]] = row["n"]
         counts["total"] = sum(counts.values())
         return counts
 
     def get_identity_count(self, dataset: Dataset) -> int:
+        if hasattr(dataset, "n_identities"):
+            return dataset.n_identities
         return dataset.identities.count()
 
     def validate(self, attrs):

@@ -159,7 +159,11 @@ def get_identity(dataset: Dataset, name: str | None, cache: dict | None = None) 
         raise IngestError("bad_identity", f"identity name {name!r} is empty or too long")
     if cache is not None and name in cache:
         return cache[name]
-    identity, _ = Identity.objects.get_or_create(dataset=dataset, name=name)
+    try:
+        with transaction.atomic():
+            identity, _ = Identity.objects.get_or_create(dataset=dataset, name=name)
+    except IntegrityError:  # made at the same moment by another job
+        identity = Identity.objects.get(dataset=dataset, name=name)
     if cache is not None:
         cache[name] = identity
     return identity
