@@ -198,7 +198,10 @@ def cluster_kmeans(
     n = emb.shape[0]
     kc = int(n_clusters) if n_clusters else max(1, int(round(n / faces_per_cluster)))
     kc = min(kc, n)
-    km = MiniBatchKMeans(n_clusters=kc, batch_size=batch_size, random_state=seed, n_init=1, init="random",
+    # k-means++ seeding costs O(N K d log K): measured 77 s against 10 s for random seeding at
+    # N=6.6k, K=3.3k on this machine, with the same BCubed F; so random seeding for large K
+    init = "k-means++" if kc <= 1000 else "random"
+    km = MiniBatchKMeans(n_clusters=kc, batch_size=batch_size, random_state=seed, n_init=1, init=init,
                          max_iter=max_iter)
     return km.fit_predict(emb)
 
