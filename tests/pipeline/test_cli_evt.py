@@ -117,3 +117,28 @@ def test_uncertainty_command_rejects_misaligned_clusters(tmp_path, capsys):
 def test_plot_report_rejects_non_reports(tmp_path):
     with pytest.raises(ValueError, match="histogram"):
         plot_report({"kind": "overlap"}, tmp_path / "x.png")
+
+
+@pytest.mark.slow
+def test_separate_overlap_with_a_trained_checkpoint(att_split, capsys):
+    torch = pytest.importorskip("torch")
+    from pipeline.train import TrainConfig, train
+
+    torch.set_num_threads(2)
+    d, known, names = att_split
+    ckpt = train(TrainConfig(backbone="mlp", epochs=3, device="cpu", seed=0), load_features(d / "labeled.npz"),
+                 out_path=d / "head.pt")
+    assert main(["separate-overlap", str(d / "unlabeled.npz"), "--checkpoint", str(ckpt),
+                 "--out", str(d / "ck.npz")]) == 0
+    assert json.loads(capsys.readouterr().out)["degenerate"] is None
+    out = load_features(d / "ck.npz")
+    state = out.extra["overlap_state"]
+    truth = np.isin(out.labels, names[sorted(known)])
+    assert np.mean(state[~truth] == 1) < 0.05 and np.mean(state[truth] == 0) < 0.05
+    ov = state == 1
+    assert np.mean(out.extra["overlap_identity"][ov] == out.labels[ov]) > 0.95
+    with pytest.raises(SystemExit):
+        main(["separate-overlap", str(d / "unlabeled.npz"), "--checkpoint", str(ckpt), "--prototypes", "x.npz",
+              "--bogus"])
+    assert main(["separate-overlap", str(d / "unlabeled.npz"), "--checkpoint", str(ckpt), "--prototypes",
+                 str(d / "labeled.npz")]) == 2
