@@ -34,7 +34,7 @@ def test_crash_midway_then_rerun_completes_without_duplicates(staff_client, make
     job_id = resp.json()["job"]
 
     with pytest.raises(WorkerDied):
-        run_ingest_job(job_id, on_face=_die_after(2))
+        run_ingest_job(job_id, on_face=_die_after(2), chunk_size=1)
     job = Job.objects.get(pk=job_id)
     assert job.state == "running"  # as a dead worker leaves it
     statuses = sorted(Face.objects.filter(job_id=job_id).values_list("status", flat=True))
@@ -56,6 +56,40 @@ def test_crash_midway_then_rerun_completes_without_duplicates(staff_client, make
 
     # A finished job is not run again.
     assert run_ingest_job(job_id).state == "succeeded"
+
+
+class DyingDetector:
+    """The real detector, but the worker 'dies' inside the n-th detection."""
+
+    def __init__(self, n):
+        from pipeline.faces import default_detector
+
+        self.inner, self.n, self.calls = default_detector(), n, 0
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls == self.n:
+            raise WorkerDied(f"killed during detection {self.n}")
+        return self.inner.detect(image)
+
+
+@pytest.mark.django_db
+def test_crash_inside_a_chunk_rolls_the_chunk_back(staff_client, make_dataset):
+    ds = make_dataset("chunky")
+    paths = real_face_paths(6)
+    resp = staff_client.post(f"/api/datasets/{ds['id']}/upload/",
+                             {"files": [named_file(p.name, p.read_bytes()) for p in paths]}, format="multipart")
+    job_id = resp.json()["job"]
+    with pytest.raises(WorkerDied):
+        run_ingest_job(job_id, detector=DyingDetector(6), chunk_size=4)
+    statuses = list(Face.objects.filter(job_id=job_id).order_by("id").values_list("status", flat=True))
+    assert statuses == ["ok"] * 4 + ["pending"] * 2  # chunk 1 committed, chunk 2 died midway
+    assert len(_media_files("crops")) == 5  # face 5's crop was written before the crash ...
+    job = run_ingest_job(job_id, chunk_size=4)
+    assert job.state == "succeeded"
+    assert Face.objects.filter(job_id=job_id, status="ok").count() == 6
+    assert len(_media_files("crops")) == 6  # ... and rewritten in place, not duplicated
+    assert not list(settings.MEDIA_ROOT.rglob(".tmp-*"))
 
 
 @pytest.mark.django_db
@@ -84,7 +118,9 @@ def test_import_crash_during_copy_then_rerun(staff_client, make_dataset):
             run_ingest_job(job_id)
     finally:
         ingest.accept_stream = real_accept
-    assert Face.objects.filter(job_id=job_id).count() == 3
+    # The copy chunk in flight rolled back: no rows, but three stored files (content-addressed).
+    assert Face.objects.filter(job_id=job_id).count() == 0
+    assert len(_media_files("raw")) == 3
     job = run_ingest_job(job_id)
     assert job.state == "succeeded", job.error
     assert job.result["rejected"] == []  # files registered by the first attempt are not "duplicates"
@@ -157,7 +193,7 @@ def test_cancel_running_job_stops_between_files(staff_client, make_dataset):
 
     import facecurate.datasets.services.ingest as ingest
 
-    job = ingest.run_ingest_job(job_id, on_face=cancel_after_first)
+    job = ingest.run_ingest_job(job_id, on_face=cancel_after_first, chunk_size=1)
     assert job.state == "cancelled"
     assert job.result["faces"]["pending"] == 3
     assert staff_client.post(f"/api/jobs/{job_id}/rerun/").status_code == 202

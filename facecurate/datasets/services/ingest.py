@@ -455,23 +455,30 @@ def check_manifest(dataset: Dataset, entries: list[ManifestEntry]) -> tuple[list
 def register_server_files(
     dataset: Dataset, job: Job, files: list[tuple[str, str | None]], report: BatchReport,
     progress: Callable[[int, int], None] | None = None,
+    chunk_size: int = 64,
 ) -> None:
     """Copy files (paths relative to the import root) into the dataset as pending faces of ``job``."""
     seen: dict[str, str] = {}
     identities: dict = {}
-    for i, (rel, ident) in enumerate(files, 1):
-        try:
-            path = resolve_import_path(rel, want="file")
-            with open(path, "rb") as fh:
-                face, _ = accept_stream(dataset, job, rel, fh, identity=ident, seen=seen, identities=identities)
-        except IngestError as exc:
-            report.reject(rel, exc)
-        except OSError as exc:
-            report.reject(rel, IngestError("unreadable", f"cannot read file: {exc.strerror or exc}"))
-        else:
-            report.accepted.append(Accepted(name=rel, face_id=face.id, identity=ident))
+    for start in range(0, len(files), chunk_size):
+        # One transaction per chunk (cheap commits). If the worker dies inside a chunk, its rows
+        # vanish but its stored files stay (content-addressed): a re-run registers them again.
+        with transaction.atomic():
+            for i, (rel, ident) in enumerate(files[start:start + chunk_size], start + 1):
+                try:
+                    path = resolve_import_path(rel, want="file")
+                    with open(path, "rb") as fh:
+                        face, _ = accept_stream(
+                            dataset, job, rel, fh, identity=ident, seen=seen, identities=identities
+                        )
+                except IngestError as exc:
+                    report.reject(rel, exc)
+                except OSError as exc:
+                    report.reject(rel, IngestError("unreadable", f"cannot read file: {exc.strerror or exc}"))
+                else:
+                    report.accepted.append(Accepted(name=rel, face_id=face.id, identity=ident))
         if progress:
-            progress(i, len(files))
+            progress(min(start + chunk_size, len(files)), len(files))
 
 
 # --- processing faces ---------------------------------------------------------------------------
@@ -501,8 +508,8 @@ def _thumbnail(image_bgr: np.ndarray, box: np.ndarray | None) -> bytes:
     return buf.getvalue()
 
 
-def process_face(face: Face, detector=None) -> Face:
-    """Decode, detect, align and write crop + thumbnail; sets status and saves the face."""
+def process_face(face: Face, detector=None, *, save: bool = True) -> Face:
+    """Decode, detect, align and write crop + thumbnail (atomically); set the status; save unless told not."""
     from pipeline.faces import default_detector, detect_and_align, primary_face
 
     from .storage import media_path
@@ -555,7 +562,8 @@ def process_face(face: Face, detector=None) -> Face:
             face.crop = write_atomic(f"{base}/crops/{face.sha256}.png", _png(crop))
         face.thumbnail = write_atomic(f"{base}/thumbs/{face.sha256}.jpg", _thumbnail(image, box_for_thumb))
     face.processed_at = timezone.now()
-    face.save()
+    if save:
+        face.save()
     return face
 
 
@@ -575,11 +583,14 @@ def run_ingest_job(
     *,
     detector=None,
     on_face: Callable[[Face, int], None] | None = None,
+    chunk_size: int = 16,
 ) -> Job:
     """Do the work of an ingestion job; safe to call again after a crash (resumes, no duplicates).
 
-    ``on_face(face, k)`` is called after the k-th face of this run is processed (tests use it to
-    simulate a worker dying midway). Leaves the job succeeded, cancelled or (re-raising) failed.
+    Faces are processed in chunks of ``chunk_size``; each chunk's rows commit together (crops and
+    thumbnails are already on disk, written atomically, so a chunk lost to a crash is redone).
+    ``on_face(face, k)`` is called once the k-th face of this run is committed. Leaves the job
+    succeeded, cancelled, or failed (IngestError); other exceptions propagate (the task marks failed).
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
@@ -607,27 +618,36 @@ def run_ingest_job(
                     job.set_progress(i, n)
                     _check_cancel(job)
 
-            register_server_files(dataset, job, files, report, progress=copied)
+            register_server_files(dataset, job, files, report, progress=copied, chunk_size=4 * chunk_size)
             job.result = {**job.result, "rejected": [asdict(r) for r in report.rejected],
                           "accepted": len(report.accepted)}
             job.save(update_fields=["result", "updated_at"])
 
-        pending = Face.objects.filter(job=job, status=Face.Status.PENDING).select_related("dataset")
+        pending_ids = list(
+            Face.objects.filter(job=job, status=Face.Status.PENDING).order_by("id").values_list("id", flat=True)
+        )
         total = Face.objects.filter(job=job).count()
-        done = total - pending.count()
+        done = total - len(pending_ids)
         job.set_progress(done, total, stage="detect")
         last_report = time.monotonic()
         k = 0
-        for face in pending.iterator(chunk_size=200):
-            process_face(face, detector)
-            k += 1
-            done += 1
-            if on_face is not None:
-                on_face(face, k)
-            if time.monotonic() - last_report > 0.5 or done == total:
+        for start in range(0, len(pending_ids), chunk_size):
+            ids = pending_ids[start:start + chunk_size]
+            batch = list(Face.objects.filter(id__in=ids, status=Face.Status.PENDING).select_related("dataset"))
+            for face in batch:  # files are written atomically as we go; rows commit per chunk
+                process_face(face, detector, save=False)
+            with transaction.atomic():
+                for face in batch:
+                    face.save()
+            done += len(batch)
+            for face in batch:
+                k += 1
+                if on_face is not None:
+                    on_face(face, k)
+            if time.monotonic() - last_report > 0.5 or done >= total:
                 last_report = time.monotonic()
                 job.set_progress(done, total)
-            _check_cancel(job)  # one indexed read per face; detection costs far more
+            _check_cancel(job)
         job.refresh_from_db(fields=["cancel_requested"])
         job.result = {**job.result, "faces": summarize(job)}
         job.stage = "done"
