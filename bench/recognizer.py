@@ -67,9 +67,11 @@ def throughput(n_images: int = 200) -> dict:
     crops = [detect_and_align(im, det).crop for im in imgs]
     t_detect = time.perf_counter() - t0
     crops = np.stack([c for c in crops if c is not None])
-    t0 = time.perf_counter()
-    emb.embed(crops)
-    t_embed = time.perf_counter() - t0
+    t_embed = float("inf")
+    for _ in range(3):  # best of 3: the machine is shared, other jobs slow single runs down
+        t0 = time.perf_counter()
+        emb.embed(crops)
+        t_embed = min(t_embed, time.perf_counter() - t0)
     net = MobileFaceNet(128, 1.0).eval()
     x = torch.randn(64, 3, 112, 112)
     with torch.inference_mode():
@@ -79,6 +81,7 @@ def throughput(n_images: int = 200) -> dict:
         t_mfn = time.perf_counter() - t0
     return {
         "images": n_images, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "detect_align_images_per_s": round(n_images / t_detect, 1),
         "sface_embed_faces_per_s": round(len(crops) / t_embed, 1),
         "detect_align_embed_images_per_s": round(n_images / (t_detect + t_embed), 1),
@@ -213,6 +216,8 @@ def markdown(r: dict) -> str:
         f"(reference {s['reference']}); AUC {s['auc']:.5f}",
         f"- fold accuracies: {', '.join(_pct(f) for f in s['folds'])}", "",
         "## Throughput on this machine", "",
+        f"Load average (1 min) at measurement: {tp.get('load_average_1min')} on {tp['cpu_count']} cores, so these "
+        "are lower bounds; SFace embedding is the best of 3 passes over the same crops.", "",
         "| stage | faces/s |", "| --- | --- |",
         f"| YuNet detect + align (250x250 LFW images) | {tp['detect_align_images_per_s']} |",
         f"| SFace embed (aligned crops, OpenCV DNN) | {tp['sface_embed_faces_per_s']} |",
@@ -244,8 +249,17 @@ def markdown(r: dict) -> str:
                      f"{_pct(m['rank1'])} | {_pct(m['rank5'])} | {_pct(m['lfw_mean'])} +- {_pct(m['lfw_std'])} | "
                      f"{_pct(m['lfw_unseen_pairs_mean'])} +- {_pct(m['lfw_unseen_pairs_std'])} "
                      f"({m['lfw_unseen_pairs_count']} pairs) |")
-    m = r["sface"]
-    lines += ["", f"Test half: {m['test_genuine_pairs']} genuine / {m['test_impostor_pairs']} impostor pairs; "
+    m, h, ms = r["sface"], r["sface+cosface_head"], r["model_selection"]
+    best_val = max(g["val_tar@far=1e-4"] for g in ms["grid"])
+    verdict = "beats" if h["tar@far=0.0001"] > m["tar@far=0.0001"] and h["rank1"] > m["rank1"] else "does not beat"
+    lines += ["", f"**Reading.** The head {verdict} raw SFace on the unseen half: TAR@FAR=1e-4 "
+              f"{_pct(h['tar@far=0.0001'])} vs {_pct(m['tar@far=0.0001'])}, rank-1 {_pct(h['rank1'])} vs "
+              f"{_pct(m['rank1'])}; differences of this size are within noise. On validation no grid point beat raw "
+              f"SFace either (best {_pct(best_val)} vs {_pct(ms['sface_val_tar@far=1e-4'])}), and larger learning "
+              "rates overfit the ~300 training identities (100 % train accuracy) and hurt unseen identities. "
+              "SFace was trained on far more identities than half of LFW offers; the head is the trainable baseline "
+              "that the clustering stages add pseudo-labeled faces to, not a gain by itself.", ""]
+    lines += [f"Test half: {m['test_genuine_pairs']} genuine / {m['test_impostor_pairs']} impostor pairs; "
               f"{m['identification_probes']} identification probes (1 gallery face per identity, seed 0). "
               "ROC curves: `recognizer_roc.png`.", ""]
     if "mobilefacenet_cpu_smoke" in r:

@@ -88,7 +88,7 @@ def _image_list(source: str, labeled: bool | None) -> tuple[list[Path], list[str
 def cmd_embed(args) -> int:
     from .extract import extract_features
     from .features import FeatureSet, load_features, save_features
-    from .recognizer import FEATURE_BACKBONES, FeatureHeadEmbedder, TorchEmbedder, load_recognizer, max_logit_and_argmax
+    from .recognizer import FEATURE_BACKBONES, TorchEmbedder, load_recognizer, max_logit_and_argmax
 
     rec = load_recognizer(args.checkpoint) if args.checkpoint else None
     if args.features:
