@@ -157,7 +157,7 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.55, 0.65, 0.75],
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.35, 0.45, 0.55],
                    help="proposal similarity thresholds")
     p.add_argument("--max-size", type=int, default=300, help="largest proposal (faces)")
     p.add_argument("--levels", type=int, choices=(1, 2), default=2)

@@ -60,7 +60,7 @@ def _graph(emb: np.ndarray, k: int, graph: KnnGraph | None, index: str, cache_di
     return build_knn(emb, max(1, min(k, emb.shape[0] - 1)), index, cache_dir, progress=progress)
 
 
-def cluster_cc(emb, *, threshold: float = 0.5, k: int = 30, graph=None, index="auto", cache_dir=None, progress=None):
+def cluster_cc(emb, *, threshold: float = 0.55, k: int = 30, graph=None, index="auto", cache_dir=None, progress=None):
     g = _graph(emb, k, graph, index, cache_dir, progress)
     adj = g.to_csr(threshold)
     _, lab = connected_components(adj, directed=True, connection="weak")
@@ -70,7 +70,7 @@ def cluster_cc(emb, *, threshold: float = 0.5, k: int = 30, graph=None, index="a
 def cluster_infomap(
     emb,
     *,
-    threshold: float = 0.45,
+    threshold: float = 0.5,
     k: int = 30,
     num_trials: int = 1,
     seed: int = 1,
@@ -112,8 +112,8 @@ def cluster_gcnd(
     *,
     model: Any = None,
     k: int | None = None,
-    min_score: float = 0.0,
-    score: str = "iou",
+    min_score: float = 0.4,
+    score: str = "iou*iop",
     graph=None,
     index: str | None = None,
     cache_dir=None,
@@ -149,7 +149,7 @@ def cluster_gcnd(
     return labels
 
 
-def cluster_hac(emb, *, distance: float = 0.6, max_n: int = 30_000, block: int = 2048, progress=None):
+def cluster_hac(emb, *, distance: float = 0.55, max_n: int = 30_000, block: int = 2048, progress=None):
     import fastcluster
     from scipy.cluster.hierarchy import fcluster
 
@@ -175,7 +175,7 @@ def cluster_hac(emb, *, distance: float = 0.6, max_n: int = 30_000, block: int =
 
 
 def cluster_dbscan(
-    emb, *, eps: float = 0.9, min_samples: int = 2, k: int = 30, graph=None, index="auto", cache_dir=None, progress=None
+    emb, *, eps: float = 0.95, min_samples: int = 2, k: int = 30, graph=None, index="auto", cache_dir=None, progress=None
 ):
     from sklearn.cluster import DBSCAN
 
@@ -190,7 +190,7 @@ def cluster_dbscan(
 
 
 def cluster_kmeans(
-    emb, *, n_clusters: int | None = None, faces_per_cluster: float = 2.0, batch_size: int = 4096, seed: int = 0,
+    emb, *, n_clusters: int | None = None, faces_per_cluster: float = 3.0, batch_size: int = 4096, seed: int = 0,
     max_iter: int = 30, progress=None,
 ):
     from sklearn.cluster import MiniBatchKMeans
@@ -215,12 +215,12 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "infomap": Method(cluster_infomap, {"k": 30, "threshold": 0.45, "num_trials": 1}, "Infomap on the kNN graph", True),
-    "gcn-d": Method(cluster_gcnd, {"model": None, "min_score": 0.0, "score": "iou"}, "GCN-D (paper, Sec. 3.2)", True),
-    "cc": Method(cluster_cc, {"k": 30, "threshold": 0.5}, "connected components at a threshold", True),
-    "hac": Method(cluster_hac, {"distance": 0.6, "max_n": 30_000}, "average-link HAC (fastcluster)"),
-    "dbscan": Method(cluster_dbscan, {"k": 30, "eps": 0.9, "min_samples": 2}, "DBSCAN on kNN distances", True),
-    "kmeans": Method(cluster_kmeans, {"faces_per_cluster": 2.0}, "MiniBatch k-means"),
+    "infomap": Method(cluster_infomap, {"k": 30, "threshold": 0.5, "num_trials": 1}, "Infomap on the kNN graph", True),
+    "gcn-d": Method(cluster_gcnd, {"model": None, "min_score": 0.4, "score": "iou*iop"}, "GCN-D (paper, Sec. 3.2)", True),
+    "cc": Method(cluster_cc, {"k": 30, "threshold": 0.55}, "connected components at a threshold", True),
+    "hac": Method(cluster_hac, {"distance": 0.55, "max_n": 30_000}, "average-link HAC (fastcluster)"),
+    "dbscan": Method(cluster_dbscan, {"k": 30, "eps": 0.95, "min_samples": 2}, "DBSCAN on kNN distances", True),
+    "kmeans": Method(cluster_kmeans, {"faces_per_cluster": 3.0}, "MiniBatch k-means"),
 }
 # Chosen by the measured quality table (bench/results/clustering_quality.md).
 DEFAULT_METHOD = "infomap"

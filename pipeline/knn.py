@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 # Above this many rows ``auto`` leaves exact search (measured: bench/clustering_speed.py).
-AUTO_FLAT_MAX = 60_000
+AUTO_FLAT_MAX = 20_000
 CACHE_VERSION = 1
 
 Progress = Callable[..., None]
@@ -109,7 +109,7 @@ def resolve_index(n: int, index: str) -> str:
 def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
     if kind == "ivf":
         nlist = int(max(1, min(n // 39, round(4 * math.sqrt(n)))))
-        return {"nlist": nlist, "nprobe": int(nprobe or min(nlist, 32))}
+        return {"nlist": nlist, "nprobe": int(nprobe or min(nlist, 64))}
     if kind == "hnsw":
         return {"M": 32, "efConstruction": 80, "efSearch": int(ef_search or max(2 * k, 64))}
     return {}

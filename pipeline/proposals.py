@@ -6,7 +6,7 @@ are a partition of the faces into small, dense groups. Several thresholds give o
 
 Level 2 (``levels=2``): each level-1 group (2+ faces) of one threshold becomes a super-vertex (its mean
 feature); the same procedure on the super-vertices' kNN graph merges groups into larger
-proposals, again capped at ``max_size`` faces.
+proposals, capped at ``level2_max_size`` faces.
 
 Proposals are stored flat: ``members`` (concatenated, sorted within each proposal), ``offsets``
 (P+1), ``level`` and ``threshold`` per proposal. Singletons are never proposals.
@@ -28,12 +28,15 @@ Progress = Callable[..., None]
 
 @dataclass
 class ProposalConfig:
-    thresholds: Sequence[float] = (0.55, 0.65, 0.75)
+    thresholds: Sequence[float] = (0.35, 0.45, 0.55)  # chosen on LFW (bench/clustering_quality.py)
     max_size: int = 300
     step: float = 0.05
     min_size: int = 2
     levels: int = 2
     level2_k: int = 10
+    # level-2 proposals may hold more faces, so that one identity with hundreds of photos (George W Bush
+    # has 530 in LFW) can still be one proposal
+    level2_max_size: int = 1200
 
     def __post_init__(self) -> None:
         self.thresholds = tuple(float(t) for t in self.thresholds)
@@ -43,6 +46,8 @@ class ProposalConfig:
             raise ValueError(f"need 2 <= min_size <= max_size, got {self.min_size}, {self.max_size}")
         if self.step <= 0:
             raise ValueError(f"step must be > 0, got {self.step}")
+        if self.level2_max_size < self.max_size:
+            raise ValueError(f"level2_max_size must be >= max_size, got {self.level2_max_size} < {self.max_size}")
         if self.levels not in (1, 2):
             raise ValueError(f"levels must be 1 or 2, got {self.levels}")
 
@@ -185,7 +190,7 @@ def generate_proposals(
             _segment_sum(cent, owner, emb[flat])
             cent = l2_normalize(cent)
             sg = build_knn(cent, min(cfg.level2_k, len(parts) - 1), index="auto")
-            supers = split_components(sg.to_csr(), t, cfg.max_size, cfg.step, weights=sizes)
+            supers = split_components(sg.to_csr(), t, cfg.level2_max_size, cfg.step, weights=sizes)
             for s in supers:
                 if s.size > 1:
                     add(np.sort(np.concatenate([parts[i] for i in s])), 2, t)

@@ -84,8 +84,8 @@ def test_level2_merges_super_vertices():
     two = generate_proposals(g, ProposalConfig(thresholds=(0.7,), levels=2, max_size=20), x)
     assert as_sets(two[i] for i in range(len(two))) == {frozenset(range(5)), frozenset(range(5, 10)), frozenset(range(10))}
     assert two.level.tolist() == [1, 1, 2]
-    # level 2 respects max_size in faces: 10 faces > 9 -> no merged proposal
-    capped = generate_proposals(g, ProposalConfig(thresholds=(0.7,), levels=2, max_size=9), x)
+    # level 2 respects level2_max_size in faces: 10 faces > 9 -> no merged proposal
+    capped = generate_proposals(g, ProposalConfig(thresholds=(0.7,), levels=2, max_size=9, level2_max_size=9), x)
     assert len(capped) == 2
 
 
