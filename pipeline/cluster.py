@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -98,7 +99,11 @@ def cluster_infomap(
     if progress:
         progress(0, 1, stage="infomap")
     im.run()
-    mods = im.get_modules(depth_level=1)
+    # im.run().modules() (the non-deprecated form) segfaults here when faiss is loaded too (the two
+    # SWIG modules' iterators clash, infomap 2.16 + faiss 1.15); get_modules() is safe
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mods = im.get_modules(depth_level=1)
     nodes = np.fromiter(mods.keys(), dtype=np.int64, count=len(mods))
     vals = np.fromiter(mods.values(), dtype=np.int64, count=len(mods))
     labels[nodes] = vals

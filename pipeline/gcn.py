@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -137,7 +138,9 @@ def make_batch(
     deg = np.asarray(a.sum(axis=1)).ravel()
     a = sp.csr_matrix(sp.diags((1.0 / deg).astype(np.float32)) @ a).tocoo()
     edge_index = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
-    adj = to_torch_csr_tensor(edge_index, torch.from_numpy(a.data.astype(np.float32)), size=(total, total))
+    with warnings.catch_warnings():  # "sparse CSR support is in beta" / "invariant checks disabled"
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*", category=UserWarning)
+        adj = to_torch_csr_tensor(edge_index, torch.from_numpy(a.data.astype(np.float32)), size=(total, total))
     # features minus each proposal's mean feature
     feats = embeddings[members]
     cent = np.zeros((ids.size, feats.shape[1]), np.float32)
