@@ -161,7 +161,7 @@ def main() -> None:
     head_test = head_lfw.subset(te)
     reports = {}
     for name, test, full in (("sface", test_set, lfw), ("sface+cosface_head", head_test, head_lfw)):
-        rep = evaluate_features(test, pairs_path=PAIRS, pairs_features=full, name=name)
+        rep = evaluate_features(test, pairs_path=PAIRS, pairs_features=full, name=name, fars=(1e-3, 1e-4, 1e-5))
         train_names = set(np.unique(lfw.labels[tr]).tolist())
         unseen = np.flatnonzero(~np.isin(full.labels, list(train_names)))
         rep["lfw_unseen_pairs"] = {k: v for k, v in lfw_verification(full.subset(unseen), PAIRS,
@@ -240,25 +240,27 @@ def markdown(r: dict) -> str:
         f"m={ht['config']['margin']}, classifier initialised from class means, AdamW lr {ht['config']['lr']}, {ht['config']['epochs']} epochs, batch "
         f"{ht['config']['batch_size']}: **{ht['wall_seconds']} s** training wall time, final loss "
         f"{ht['final_loss']:.3f}, train accuracy {_pct(ht['final_train_accuracy'])} %.", "",
-        "| features | TAR@FAR=1e-3 | TAR@FAR=1e-4 | rank-1 | rank-5 | LFW pairs (all 6000) | LFW pairs (unseen ids) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| features | TAR@FAR=1e-3 | TAR@FAR=1e-4 | TAR@FAR=1e-5 | rank-1 | rank-5 | LFW pairs (all 6000) | LFW pairs (unseen ids) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("sface", "sface+cosface_head"):
         m = r[name]
-        lines.append(f"| {name} | {_pct(m.get('tar@far=0.001'))} | {_pct(m.get('tar@far=0.0001'))} | "
+        lines.append(f"| {name} | {_pct(m.get('tar@far=0.001'))} | {_pct(m.get('tar@far=0.0001'))} | {_pct(m.get('tar@far=1e-05'))} | "
                      f"{_pct(m['rank1'])} | {_pct(m['rank5'])} | {_pct(m['lfw_mean'])} +- {_pct(m['lfw_std'])} | "
                      f"{_pct(m['lfw_unseen_pairs_mean'])} +- {_pct(m['lfw_unseen_pairs_std'])} "
                      f"({m['lfw_unseen_pairs_count']} pairs) |")
     m, h, ms = r["sface"], r["sface+cosface_head"], r["model_selection"]
     best_val = max(g["val_tar@far=1e-4"] for g in ms["grid"])
-    verdict = "beats" if h["tar@far=0.0001"] > m["tar@far=0.0001"] and h["rank1"] > m["rank1"] else "does not beat"
-    lines += ["", f"**Reading.** The head {verdict} raw SFace on the unseen half: TAR@FAR=1e-4 "
-              f"{_pct(h['tar@far=0.0001'])} vs {_pct(m['tar@far=0.0001'])}, rank-1 {_pct(h['rank1'])} vs "
-              f"{_pct(m['rank1'])}; differences of this size are within noise. On validation no grid point beat raw "
-              f"SFace either (best {_pct(best_val)} vs {_pct(ms['sface_val_tar@far=1e-4'])}), and larger learning "
-              "rates overfit the ~300 training identities (100 % train accuracy) and hurt unseen identities. "
-              "SFace was trained on far more identities than half of LFW offers; the head is the trainable baseline "
-              "that the clustering stages add pseudo-labeled faces to, not a gain by itself.", ""]
+    lines += ["", f"**Reading.** Mixed, and no clear gain over raw SFace on the unseen half (one split, one seed): "
+              f"TAR@FAR=1e-3 {_pct(h['tar@far=0.001'])} vs {_pct(m['tar@far=0.001'])}, 1e-4 {_pct(h['tar@far=0.0001'])} vs "
+              f"{_pct(m['tar@far=0.0001'])}, 1e-5 {_pct(h.get('tar@far=1e-05'))} vs {_pct(m.get('tar@far=1e-05'))} "
+              f"(the head's ROC lies above SFace's only below FAR ~1e-4, see the plot), rank-1 {_pct(h['rank1'])} vs "
+              f"{_pct(m['rank1'])}, LFW pairs of unseen identities {_pct(h['lfw_unseen_pairs_mean'])} vs "
+              f"{_pct(m['lfw_unseen_pairs_mean'])}. On validation no grid point beat raw SFace at TAR@FAR=1e-4 "
+              f"(best {_pct(best_val)} vs {_pct(ms['sface_val_tar@far=1e-4'])}), and larger learning rates overfit the "
+              "~300 training identities (100 % train accuracy) and hurt unseen ones. SFace was trained on far more "
+              "identities than half of LFW offers; the head is the trainable baseline that the clustering stages add "
+              "pseudo-labeled faces to, not a gain by itself.", ""]
     lines += [f"Test half: {m['test_genuine_pairs']} genuine / {m['test_impostor_pairs']} impostor pairs; "
               f"{m['identification_probes']} identification probes (1 gallery face per identity, seed 0). "
               "ROC curves: `recognizer_roc.png`.", ""]
