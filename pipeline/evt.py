@@ -20,8 +20,11 @@ distance above a lower end point, ``x = z + delta_low`` (a Weibull anchored ``de
 score); the *high* component models the distance below an upper end point, ``y = 1 + delta_high - z`` (a
 Weibull anchored above the largest score, so its density is skewed towards low scores, as a mode of scores
 piled up near the top is). ``delta_low`` and ``delta_high`` are the Weibull location parameters; they are
-chosen by maximum likelihood over a small grid (``MixtureConfig.deltas``), so the fit is a three-parameter
-Weibull per component with the location profiled on a grid rather than a blind ``s - min + eps`` shift.
+chosen by likelihood over a small grid (``MixtureConfig.deltas``; short EM runs on at most ``select_sample``
+scores rank the pairs, then EM runs to convergence on every score with the best pair), so the fit is a
+three-parameter Weibull per component with the location profiled on a grid rather than a blind ``s - min + eps``
+shift. EM starts from Otsu's split (hard responsibilities) and alternates posterior responsibilities with
+weighted Weibull maximum-likelihood fits.
 Because the model lives on ``z``, every fitted quantity transforms exactly with the scores: multiplying the
 scores by ``a > 0`` and adding ``b`` gives the same ``z``, the same fit, and thresholds mapped by
 ``s -> a s + b`` (tested in tests/pipeline/test_evt.py).
