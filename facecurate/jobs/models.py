@@ -8,6 +8,14 @@ A job moves through an explicit state machine::
     failed | cancelled -> queued   (an explicit re-run)
 
 Progress is ``progress_current`` of ``progress_total`` within the current ``stage``.
+
+Adding a kind of job (embedding, clustering, training, ...): add its name to ``Job.Kind`` (the
+column has no DB-level choices, so no migration is needed for that), register its Celery task name
+in ``KIND_TASKS`` (re-runs and ``manage.py requeuejobs`` use it), create the row and call
+``job.enqueue(task)`` inside the request's transaction; in the task, ``transition(RUNNING)``,
+report with ``set_progress(current, total, stage=...)``, finish with ``transition(SUCCEEDED)`` and
+check ``cancel_requested`` between units of work. Name GPU-heavy tasks ``facecurate.ml.<...>`` (or
+define them in a ``tasks_gpu`` module) so CELERY_TASK_ROUTES sends them to the "gpu" queue.
 """
 from __future__ import annotations
 

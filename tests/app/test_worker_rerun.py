@@ -218,3 +218,19 @@ def ds_obj(ds):
     from facecurate.datasets.models import Dataset
 
     return Dataset.objects.get(pk=ds["id"])
+
+
+@pytest.mark.django_db
+def test_temp_files_of_a_killed_process_are_swept(staff_client, make_dataset):
+    import os
+
+    ds = make_dataset("sweep")
+    job_id = staff_client.post(f"/api/datasets/{ds['id']}/upload/",
+                               {"files": [named_file("a.png", blank_image_bytes(500))]}, format="multipart").json()["job"]
+    raw = settings.MEDIA_ROOT / "datasets" / str(ds["id"]) / "raw"
+    old, young = raw / ".tmp-killed", raw / ".tmp-live-upload"
+    old.write_bytes(b"half a file")
+    young.write_bytes(b"still uploading")
+    os.utime(old, (0, 0))
+    assert run_ingest_job(job_id).state == "succeeded"
+    assert not old.exists() and young.exists()

@@ -36,7 +36,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from facecurate.jobs.models import Job
 
 from ..models import Dataset, Face, Identity
-from .storage import SpooledUpload, TooLarge, write_atomic
+from .storage import SpooledUpload, TooLarge, sweep_temp_files, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -599,6 +599,9 @@ def run_ingest_job(
             return job
         job.transition(Job.State.RUNNING)
     dataset = job.dataset
+    swept = sweep_temp_files(dataset.media_dir())
+    if swept:
+        log.info("removed %d stale temp file(s) of dataset %s", swept, dataset.pk)
     try:
         report = BatchReport()
         if job.kind in (Job.Kind.INGEST_IMPORT, Job.Kind.INGEST_MANIFEST):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -97,3 +98,21 @@ def _unlink(path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def sweep_temp_files(folder_rel: str, *, older_than_s: float = 3600.0) -> int:
+    """Remove temp files a killed process left under ``folder_rel`` (only old ones: a live upload's
+    temp file is young). Returns how many were removed."""
+    folder = media_path(folder_rel)
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in folder.rglob(f"{TMP_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
