@@ -76,7 +76,7 @@ class Face(models.Model):
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces")
     identity = models.ForeignKey(
-        Identity, null=True, blank=True, on_delete=models.PROTECT, related_name="faces"
+        Identity, null=True, blank=True, on_delete=models.RESTRICT, related_name="faces"
     )
     job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="faces",
