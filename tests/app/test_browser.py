@@ -71,6 +71,7 @@ def test_login_upload_and_watch_progress(worker, live_server, staff_login, page,
         "() => [...document.querySelectorAll('[data-testid=grid] img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     assert "3 images: 2 faces, 1 without a face" in page.inner_text("[data-testid=counts]")
+    page.screenshot(path=str(tmp_path / "dataset-page.png"), full_page=True)  # kept by pytest for a look
 
     # The API docs page works offline (assets from the sidecar package, not a CDN).
     page.goto(live_server.url + "/api/docs/")
