@@ -129,3 +129,21 @@ def test_images_are_decoded_with_exif_orientation_and_grey_formats(staff_client,
     job = run_ingest_job(body["job"])
     face = Face.objects.get(dataset_id=ds["id"])
     assert job.state == "succeeded" and face.status == "no_face" and (face.width, face.height) == (60, 80)
+
+
+def test_labeled_set_says_what_is_wrong_with_the_file_before_the_identity(staff_client, make_dataset):
+    """A text file uploaded to a labeled set is 'not an image', and bad files create no identities."""
+    from facecurate.datasets.models import Identity
+
+    ds = make_dataset("labeled-bad", kind="labeled")
+    body = _upload(staff_client, ds, [named_file("pairs.txt", b"10\t300\nAbel_Pacheco\t1\t4\n")])
+    assert _codes(body) == {"pairs.txt": "not_an_image"}
+    resp = staff_client.post(
+        f"/api/datasets/{ds['id']}/upload/",
+        {"files": [named_file("notes.jpg", b"plain text")], "identity": "Someone"},
+        format="multipart",
+    )
+    assert resp.status_code == 202 and _codes(resp.json()) == {"notes.jpg": "not_an_image"}
+    assert not Identity.objects.filter(dataset_id=ds["id"]).exists()
+    body = _upload(staff_client, ds, [named_file("face.jpg", real_face_paths(1)[0].read_bytes())])
+    assert _codes(body) == {"face.jpg": "no_identity"}

@@ -185,7 +185,6 @@ def accept_stream(
     Returns (face, created). ``created`` is False when this job registered the same file before
     (a re-run). ``seen`` maps sha256 -> name within the batch. Raises IngestError per file.
     """
-    ident = get_identity(dataset, identity, identities)
     try:
         spool = SpooledUpload(stream, raw_folder(dataset), max_bytes=max_bytes)
     except TooLarge as exc:
@@ -202,6 +201,8 @@ def accept_stream(
                 seen[spool.sha256] = name
                 return existing, False
             raise IngestError("duplicate", f"same content as face {existing.id} ({existing.source_name!r})")
+        # Only a file that passed every check creates its identity: no empty identities from bad files.
+        ident = get_identity(dataset, identity, identities)
         rel = spool.commit(f"{spool.sha256}{FORMAT_SUFFIX.get(fmt, '.img')}")
         try:
             with transaction.atomic():
