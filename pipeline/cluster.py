@@ -22,6 +22,7 @@ ours are tuned to SFace features and the LFW/glint scale.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import warnings
@@ -242,6 +243,10 @@ def cluster(embeddings: np.ndarray, method: str = DEFAULT_METHOD, **params: Any)
         raise ValueError(f"unknown clustering method {method!r}; choose from {sorted(METHODS)}")
     emb = check_embeddings(embeddings)
     spec = METHODS[method]
+    accepted = set(inspect.signature(spec.func).parameters) - {"emb"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"method {method!r} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(accepted))}")
     kwargs = {**spec.defaults, **{k: v for k, v in params.items() if v is not None or k not in spec.defaults}}
     t0 = time.perf_counter()
     labels = spec.func(emb, **kwargs)

@@ -102,6 +102,8 @@ def test_registry_and_errors():
         cluster(x, "hac", max_n=10)
     with pytest.raises(ValueError, match="L2-normalised"):
         cluster(x * 2, "cc")
+    with pytest.raises(ValueError, match="no setting cache_dir"):
+        cluster(x, "hac", cache_dir="/tmp")
 
 
 def test_isolated_faces_become_singletons():
@@ -141,6 +143,8 @@ def test_command_line(att_features, tmp_path, capsys):
     # errors: exit 2 with a message
     assert main(["cluster", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.npz")]) == 2
     assert main(["cluster", str(feats), "--param", "oops", "--out", str(tmp_path / "x.npz")]) == 2
+    assert main(["cluster", str(feats), "--param", "treshold=0.5", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "no setting treshold" in capsys.readouterr().err
     unlabeled = tmp_path / "u.npz"
     save_features(unlabeled, FeatureSet(att_features.embeddings, att_features.paths))
     assert main(["evaluate-clustering", str(unlabeled), str(tmp_path / "l.npz")]) == 2
