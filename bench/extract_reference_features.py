@@ -1,8 +1,11 @@
 """Embed the shared real face sets once with SFace, for the benchmarks and slow tests.
 
-    python bench/extract_reference_features.py [lfw|glint|att ...]
+    python bench/extract_reference_features.py [--force] [lfw|glint|att ...]
 
 Writes ``$FACECURATE_CACHE/features/<set>_sface.npz`` (default cache: ``.cache/`` in the repo).
+Sets already in the cache are skipped unless ``--force``; sets whose data is absent are skipped
+with a message. ``bin/test`` runs this first, so the slow tests on real faces always have their
+features (all of LFW takes about 5 minutes on 2 cores, once).
 """
 from __future__ import annotations
 
@@ -30,10 +33,18 @@ SETS = {
 }
 
 
-def main(names: list[str]) -> None:
-    emb = OnnxEmbedder()
+def main(names: list[str], force: bool = False) -> None:
+    emb = None
     for name in names:
         root, aligned = SETS[name]
+        out = CACHE / "features" / f"{name}_sface.npz"
+        if out.is_file() and not force:
+            print(f"{name}: cached at {out}")
+            continue
+        if not root.is_dir():
+            print(f"{name}: no data at {root}, skipped")
+            continue
+        emb = emb or OnnxEmbedder()
         paths, labels = list_images(root, labeled=True)
         t0 = time.time()
         bar = tqdm(total=len(paths), desc=name, mininterval=5)
@@ -43,7 +54,6 @@ def main(names: list[str]) -> None:
         )
         bar.close()
         secs = time.time() - t0
-        out = CACHE / "features" / f"{name}_sface.npz"
         save_features(out, res.features)
         meta = {"set": name, "images": len(paths), "embedded": len(res.features), "failed": res.failed,
                 "seconds": round(secs, 1), "images_per_s": round(len(paths) / secs, 2)}
@@ -52,4 +62,10 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["att", "glint", "lfw"])
+    args = sys.argv[1:]
+    force = "--force" in args
+    args = [a for a in args if a != "--force"]
+    unknown = sorted(set(args) - set(SETS))
+    if unknown:
+        sys.exit(f"unknown set(s) {unknown}; choose from {sorted(SETS)}")
+    main(args or ["att", "glint", "lfw"], force=force)
