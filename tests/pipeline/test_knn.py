@@ -60,6 +60,7 @@ def test_fewer_rows_than_k_pads():
 def test_auto_picks_flat_for_small_sets():
     assert knn_mod.resolve_index(1000, "auto") == "flat"
     assert knn_mod.resolve_index(knn_mod.AUTO_FLAT_MAX + 1, "auto") == "ivf"
+    assert knn_mod.resolve_index(knn_mod.AUTO_IVF_MAX + 1, "auto") == "hnsw"
 
 
 def test_cache_hit_miss_and_atomic(tmp_path, monkeypatch):
