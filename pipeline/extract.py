@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,6 +42,36 @@ class ExtractResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
+def iter_crops(
+    paths: Sequence[str | Path],
+    *,
+    aligned: bool = False,
+    detector: FaceDetector | None = None,
+) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    """For each image, ``(index, crop, None)`` or ``(index, None, reason)`` when it gives no face.
+
+    ``crop`` is the aligned 112x112 BGR uint8 primary face; ``aligned=True`` takes images as
+    ready crops (resized to 112x112 if needed) without detection.
+    """
+    import cv2
+
+    if not aligned:
+        detector = detector or FaceDetector()
+    for i, path in enumerate(paths):
+        try:
+            img = read_image(path)
+            if aligned:
+                crop = img if img.shape[:2] == (112, 112) else cv2.resize(img, (112, 112))
+            else:
+                crop = detect_and_align(img, detector).crop
+                if crop is None:
+                    raise ValueError("no face found")
+        except ValueError as exc:
+            yield i, None, str(exc)
+        else:
+            yield i, crop, None
+
+
 def extract_features(
     paths: Sequence[str | Path],
     embedder: Embedder,
@@ -53,26 +83,15 @@ def extract_features(
     progress: Progress | None = None,
 ) -> ExtractResult:
     """Embed each image's primary face. ``aligned=True`` takes images as ready 112x112 crops."""
-    import cv2
-
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
-    detector = detector or (None if aligned else FaceDetector())
     kept: list[int] = []
     failed: list[tuple[str, str]] = []
     chunks: list[np.ndarray] = []
     batch: list[np.ndarray] = []
-    for i, path in enumerate(paths):
-        try:
-            img = read_image(path)
-            if aligned:
-                crop = img if img.shape[:2] == (112, 112) else cv2.resize(img, (112, 112))
-            else:
-                crop = detect_and_align(img, detector).crop
-                if crop is None:
-                    raise ValueError("no face found")
-        except ValueError as exc:
-            failed.append((str(path), str(exc)))
+    for i, crop, error in iter_crops(paths, aligned=aligned, detector=detector):
+        if crop is None:
+            failed.append((str(paths[i]), error))
         else:
             kept.append(i)
             batch.append(crop)

@@ -25,8 +25,11 @@ class FeatureFileError(ValueError):
     """A feature file or array set that does not have the documented form."""
 
 
-def check_embeddings(embeddings: np.ndarray, *, name: str = "embeddings") -> np.ndarray:
-    """Return ``embeddings`` as C-contiguous float32 after checking shape, finiteness and norms."""
+def check_embeddings(
+    embeddings: np.ndarray, *, name: str = "embeddings", unit_norm: bool = True
+) -> np.ndarray:
+    """Return ``embeddings`` as C-contiguous float32 after checking shape, finiteness and (with
+    ``unit_norm``) that every row is L2-normalised."""
     arr = np.asarray(embeddings)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise FeatureFileError(f"{name} must be a non-empty (N, d) array, got shape {arr.shape}")
@@ -35,6 +38,8 @@ def check_embeddings(embeddings: np.ndarray, *, name: str = "embeddings") -> np.
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         raise FeatureFileError(f"{name} contains NaN or infinite values")
+    if not unit_norm:
+        return arr
     norms = np.linalg.norm(arr, axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
     if bad.size:

@@ -130,24 +130,15 @@ def load_crops(
     paths: Sequence[str | Path], *, aligned: bool, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read images as aligned 112x112 BGR crops: (crops (K, 112, 112, 3) uint8, kept index (K,) int64)."""
-    import cv2
+    from .extract import iter_crops
 
-    from .faces import FaceDetector, detect_and_align, read_image
-
-    detector = None if aligned else FaceDetector()
     crops, kept = [], []
-    for i, p in enumerate(paths):
-        try:
-            img = read_image(p)
-            if aligned:
-                crop = img if img.shape[:2] == (112, 112) else cv2.resize(img, (112, 112))
-            else:
-                crop = detect_and_align(img, detector).crop
-            if crop is not None:
-                crops.append(crop)
-                kept.append(i)
-        except ValueError as exc:
-            log.warning("skipping %s: %s", p, exc)
+    for i, crop, error in iter_crops(paths, aligned=aligned):
+        if crop is None:
+            log.warning("skipping %s: %s", paths[i], error)
+        else:
+            crops.append(crop)
+            kept.append(i)
         if progress is not None:
             progress(i + 1, len(paths), phase="crops")
     if not crops:

@@ -119,14 +119,7 @@ def _device(name: str) -> torch.device:
 
 
 def _check_inputs(features, labels) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(features)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"features must be a non-empty (N, d) array, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"features must be floating point, got {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError("features contain NaN or infinite values")
+    x = check_embeddings(features, name="features", unit_norm=False)
     y = np.asarray(labels)
     if y.shape != (x.shape[0],):
         raise ValueError(f"labels must have shape ({x.shape[0]},), got {y.shape}")
