@@ -25,15 +25,10 @@ import numpy as np
 
 
 def _write_json(path: str | Path, data: dict) -> None:
-    import os
-    import tempfile
+    from .features import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(data, fh, indent=1, default=_json_default)
-    os.replace(tmp, path)
 
 
 def _json_default(o):

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .features import FeatureSet, check_embeddings
+from .features import FeatureSet, atomic_path, check_embeddings
 
 DEFAULT_FARS = (1e-3, 1e-4)
 REPORT_FORMAT = 1
@@ -376,8 +376,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, stem: str | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or str(report.get("name", "report")).replace("/", "_")
     json_path = out_dir / f"{stem}.json"
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(json_path)
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
     png_path = plot_roc([*compare_with, report], out_dir / f"{stem}_roc.png")
     return json_path, png_path

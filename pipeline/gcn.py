@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .features import check_embeddings
+from .features import atomic_path, check_embeddings
 from .knn import KnnGraph, build_knn
 from .proposals import ProposalConfig, Proposals, generate_proposals
 
@@ -185,12 +185,9 @@ class GcnModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Checkpoint with its config, written to a temp file then renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "state_dict": self.net.state_dict()}, tmp)
-        os.replace(tmp, path)
-        return path
+        with atomic_path(path) as tmp:
+            torch.save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "state_dict": self.net.state_dict()}, tmp)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GcnModel":

@@ -93,3 +93,19 @@ def test_cluster_labels_file(tmp_path):
     assert got.dtype == np.int64 and got.tolist() == [0, 0, 1]
     with pytest.raises(FeatureFileError):
         save_labels(tmp_path / "x.npz", np.array([0.5, 1.0]))
+
+
+def test_atomic_path_keeps_the_old_file_when_a_write_fails(tmp_path):
+    from pipeline.features import atomic_path
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer died")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
