@@ -28,6 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.extract_reference_features import CACHE  # noqa: E402
+
 from pipeline.cluster import METHODS, cluster  # noqa: E402
 from pipeline.clustering_metrics import evaluate_clustering  # noqa: E402
 from pipeline.features import load_features  # noqa: E402
@@ -35,7 +37,7 @@ from pipeline.gcn import GcnConfig, train_gcn  # noqa: E402
 from pipeline.knn import build_knn  # noqa: E402
 from pipeline.proposals import ProposalConfig  # noqa: E402
 
-FEATURES = ROOT / ".cache" / "features"
+FEATURES = CACHE / "features"  # honours FACECURATE_CACHE
 RESULTS = ROOT / "bench" / "results"
 K = 30
 
@@ -220,7 +222,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--save-model", default=str(ROOT / ".cache" / "gcnd_lfw_train.pt"))
+    ap.add_argument("--save-model", default=str(CACHE / "gcnd_lfw_train.pt"))
     ap.add_argument("--out", default=str(RESULTS / "clustering_quality"))
     ap.add_argument("--md-only", action="store_true", help="rewrite the .md (and notes) from the .json")
     args = ap.parse_args()

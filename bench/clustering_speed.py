@@ -27,6 +27,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.extract_reference_features import CACHE  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 DIM = 128
 K = 30
@@ -160,7 +162,7 @@ def ensure_model(path: Path) -> str:
 
     emb, labels = synthetic(5000, seed=7)
     model = train_gcn(emb, labels, GcnConfig(in_dim=DIM, epochs=5))
-    alt = ROOT / ".cache" / "gcnd_synthetic.pt"
+    alt = CACHE / "gcnd_synthetic.pt"
     model.save(alt)
     return str(alt)
 
@@ -228,7 +230,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--kinds", nargs="+", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--model", default=str(ROOT / ".cache" / "gcnd_lfw_train.pt"))
+    ap.add_argument("--model", default=str(CACHE / "gcnd_lfw_train.pt"))
     ap.add_argument("--out", default=str(RESULTS / "clustering_speed"))
     ap.add_argument("--timeout", type=int, default=1500)
     ap.add_argument("--md-only", action="store_true", help="rewrite the .md from the .json")

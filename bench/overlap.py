@@ -36,11 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.extract_reference_features import CACHE  # noqa: E402
+
 from pipeline.evt_plots import plot_report  # noqa: E402
 from pipeline.features import FeatureSet, l2_normalize, load_features  # noqa: E402
 from pipeline.overlap import DISJOINT, OVERLAP, REJECTED, otsu_states, separate_overlap  # noqa: E402
 
-FEATURES = ROOT / ".cache" / "features"
+FEATURES = CACHE / "features"  # honours FACECURATE_CACHE
 RESULTS = ROOT / "bench" / "results"
 
 

@@ -37,7 +37,7 @@ from pipeline.recognizer import MobileFaceNet, load_recognizer  # noqa: E402
 from pipeline.train import TrainConfig, load_checkpoint, train, train_on_crops  # noqa: E402
 
 DATA = Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache"))
+from bench.extract_reference_features import CACHE  # noqa: E402
 OUT = ROOT / "bench" / "results"
 PAIRS = DATA / "lfw" / "pairs.txt"
 

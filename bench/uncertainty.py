@@ -34,6 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.extract_reference_features import CACHE  # noqa: E402
+
 from pipeline.evt_plots import plot_report  # noqa: E402
 from pipeline.features import l2_normalize, load_features  # noqa: E402
 from pipeline.uncertainty import (  # noqa: E402
@@ -46,7 +48,7 @@ from pipeline.uncertainty import (  # noqa: E402
     wrongly_clustered,
 )
 
-FEATURES = ROOT / ".cache" / "features"
+FEATURES = CACHE / "features"  # honours FACECURATE_CACHE
 RESULTS = ROOT / "bench" / "results"
 
 

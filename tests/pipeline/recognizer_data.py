@@ -2,47 +2,20 @@
 missing) and of LFW (from the cache only; building it takes minutes)."""
 from __future__ import annotations
 
-import os
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
-import pytest
 
-from pipeline.features import FeatureSet, load_features, save_features
-from tests.conftest import ROOT, shared_path
-
-CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache")) / "features"
-
-
-@lru_cache(maxsize=1)
-def _att() -> FeatureSet:
-    path = CACHE / "att_sface.npz"
-    if not path.is_file():
-        from pipeline.embedders import OnnxEmbedder
-        from pipeline.extract import extract_features, list_images
-
-        paths, labels = list_images(shared_path("att_faces"), labeled=True)
-        res = extract_features(paths, OnnxEmbedder(), labels=labels)
-        save_features(path, res.features)
-    return load_features(path)
+from pipeline.features import FeatureSet
+from tests.conftest import reference_features, shared_path
 
 
 def att_features() -> FeatureSet:
     shared_path("att_faces")
-    return _att()
-
-
-@lru_cache(maxsize=1)
-def _lfw() -> FeatureSet:
-    return load_features(CACHE / "lfw_sface.npz")
+    return reference_features("att")
 
 
 def lfw_features() -> FeatureSet:
     shared_path("lfw", "pairs.txt")
-    if not (CACHE / "lfw_sface.npz").is_file():
-        pytest.skip(f"no LFW SFace feature cache at {CACHE} (run bench/extract_reference_features.py lfw)")
-    return _lfw()
+    return reference_features("lfw")
 
 
 def att_crops(n_ids: int = 6, per_id: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -2,33 +2,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.cluster import DEFAULT_METHOD, METHODS, cluster, relabel
 from pipeline.clustering_metrics import evaluate_clustering
-from pipeline.features import FeatureSet, l2_normalize, load_features, save_features
-
-ROOT = Path(__file__).resolve().parents[2]
-ATT_CACHE = ROOT / ".cache" / "features" / "att_sface.npz"
-
+from pipeline.features import FeatureSet, l2_normalize, save_features
+from tests.conftest import reference_features
 
 @pytest.fixture(scope="session")
 def att_features() -> FeatureSet:
-    """SFace features of the 400 AT&T faces; embedded once into .cache/ if the cache is absent."""
-    if not ATT_CACHE.is_file():
-        from tests.conftest import shared_path
-
-        root = shared_path("att_faces")
-        from pipeline.embedders import OnnxEmbedder
-        from pipeline.extract import extract_features, list_images
-
-        paths, labels = list_images(root, labeled=True)
-        res = extract_features(paths, OnnxEmbedder(), labels=labels, aligned=False)
-        save_features(ATT_CACHE, res.features)
-    return load_features(ATT_CACHE)
+    """SFace features of the 400 AT&T faces (embedded once into the cache if absent)."""
+    return reference_features("att")
 
 
 def toy(n_per=10, ids=8, d=32, seed=0):

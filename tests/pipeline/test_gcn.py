@@ -1,7 +1,6 @@
 """GCN-D: true IoU/IoP targets, batched block-diagonal graphs, de-overlap, checkpoints, learning on real faces."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,6 @@ from pipeline.features import l2_normalize
 from pipeline.gcn import GcnConfig, GcnModel, GCND, deoverlap, make_batch, predict, proposal_targets, train_gcn
 from pipeline.knn import build_knn
 from pipeline.proposals import ProposalConfig, Proposals, generate_proposals
-
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "features"
-
 
 def test_proposal_targets_hand_example():
     labels = np.array([0, 0, 0, 1, 1, 2])  # class sizes 3, 2, 1
@@ -121,13 +117,10 @@ def test_train_rejects_bad_labels():
 def test_gcn_learns_proposal_quality_on_real_faces():
     """Train on half the LFW identities, predict IoU of held-out identities' proposals: beat the
     constant predictor (training mean) and rank proposals well."""
-    path = CACHE / "lfw_sface.npz"
-    if not path.is_file():
-        pytest.skip(f"cached SFace LFW features absent at {path} (run bench/extract_reference_features.py lfw)")
-    from pipeline.features import load_features
+    from tests.conftest import reference_features
 
     torch.manual_seed(0)
-    fs = load_features(path)
+    fs = reference_features("lfw")
     ids, _ = fs.label_ids()
     rng = np.random.default_rng(0)
     # a small split of identities with >= 2 images keeps it quick

@@ -129,14 +129,9 @@ def test_bad_inputs_raise(x, k, index, match):
 
 
 def test_real_faces_neighbours_share_identity(shared_data):
-    from pathlib import Path
+    from tests.conftest import reference_features
 
-    from pipeline.features import load_features
-
-    path = Path(__file__).resolve().parents[2] / ".cache" / "features" / "glint_sface.npz"
-    if not path.is_file():
-        pytest.skip(f"cached SFace features absent at {path} (run bench/extract_reference_features.py glint)")
-    fs = load_features(path)
+    fs = reference_features("glint")
     ids, _ = fs.label_ids()
     g = build_knn(fs.embeddings, 5, "flat")
     same = ids[g.indices[:, 0]] == ids

@@ -108,15 +108,10 @@ def test_level2_needs_embeddings():
 
 
 def test_real_faces_proposals_mostly_pure():
-    from pathlib import Path
-
-    from pipeline.features import load_features
+    from tests.conftest import reference_features
     from pipeline.gcn import proposal_targets
 
-    path = Path(__file__).resolve().parents[2] / ".cache" / "features" / "glint_sface.npz"
-    if not path.is_file():
-        pytest.skip(f"cached SFace features absent at {path} (run bench/extract_reference_features.py glint)")
-    fs = load_features(path)
+    fs = reference_features("glint")
     ids, _ = fs.label_ids()
     g = build_knn(fs.embeddings, 20, "flat")
     p = generate_proposals(g, ProposalConfig(thresholds=(0.5, 0.6), max_size=60), fs.embeddings)
