@@ -7,37 +7,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-
-class _Bar:
-    """tqdm progress bar fed by ``progress(current, total, stage=...)`` callbacks."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.stage = None
-
-    def __call__(self, current: int, total: int, stage: str = "", **info) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None or stage != self.stage:
-            self.close()
-            self.bar = tqdm(total=total, desc=stage or None, leave=False)
-            self.stage = stage
-        self.bar.total = total
-        self.bar.n = current
-        if info:
-            self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()})
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+from .progress import TqdmProgress
 
 
 def _parse_value(text: str):
@@ -64,7 +39,7 @@ def cmd_knn(args) -> int:
     from .knn import build_knn
 
     fs = load_features(args.features)
-    bar = _Bar()
+    bar = TqdmProgress()
     graph = build_knn(fs.embeddings, args.k, args.index, args.cache_dir, threads=args.threads, progress=bar)
     bar.close()
     if args.out:
@@ -89,7 +64,7 @@ def cmd_train_gcn(args) -> int:
         seed=args.seed,
         proposals=ProposalConfig(thresholds=args.thresholds, max_size=args.max_size, levels=args.levels),
     )
-    bar = _Bar()
+    bar = TqdmProgress()
     model = train_gcn(fs.embeddings, fs.labels, cfg, progress=bar)
     bar.close()
     model.save(args.out)
@@ -110,7 +85,7 @@ def cmd_cluster(args) -> int:
         params["graph"] = KnnGraph.load(args.graph)
     if args.cache_dir:
         params["cache_dir"] = args.cache_dir
-    bar = _Bar()
+    bar = TqdmProgress()
     labels = cluster(fs.embeddings, args.method, progress=bar, **params)
     bar.close()
     save_labels(args.out, labels, paths=fs.paths)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .progress import TqdmProgress
+
 
 def _write_json(path: str | Path, data: dict) -> None:
     from .features import atomic_path
@@ -129,22 +131,9 @@ def cmd_uncertainty(args) -> int:
     scfg = SoftmaxConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
                          cross_fit=args.cross_fit, seed=args.seed, num_threads=args.threads)
     pcfg = PMinusConfig(margin_kind=args.margin)
-    bar = None
-    try:
-        from tqdm import tqdm
-
-        def progress(current, total, **info):
-            nonlocal bar
-            if bar is None:
-                bar = tqdm(total=total, desc="softmax epochs", file=sys.stderr)
-            bar.n = current
-            bar.set_postfix({k: f"{v:.4g}" for k, v in info.items() if k in ("loss", "train_accuracy")})
-            bar.refresh()
-    except ImportError:  # pragma: no cover
-        progress = None
-    res = clustering_uncertainty(fs.embeddings, labels, scfg, pcfg, progress=progress)
-    if bar is not None:
-        bar.close()
+    bar = TqdmProgress("softmax epochs", stage_key="", show=("loss", "train_accuracy"))
+    res = clustering_uncertainty(fs.embeddings, labels, scfg, pcfg, progress=bar)
+    bar.close()
     out = args.out
     atomic_save_npz(out, **res.arrays())
     report = {**res.report, "input": str(args.features), "clusters_file": str(args.clusters), "output": str(out)}

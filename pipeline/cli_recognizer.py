@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .progress import TqdmProgress
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,37 +34,17 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def _bar(desc: str):
-    from tqdm import tqdm
+def _epoch_line(bar, info: dict) -> None:
+    if info.get("phase") == "epoch":
+        bar.write(f"epoch {info['epoch']}/{info['epochs']}: loss {info['loss']:.4f} "
+                  f"train acc {info.get('accuracy', float('nan')):.4f} ({info['rate']:.0f} samples/s)")
 
-    state: dict = {}
 
-    def progress(current: int, total: int, **info) -> None:
-        bar = state.get("bar")
-        phase = info.get("phase", desc)
-        phase = "train" if phase == "epoch" else phase
-        if bar is None or state.get("phase") != phase:
-            if bar is not None:
-                bar.close()
-            bar = state["bar"] = tqdm(total=total, desc=phase, unit="step" if phase == "train" else "img",
-                                      file=sys.stderr, mininterval=1.0)
-            state["phase"] = phase
-        bar.n = current
-        post = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in info.items()
-                if k in ("epoch", "loss", "accuracy", "rate")}
-        if post:
-            bar.set_postfix(post, refresh=False)
-        bar.refresh()
-        if info.get("phase") == "epoch":
-            bar.write(f"epoch {info['epoch']}/{info['epochs']}: loss {info['loss']:.4f} "
-                      f"train acc {info.get('accuracy', float('nan')):.4f} ({info['rate']:.0f} samples/s)")
-
-    def close() -> None:
-        if state.get("bar") is not None:
-            state["bar"].close()
-
-    progress.close = close  # type: ignore[attr-defined]
-    return progress
+def _bar(desc: str) -> TqdmProgress:
+    return TqdmProgress(
+        desc, stage_key="phase", rename={"epoch": "train"}, show=("epoch", "loss", "accuracy", "rate"),
+        unit=lambda stage: "step" if stage == "train" else "img", on_update=_epoch_line,
+    )
 
 
 def _base_embedder(args):

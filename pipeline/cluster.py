@@ -38,7 +38,6 @@ from .features import check_embeddings
 from .knn import KnnGraph, build_knn
 
 log = logging.getLogger(__name__)
-Progress = Callable[..., None]
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:

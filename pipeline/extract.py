@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
+from .progress import Progress
 from .embedders import Embedder
 from .faces import FaceDetector, detect_and_align, read_image
 from .features import FeatureSet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
-Progress = Callable[[int, int], None]
 
 
 def list_images(root: str | Path, *, labeled: bool | None = None) -> tuple[list[Path], list[str] | None]:

@@ -20,19 +20,19 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from .progress import Progress
 from .features import atomic_path, check_embeddings
 from .knn import KnnGraph, build_knn
 from .proposals import ProposalConfig, Proposals, generate_proposals
 
 log = logging.getLogger(__name__)
-Progress = Callable[..., None]
 CHECKPOINT_FORMAT = "facecurate-gcnd-v1"
 # node input: (feature - proposal mean) * sqrt(d), plus 3 scalars: the node's cosine to the proposal
 # mean, the fraction of its kNN neighbours inside the proposal, its best similarity outside it

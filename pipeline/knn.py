@@ -26,11 +26,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
+from .progress import Progress
 from .features import atomic_save_npz, check_embeddings
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ AUTO_FLAT_MAX = 20_000
 AUTO_IVF_MAX = 200_000
 CACHE_VERSION = 1
 
-Progress = Callable[..., None]
 
 
 @dataclass

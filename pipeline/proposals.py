@@ -14,16 +14,16 @@ Proposals are stored flat: ``members`` (concatenated, sorted within each proposa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .progress import Progress
 from .features import l2_normalize
 from .knn import KnnGraph, build_knn
 
-Progress = Callable[..., None]
 
 
 @dataclass

@@ -30,13 +30,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
+from .progress import Progress
 from .features import FeatureSet, atomic_path
 from .losses import DEFAULT_MARGIN, DEFAULT_SCALE, CosFaceLoss
 from .recognizer import BACKBONES, FEATURE_BACKBONES, IMAGE_BACKBONES, RecognizerModel, build_model
@@ -44,7 +45,6 @@ from .recognizer import BACKBONES, FEATURE_BACKBONES, IMAGE_BACKBONES, Recognize
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-Progress = Callable[..., None]
 
 
 @dataclass

@@ -48,18 +48,18 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .progress import Progress
 from .evt import EvtError, OtsuResult, Weibull, fit_weibull, otsu
 from .features import check_embeddings
 from .overlap import score_histogram
 
 log = logging.getLogger(__name__)
-Progress = Callable[..., None]
 
 __all__ = [
     "SoftmaxConfig",
