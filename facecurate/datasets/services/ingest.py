@@ -346,7 +346,7 @@ def resolve_import_path(rel: str, *, want: str = "dir") -> Path:
     if any(part == ".." for part in candidate.parts):
         raise IngestError("unsafe_path", "'..' is not allowed in import paths")
     resolved = (root / candidate).resolve()
-    if resolved != root and root not in resolved.parents:
+    if not resolved.is_relative_to(root):
         raise IngestError("unsafe_path", "path (or a symlink in it) leads outside the import root")
     if want == "dir" and not resolved.is_dir():
         raise IngestError("not_found", f"no folder {rel!r} under the import root")
@@ -369,7 +369,7 @@ def scan_folder(folder: Path, *, labeled: bool) -> tuple[list[tuple[Path, str, s
             if full.is_symlink():
                 target = full.resolve()
                 rel = str(full.relative_to(root))
-                if target != root and root not in target.parents:
+                if not target.is_relative_to(root):
                     rejected.append(Rejected(rel, "unsafe_path", "symlinked folder leads outside the import root"))
                     dirnames.remove(dname)
         for fname in sorted(filenames):
@@ -379,7 +379,7 @@ def scan_folder(folder: Path, *, labeled: bool) -> tuple[list[tuple[Path, str, s
                 continue
             if full.is_symlink():
                 target = full.resolve()
-                if target != root and root not in target.parents:
+                if not target.is_relative_to(root):
                     rejected.append(Rejected(rel, "unsafe_path", "symlink leads outside the import root"))
                     continue
             if Path(fname).suffix.lower() not in IMAGE_SUFFIXES:

@@ -26,7 +26,7 @@ def media_path(rel: str) -> Path:
     """Absolute path of a MEDIA_ROOT-relative name; refuses names that leave MEDIA_ROOT."""
     root = Path(settings.MEDIA_ROOT).resolve()
     path = (root / rel).resolve()
-    if path != root and root not in path.parents:
+    if not path.is_relative_to(root):
         raise ValueError(f"{rel!r} is outside the media root")
     return path
 
