@@ -66,6 +66,30 @@ def env_int(
     return number
 
 
+def env_float(
+    name: str,
+    default: float,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise _bad(name, value, "a finite number")
+    if min_value is not None and number < min_value:
+        raise _bad(name, value, f"a number >= {min_value}")
+    if max_value is not None and number > max_value:
+        raise _bad(name, value, f"a number <= {max_value}")
+    return number
+
+
 def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
     value = _raw(name, environ)
     if value is None:

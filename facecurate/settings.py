@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import check_broker_url, env_bool, env_int, env_list, env_path, env_str, parse_database_url
+from .env import check_broker_url, env_bool, env_float, env_int, env_list, env_path, env_str, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "facecurate.accounts",
     "facecurate.jobs",
     "facecurate.datasets",
+    "facecurate.recognition",
+    "facecurate.runs",
     "facecurate.web",
 ]
 
@@ -181,6 +183,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- jobs ---------------------------------------------------------------------------------------
+#: A running job's worker refreshes its heartbeat this often; a job silent for JOB_STALE_SECONDS is
+#: requeued by the sweeper every worker runs at start and every JOB_SWEEP_SECONDS.
+JOB_HEARTBEAT_SECONDS = env_float("FACECURATE_JOB_HEARTBEAT_SECONDS", 10.0, min_value=0.05)
+JOB_STALE_SECONDS = env_float("FACECURATE_JOB_STALE_SECONDS", 120.0, min_value=0.5)
+JOB_SWEEP_SECONDS = env_float("FACECURATE_JOB_SWEEP_SECONDS", 30.0, min_value=0.1)
+if JOB_STALE_SECONDS <= 2 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("FACECURATE_JOB_STALE_SECONDS must exceed twice FACECURATE_JOB_HEARTBEAT_SECONDS")
+
+# --- faces and pipeline runs --------------------------------------------------------------------
+#: Faces smaller than this (shorter box side, source pixels) or scored lower by YuNet are not kept.
+MIN_FACE_PX = env_int("FACECURATE_MIN_FACE_PX", 24, min_value=1)
+#: Images are scaled to at most this many pixels on the long side for detection (small faces in big photos).
+DETECT_MAX_SIDE = env_int("FACECURATE_DETECT_MAX_SIDE", 1600, min_value=160)
+MIN_FACE_SCORE = env_float("FACECURATE_MIN_FACE_SCORE", 0.7, min_value=0.0, max_value=1.0)
+#: Faces per embedding chunk (one Celery task on the "gpu" queue each; more workers finish sooner).
+EMBED_CHUNK_FACES = env_int("FACECURATE_EMBED_CHUNK_FACES", 2000, min_value=1)
 
 LOGGING = {
     "version": 1,

@@ -6,15 +6,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet
+from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet, ImageViewSet
 from facecurate.jobs.api import JobViewSet
+from facecurate.runs.api import ClusterViewSet, RecognizerViewSet, RunViewSet
 from facecurate.web import views
 
 router = DefaultRouter()
 router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("identities", IdentityViewSet, basename="identity")
+router.register("images", ImageViewSet, basename="image")
 router.register("faces", FaceViewSet, basename="face")
 router.register("jobs", JobViewSet, basename="job")
+router.register("runs", RunViewSet, basename="run")
+router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("recognizers", RecognizerViewSet, basename="recognizer")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

@@ -1,11 +1,10 @@
-"""Thin API views: datasets, identities, faces, and the ingestion endpoints (202 + job URL)."""
+"""Thin API views: datasets, identities, images, faces, and the ingestion endpoints (202 + job URL)."""
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,17 +17,19 @@ from facecurate.accounts.permissions import IsStaffRole
 from facecurate.jobs.models import Job
 
 from . import tasks
-from .models import Dataset, Face, Identity
+from .models import Dataset, Face, Identity, Image
 from .serializers import (
     DatasetSerializer,
     FaceSerializer,
     IdentitySerializer,
+    ImageSerializer,
     ImportRequestSerializer,
     IngestResponseSerializer,
     ManifestRequestSerializer,
     UploadRequestSerializer,
 )
 from .services import ingest
+from .services.counts import attach_counts
 
 
 def _start_job(request, dataset: Dataset, kind: str, params: dict) -> Job:
@@ -71,14 +72,13 @@ class DatasetViewSet(
     serializer_class = DatasetSerializer
 
     def get_queryset(self):
-        counts = {f"n_{s}": Count("faces", filter=Q(faces__status=s)) for s in Face.Status.values}
-        identities = (
-            Identity.objects.filter(dataset=OuterRef("pk")).order_by().values("dataset")
-            .annotate(c=Count("id")).values("c")[:1]
-        )
-        return Dataset.objects.select_related("created_by").annotate(
-            **counts, n_identities=Coalesce(Subquery(identities), 0)
-        ).order_by("name")
+        return Dataset.objects.select_related("created_by").order_by("name")
+
+    def list(self, request, *args, **kwargs):
+        """Datasets with their counts: three grouped queries per page, whatever the number of faces."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        data = self.get_serializer(attach_counts(page), many=True).data
+        return self.get_paginated_response(data)
 
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
@@ -185,11 +185,13 @@ class IdentityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return super().list(request, *args, **kwargs)
 
 
-class FaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = FaceSerializer
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Stored source images with their detection status (a photo may hold several faces)."""
+
+    serializer_class = ImageSerializer
 
     def get_queryset(self):
-        qs = Face.objects.select_related("identity").order_by("id")
+        qs = Image.objects.select_related("identity").annotate(face_count=Count("faces")).order_by("id")
         params = self.request.query_params
         for key, field in (("dataset", "dataset_id"), ("identity", "identity_id")):
             value = params.get(key)
@@ -203,7 +205,28 @@ class FaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(parameters=[
         OpenApiParameter("dataset", int), OpenApiParameter("identity", int),
-        OpenApiParameter("job", str), OpenApiParameter("status", str, enum=Face.Status.values),
+        OpenApiParameter("job", str), OpenApiParameter("status", str, enum=Image.Status.values),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class FaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Detected faces: box and landmarks in their image, aligned crop, thumbnail, identity if labeled."""
+
+    serializer_class = FaceSerializer
+
+    def get_queryset(self):
+        qs = Face.objects.select_related("identity", "image").order_by("id")
+        params = self.request.query_params
+        for key, field in (("dataset", "dataset_id"), ("identity", "identity_id"), ("image", "image_id")):
+            value = params.get(key)
+            if value:
+                qs = qs.filter(**{field: value}) if value.isdigit() else qs.none()
+        return qs
+
+    @extend_schema(parameters=[
+        OpenApiParameter("dataset", int), OpenApiParameter("identity", int), OpenApiParameter("image", int),
     ])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
@@ -219,4 +242,4 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-__all__ = ["DatasetViewSet", "IdentityViewSet", "FaceViewSet", "serializers"]
+__all__ = ["DatasetViewSet", "IdentityViewSet", "ImageViewSet", "FaceViewSet", "serializers"]

@@ -1,9 +1,15 @@
-"""Datasets of faces: labeled (identities) or unlabeled, one Face per source image.
+"""Datasets of photos and the faces found in them.
 
-Room is left for what comes later, each as its own model pointing at Face/Dataset:
-embeddings per (face, model version), clusters and cluster membership per clustering run,
-per-face scores (max-logit, overlap state, p-) per run, review actions by annotators, and
-recognizer model versions.
+* ``Dataset``: labeled (identity folders) or unlabeled.
+* ``Image``: one stored source file (sha256 de-duplicated per dataset), its detection status and the
+  identity it was ingested under (labeled sets).
+* ``Face``: one detection in an image (box, landmarks, score, aligned crop, thumbnail). A photo in the
+  wild holds several people: unlabeled sets keep every face above the minimum size and score
+  (``FACECURATE_MIN_FACE_PX``, ``FACECURATE_MIN_FACE_SCORE``); labeled sets keep them too but give the
+  image's identity to its primary face only (the others stay unlabeled).
+
+Embeddings live in artifact files per (dataset, recognizer version) (``facecurate.recognition``), and
+everything a pipeline run computes per face lives in ``facecurate.runs``.
 """
 from __future__ import annotations
 
@@ -61,11 +67,11 @@ class Identity(models.Model):
         return self.name
 
 
-class Face(models.Model):
-    """One source image and its primary face.
+class Image(models.Model):
+    """One stored source image.
 
-    ``status`` is ``pending`` until a worker has looked at it, then ``ok`` (a face, with crop),
-    ``no_face`` (kept, no crop) or ``error`` (unreadable image; ``error`` says why).
+    ``status`` is ``pending`` until a worker has looked at it, then ``ok`` (one or more faces),
+    ``no_face`` (kept, no face) or ``error`` (unreadable image; ``error`` says why).
     """
 
     class Status(models.TextChoices):
@@ -74,13 +80,14 @@ class Face(models.Model):
         NO_FACE = "no_face"
         ERROR = "error"
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
     identity = models.ForeignKey(
-        Identity, null=True, blank=True, on_delete=models.RESTRICT, related_name="faces"
+        Identity, null=True, blank=True, on_delete=models.RESTRICT, related_name="images",
+        help_text="The identity the image was ingested under (labeled sets); its primary face carries it.",
     )
     job = models.ForeignKey(
-        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="faces",
-        help_text="The ingestion job that brought this face in.",
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="images",
+        help_text="The ingestion job that brought this image in.",
     )
     source_name = models.CharField(max_length=1024, help_text="Original file name or path.")
     file = models.CharField(max_length=512, help_text="Stored source image, relative to MEDIA_ROOT.")
@@ -90,12 +97,8 @@ class Face(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     error = models.TextField(blank=True, default="")
-    num_faces = models.PositiveIntegerField(null=True, blank=True, help_text="Faces found in the image.")
-    box = models.JSONField(null=True, blank=True, help_text="[x, y, width, height] of the kept face.")
-    landmarks = models.JSONField(null=True, blank=True, help_text="5 [x, y] points: eyes, nose, mouth corners.")
-    det_score = models.FloatField(null=True, blank=True)
-    crop = models.CharField(max_length=512, blank=True, default="", help_text="Aligned 112x112 PNG crop.")
-    thumbnail = models.CharField(max_length=512, blank=True, default="")
+    num_faces = models.PositiveIntegerField(null=True, blank=True, help_text="Faces the detector found.")
+    thumbnail = models.CharField(max_length=512, blank=True, default="", help_text="JPEG of the whole image.")
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -103,9 +106,39 @@ class Face(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="face_unique_sha256")]
         indexes = [
-            models.Index(fields=["dataset", "status"]),
-            models.Index(fields=["job", "status"]),
+            models.Index(fields=["dataset", "status"], name="datasets_fa_dataset_8c6381_idx"),
+            models.Index(fields=["job", "status"], name="datasets_fa_job_id_813aea_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.dataset_id}:{self.source_name}"
+
+
+class Face(models.Model):
+    """One detected face: where it is in its image, its aligned 112x112 crop and a thumbnail."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="faces")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="faces")
+    identity = models.ForeignKey(
+        Identity, null=True, blank=True, on_delete=models.RESTRICT, related_name="faces",
+        help_text="Labeled sets: the image's identity, on its primary face only.",
+    )
+    index = models.PositiveSmallIntegerField(default=0, help_text="Order in the image, best detection first.")
+    is_primary = models.BooleanField(default=False, help_text="The most central large face of the image.")
+    box = models.JSONField(null=True, blank=True, help_text="[x, y, width, height] in the source image.")
+    landmarks = models.JSONField(null=True, blank=True, help_text="5 [x, y] points: eyes, nose, mouth corners.")
+    det_score = models.FloatField(null=True, blank=True)
+    crop = models.CharField(max_length=512, help_text="Aligned 112x112 PNG crop.")
+    thumbnail = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Not "datasets_face": that was the old one-face-per-image table (now Image), whose index names
+        # the renamed table keeps.
+        db_table = "datasets_face_detection"
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["image", "index"], name="face_unique_index")]
+        indexes = [models.Index(fields=["dataset", "identity"], name="face_dataset_identity_idx")]
+
+    def __str__(self) -> str:
+        return f"face {self.pk} of image {self.image_id}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from .models import Dataset, Face, Identity
+from .models import Dataset, Face, Identity, Image
 
 
 def media_url(rel: str) -> str | None:
@@ -13,39 +13,41 @@ def media_url(rel: str) -> str | None:
 class DatasetSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="dataset-detail")
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    face_counts = serializers.SerializerMethodField()
+    image_counts = serializers.SerializerMethodField()
+    face_count = serializers.SerializerMethodField()
     identity_count = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = [
             "id", "url", "name", "kind", "aligned", "description", "provenance", "created_by",
-            "created_at", "updated_at", "face_counts", "identity_count",
+            "created_at", "updated_at", "image_counts", "face_count", "identity_count",
         ]
         read_only_fields = ["created_by", "created_at", "updated_at"]
 
-    def get_face_counts(self, dataset: Dataset) -> dict[str, int]:
-        """Faces per status: pending, ok, no_face, error, and total."""
-        from django.db.models import Count
+    def _counts(self, dataset: Dataset) -> dict:
+        counts = getattr(dataset, "_counts", None)
+        if counts is None:  # one object (create, retrieve): count it here
+            from .services.counts import dataset_counts
 
-        if hasattr(dataset, "n_ok"):  # annotated by the view's queryset: no extra query
-            counts = {s: getattr(dataset, f"n_{s}") for s in Face.Status.values}
-        else:
-            counts = {s: 0 for s in Face.Status.values}
-            for row in dataset.faces.values("status").order_by().annotate(n=Count("id")):
-                counts[row["status"]] = row["n"]
-        counts["total"] = sum(counts.values())
+            counts = dataset_counts([dataset.pk])[dataset.pk]
         return counts
 
+    def get_image_counts(self, dataset: Dataset) -> dict[str, int]:
+        """Images per status: pending, ok, no_face, error, and total."""
+        return self._counts(dataset)["images"]
+
+    def get_face_count(self, dataset: Dataset) -> int:
+        """Faces detected in the dataset's images (several per photo in the wild)."""
+        return self._counts(dataset)["faces"]
+
     def get_identity_count(self, dataset: Dataset) -> int:
-        if hasattr(dataset, "n_identities"):
-            return dataset.n_identities
-        return dataset.identities.count()
+        return self._counts(dataset)["identities"]
 
     def validate(self, attrs):
         if self.instance is not None and "kind" in attrs and attrs["kind"] != self.instance.kind:
-            if self.instance.faces.exists():
-                raise serializers.ValidationError({"kind": "cannot change the kind of a dataset with faces"})
+            if self.instance.images.exists():
+                raise serializers.ValidationError({"kind": "cannot change the kind of a dataset with images"})
         return attrs
 
 
@@ -57,29 +59,49 @@ class IdentitySerializer(serializers.ModelSerializer):
         fields = ["id", "dataset", "name", "face_count", "created_at"]
 
 
-class FaceSerializer(serializers.ModelSerializer):
+class ImageSerializer(serializers.ModelSerializer):
     identity = serializers.SlugRelatedField(slug_field="name", read_only=True)
     file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    face_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Image
+        fields = [
+            "id", "dataset", "identity", "job", "source_name", "sha256", "size_bytes", "width", "height",
+            "status", "error", "num_faces", "face_count", "file_url", "thumbnail_url", "created_at", "processed_at",
+        ]
+        read_only_fields = fields
+
+    def get_file_url(self, image: Image) -> str | None:
+        return media_url(image.file)
+
+    def get_thumbnail_url(self, image: Image) -> str | None:
+        return media_url(image.thumbnail)
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    identity = serializers.SlugRelatedField(slug_field="name", read_only=True)
     crop_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Face
         fields = [
-            "id", "dataset", "identity", "job", "source_name", "sha256", "size_bytes", "width", "height",
-            "status", "error", "num_faces", "box", "landmarks", "det_score", "file_url", "crop_url",
-            "thumbnail_url", "created_at", "processed_at",
+            "id", "image", "dataset", "identity", "index", "is_primary", "box", "landmarks", "det_score",
+            "crop_url", "thumbnail_url", "image_url", "created_at",
         ]
         read_only_fields = fields
-
-    def get_file_url(self, face: Face) -> str | None:
-        return media_url(face.file)
 
     def get_crop_url(self, face: Face) -> str | None:
         return media_url(face.crop)
 
     def get_thumbnail_url(self, face: Face) -> str | None:
         return media_url(face.thumbnail)
+
+    def get_image_url(self, face: Face) -> str | None:
+        return media_url(face.image.file)
 
 
 class UploadRequestSerializer(serializers.Serializer):
@@ -120,7 +142,7 @@ class RejectedSerializer(serializers.Serializer):
 
 class AcceptedSerializer(serializers.Serializer):
     name = serializers.CharField()
-    face_id = serializers.IntegerField()
+    image_id = serializers.IntegerField()
     identity = serializers.CharField(allow_null=True)
 
 
@@ -128,5 +150,5 @@ class IngestResponseSerializer(serializers.Serializer):
     job = serializers.UUIDField()
     job_url = serializers.CharField()
     queued = serializers.IntegerField(help_text="Files (or manifest entries) handed to the worker.")
-    accepted = AcceptedSerializer(many=True, required=False, help_text="Uploads stored as pending faces.")
+    accepted = AcceptedSerializer(many=True, required=False, help_text="Uploads stored as pending images.")
     rejected = RejectedSerializer(many=True, help_text="Files refused, each with a reason.")

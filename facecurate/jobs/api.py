@@ -1,7 +1,6 @@
 """Jobs over the API: read-only list/detail, plus ``cancel`` for staff."""
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -9,8 +8,9 @@ from rest_framework.response import Response
 
 from facecurate.accounts.permissions import IsStaffRole
 
-from .models import KIND_TASKS, Job
+from .models import Job
 from .serializers import JobSerializer
+from .services import JobConflict, cancel_job, rerun_job
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -39,26 +39,19 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(request=None, responses={200: JobSerializer, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
     def cancel(self, request, pk=None):
-        """Ask a queued or running job to stop; a running worker stops between files."""
-        with transaction.atomic():
-            job = Job.objects.select_for_update().get(pk=self.get_object().pk)
-            if job.is_terminal:
-                return Response({"detail": f"job is {job.state}"}, status=status.HTTP_409_CONFLICT)
-            if job.state == Job.State.QUEUED:
-                job.transition(Job.State.CANCELLED)
-            else:
-                job.cancel_requested = True
-                job.save(update_fields=["cancel_requested", "updated_at"])
+        """Stop a queued or running job; a running worker stops at its next unit of work."""
+        try:
+            job = cancel_job(self.get_object().pk, request.user)
+        except JobConflict as exc:
+            return Response({"detail": str(exc), "code": "conflict"}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(request=None, responses={202: JobSerializer, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
     def rerun(self, request, pk=None):
         """Queue a failed or cancelled job again; it resumes where it stopped (no duplicates)."""
-        with transaction.atomic():
-            job = Job.objects.select_for_update().get(pk=self.get_object().pk)
-            if not job.can_transition(Job.State.QUEUED) or job.kind not in KIND_TASKS:
-                return Response({"detail": f"a {job.state} job cannot be re-run"}, status=status.HTTP_409_CONFLICT)
-            job.transition(Job.State.QUEUED)
-            job.enqueue()
+        try:
+            job = rerun_job(self.get_object().pk, request.user)
+        except JobConflict as exc:
+            return Response({"detail": str(exc), "code": "conflict"}, status=status.HTTP_409_CONFLICT)
         return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)

@@ -1,21 +1,22 @@
-"""Background work as rows: one Job per ingestion (and, later, embedding, clustering, training).
+"""Background work as rows: one Job per ingestion, pipeline run or retraining.
 
 A job moves through an explicit state machine::
 
     queued -> running -> succeeded | failed | cancelled
     queued -> cancelled
-    running -> running      (a redelivered task after a worker died: it resumes)
+    running -> queued       (the sweeper: its worker stopped beating; the job resumes elsewhere)
     failed | cancelled -> queued   (an explicit re-run)
 
-Progress is ``progress_current`` of ``progress_total`` within the current ``stage``.
+Every state change a worker makes is compare-and-set (``UPDATE ... WHERE state = old AND worker = me``),
+done by the one job runner (:mod:`facecurate.jobs.runner`): claiming, heartbeats, progress with rate and
+ETA, cancellation between units of work, failure with the error shown, and requeueing jobs whose worker
+died. Progress is ``progress_current`` of ``progress_total`` within the current ``stage``.
 
-Adding a kind of job (embedding, clustering, training, ...): add its name to ``Job.Kind`` (the
-column has no DB-level choices, so no migration is needed for that), register its Celery task name
-in ``KIND_TASKS`` (re-runs and ``manage.py requeuejobs`` use it), create the row and call
-``job.enqueue(task)`` inside the request's transaction; in the task, ``transition(RUNNING)``,
-report with ``set_progress(current, total, stage=...)``, finish with ``transition(SUCCEEDED)`` and
-check ``cancel_requested`` between units of work. Name GPU-heavy tasks ``facecurate.ml.<...>`` (or
-define them in a ``tasks_gpu`` module) so CELERY_TASK_ROUTES sends them to the "gpu" queue.
+Adding a kind of job: add its name to ``Job.Kind`` (no DB-level choices, no migration), register its
+Celery task name in ``KIND_TASKS`` (re-runs and the sweeper use it), create the row and call
+``job.enqueue()`` inside the request's transaction; the task calls ``runner.run_job(job_id, work)``
+where ``work(ctx)`` reports with ``ctx.progress(...)`` and calls ``ctx.check_cancel()`` between units of
+work. GPU-heavy tasks are named ``facecurate.ml.<...>`` so CELERY_TASK_ROUTES sends them to "gpu".
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class Job(models.Model):
         INGEST_UPLOAD = "ingest_upload"
         INGEST_IMPORT = "ingest_import"
         INGEST_MANIFEST = "ingest_manifest"
+        PIPELINE_RUN = "pipeline_run"
+        RETRAIN = "retrain"
 
     TRANSITIONS = {
         State.QUEUED: {State.RUNNING, State.CANCELLED},
@@ -58,6 +61,7 @@ class Job(models.Model):
     stage = models.CharField(max_length=40, blank=True, default="")
     progress_current = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
+    progress_info = models.JSONField(default=dict, blank=True, help_text="Rate (units/s), ETA (s) and extras.")
     error = models.TextField(blank=True, default="")
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -70,6 +74,12 @@ class Job(models.Model):
     task_id = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, default="",
+                              help_text="host:pid:nonce of the worker holding the job; empty when none does.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                        help_text="Last sign of life of the worker holding the job.")
+    recoveries = models.PositiveIntegerField(default=0, help_text="Times the job was requeued after its worker died.")
+    events = models.JSONField(default=list, blank=True, help_text="Notable events: recoveries, re-runs, cancels.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -142,9 +152,11 @@ class Job(models.Model):
             transaction.on_commit(lambda: task.apply_async(args=[job_id, *args], task_id=task_id))
 
 
-#: The Celery task that does each kind of job (used by re-runs). Later kinds add themselves here.
+#: The Celery task that does each kind of job (re-runs and the dead-worker sweeper use it).
 KIND_TASKS: dict[str, str] = {
     Job.Kind.INGEST_UPLOAD: "facecurate.datasets.tasks.ingest_job",
     Job.Kind.INGEST_IMPORT: "facecurate.datasets.tasks.ingest_job",
     Job.Kind.INGEST_MANIFEST: "facecurate.datasets.tasks.ingest_job",
+    Job.Kind.PIPELINE_RUN: "facecurate.runs.tasks.advance_run",
+    Job.Kind.RETRAIN: "facecurate.ml.retrain",
 }

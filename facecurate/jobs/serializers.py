@@ -13,8 +13,8 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "url", "kind", "state", "stage", "progress_current", "progress_total", "progress",
-            "error", "params", "result", "dataset", "created_by", "attempts", "cancel_requested",
-            "created_at", "started_at", "finished_at", "updated_at",
+            "progress_info", "error", "params", "result", "dataset", "created_by", "attempts", "cancel_requested",
+            "heartbeat_at", "recoveries", "events", "created_at", "started_at", "finished_at", "updated_at",
         ]
         read_only_fields = fields
 

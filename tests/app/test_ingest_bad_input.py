@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from facecurate.datasets.models import Face
-from facecurate.datasets.services.ingest import run_ingest_job
+from facecurate.datasets.models import Image as StoredImage
+from facecurate.datasets.services.ingest_job import run_ingest_job
 from tests.app.conftest import blank_image_bytes, encode, named_file, real_face_paths
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +56,7 @@ def test_request_time_rejections_keep_the_good_files(staff_client, make_dataset)
     }
     assert "good.jpg" in body["rejected"][-1]["reason"]  # says which file it duplicates
     assert [a["name"] for a in body["accepted"]] == ["good.jpg"]
-    assert Face.objects.filter(dataset_id=ds["id"]).count() == 1
+    assert StoredImage.objects.filter(dataset_id=ds["id"]).count() == 1
     # Nothing of the refused files stays on disk (no temp files either).
     from django.conf import settings
 
@@ -93,7 +94,7 @@ def test_oversized_request_is_413(staff_client, make_dataset, settings):
                              {"files": [named_file("x.png", b"\0" * 20_000)]}, format="multipart")
     assert resp.status_code == 413
     assert resp.json()["code"] == "request_too_large"
-    assert Face.objects.count() == 0
+    assert StoredImage.objects.count() == 0
 
 
 def test_truncated_and_corrupt_images_fail_in_the_worker_not_the_batch(staff_client, make_dataset):
@@ -111,13 +112,13 @@ def test_truncated_and_corrupt_images_fail_in_the_worker_not_the_batch(staff_cli
     assert body["rejected"] == [] and body["queued"] == 3  # headers look fine; decoding finds out
     job = run_ingest_job(body["job"])  # the worker's function, in-process
     assert job.state == "succeeded"
-    faces = {f.source_name: f for f in Face.objects.filter(dataset_id=ds["id"])}
+    faces = {f.source_name: f for f in StoredImage.objects.filter(dataset_id=ds["id"])}
     assert faces["good.jpg"].status == "ok"
     for name in ("truncated.jpg", "corrupt.png"):
         assert faces[name].status == "error"
         assert faces[name].error.startswith("corrupt_image:")
-        assert faces[name].crop == ""
-    assert job.result["faces"] == {"pending": 0, "ok": 1, "no_face": 0, "error": 2}
+        assert not Face.objects.filter(image=faces[name]).exists()
+    assert job.result["images"] == {"pending": 0, "ok": 1, "no_face": 0, "error": 2}
 
 
 def test_images_are_decoded_with_exif_orientation_and_grey_formats(staff_client, make_dataset):
@@ -127,7 +128,7 @@ def test_images_are_decoded_with_exif_orientation_and_grey_formats(staff_client,
     grey.save(buf, format="PPM")  # PGM, like att_faces
     body = _upload(staff_client, ds, [named_file("g.pgm", buf.getvalue())])
     job = run_ingest_job(body["job"])
-    face = Face.objects.get(dataset_id=ds["id"])
+    face = StoredImage.objects.get(dataset_id=ds["id"])
     assert job.state == "succeeded" and face.status == "no_face" and (face.width, face.height) == (60, 80)
 
 

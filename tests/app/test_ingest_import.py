@@ -7,7 +7,7 @@ import shutil
 import pytest
 from django.conf import settings
 
-from facecurate.datasets.models import Face
+from facecurate.datasets.models import Image
 from tests.app.conftest import blank_image_bytes, real_face_paths, wait_for_job
 
 
@@ -35,8 +35,8 @@ def test_import_labeled_folder_per_identity(worker, staff_client, make_dataset):
     assert job.state == "succeeded", job.error
     assert job.result["accepted"] == 4
     assert [(r["name"], r["code"]) for r in job.result["rejected"]] == [("people/notes.txt", "not_an_image")]
-    assert job.result["faces"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0}
-    idents = sorted(Face.objects.filter(dataset_id=ds["id"]).values_list("identity__name", flat=True))
+    assert job.result["images"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0}
+    idents = sorted(Image.objects.filter(dataset_id=ds["id"]).values_list("identity__name", flat=True))
     assert idents == ["Aaron_Eckhart", "Abba_Eban", "Abba_Eban", "Abdullah_Gul"]
     prov = staff_client.get(f"/api/datasets/{ds['id']}/").json()["provenance"]
     assert [(i["kind"], i["source"], i["by"]) for i in prov["ingestions"]] == [("ingest_import", "people", "stella")]
@@ -44,7 +44,7 @@ def test_import_labeled_folder_per_identity(worker, staff_client, make_dataset):
     again = wait_for_job(_import(staff_client, ds["id"], "people").json()["job"])
     assert again.state == "succeeded" and again.result["accepted"] == 0
     assert sum(r["code"] == "duplicate" for r in again.result["rejected"]) == 4
-    assert Face.objects.filter(dataset_id=ds["id"]).count() == 4
+    assert Image.objects.filter(dataset_id=ds["id"]).count() == 4
 
 
 def test_import_unlabeled_keeps_nested_files(worker, staff_client, make_dataset):
@@ -52,7 +52,7 @@ def test_import_unlabeled_keeps_nested_files(worker, staff_client, make_dataset)
     _layout(settings.IMPORT_ROOT, real_face_paths(2))
     job = wait_for_job(_import(staff_client, ds["id"], "people").json()["job"])
     assert job.state == "succeeded" and job.result["accepted"] == 3
-    assert not Face.objects.filter(dataset_id=ds["id"], identity__isnull=False).exists()
+    assert not Image.objects.filter(dataset_id=ds["id"], identity__isnull=False).exists()
 
 
 @pytest.mark.django_db
@@ -99,5 +99,5 @@ def test_import_symlinks_inside_folder(worker, staff_client, make_dataset, tmp_p
     assert job.state == "succeeded"
     assert sorted((r["name"], r["code"]) for r in job.result["rejected"]) == [
         ("mix/secret.png", "unsafe_path"), ("mix/subdir", "unsafe_path")]
-    assert sorted(Face.objects.filter(dataset_id=ds["id"]).values_list("source_name", flat=True)) == [
+    assert sorted(Image.objects.filter(dataset_id=ds["id"]).values_list("source_name", flat=True)) == [
         "mix/inside-link.png", "mix/real.png"]

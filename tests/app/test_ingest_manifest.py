@@ -7,7 +7,7 @@ import shutil
 import pytest
 from django.conf import settings
 
-from facecurate.datasets.models import Face
+from facecurate.datasets.models import Image
 from facecurate.datasets.services.ingest import parse_manifest
 from tests.app.conftest import blank_image_bytes, named_file, real_face_paths, wait_for_job
 
@@ -35,8 +35,8 @@ def test_csv_manifest_labeled(worker, staff_client, make_dataset):
         ("../outside.jpg", "unsafe_path"), ("batch/" + faces[0].name, "no_identity"),
         ("batch/missing.jpg", "not_found")]
     job = wait_for_job(body["job"])
-    assert job.state == "succeeded" and job.result["faces"]["ok"] == 2
-    got = sorted(Face.objects.filter(dataset_id=ds["id"]).values_list("identity__name", "source_name"))
+    assert job.state == "succeeded" and job.result["images"]["ok"] == 2
+    got = sorted(Image.objects.filter(dataset_id=ds["id"]).values_list("identity__name", "source_name"))
     assert got == sorted((p.parent.name, r) for r, p in zip(rels, faces))
 
 
@@ -48,7 +48,7 @@ def test_json_manifest_body_unlabeled(worker, staff_client, make_dataset):
                              {"entries": [{"path": rels[0]}, {"path": "n.png"}]}, format="json")
     assert resp.status_code == 202, resp.content
     job = wait_for_job(resp.json()["job"])
-    assert job.result["faces"] == {"pending": 0, "ok": 1, "no_face": 1, "error": 0}
+    assert job.result["images"] == {"pending": 0, "ok": 1, "no_face": 1, "error": 0}
 
 
 @pytest.mark.django_db

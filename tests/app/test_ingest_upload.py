@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from facecurate.datasets.models import Face
+from facecurate.datasets.models import Image as StoredImage
 from tests.app.conftest import blank_image_bytes, named_file, real_face_paths, wait_for_job
 
 
@@ -27,27 +28,32 @@ def test_upload_many_files_unlabeled(worker, staff_client, annotator_client, mak
 
     job = wait_for_job(body["job"], timeout=90)
     assert job.state == "succeeded", job.error
-    assert job.result["faces"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0}
+    assert job.result["images"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0}
 
     api_job = annotator_client.get(body["job_url"]).json()
     assert api_job["state"] == "succeeded" and api_job["progress_current"] == api_job["progress_total"] == 4
 
-    faces = annotator_client.get(f"/api/faces/?dataset={ds['id']}").json()["results"]
-    by_name = {f["source_name"]: f for f in faces}
+    images = annotator_client.get(f"/api/images/?dataset={ds['id']}").json()["results"]
+    by_name = {im["source_name"]: im for im in images}
     for p in paths:
-        f = by_name[p.name]
-        assert f["status"] == "ok" and f["num_faces"] >= 1 and f["identity"] is None
-        assert len(f["box"]) == 4 and len(f["landmarks"]) == 5 and f["det_score"] > 0.6
-        assert (f["width"], f["height"]) == (250, 250)
+        im = by_name[p.name]
+        assert im["status"] == "ok" and im["num_faces"] >= 1 and im["face_count"] >= 1 and im["identity"] is None
+        assert (im["width"], im["height"]) == (250, 250)
+        faces = annotator_client.get(f"/api/faces/?image={im['id']}").json()["results"]
+        primary = [f for f in faces if f["is_primary"]]
+        assert len(primary) == 1 and faces[0]["index"] == 0
+        f = primary[0]
+        assert len(f["box"]) == 4 and len(f["landmarks"]) == 5 and f["det_score"] > 0.6 and f["identity"] is None
         crop = Image.open(io.BytesIO(b"".join(annotator_client.get(f["crop_url"]).streaming_content)))
         assert crop.format == "PNG" and crop.size == (112, 112)
         thumb = Image.open(io.BytesIO(b"".join(annotator_client.get(f["thumbnail_url"]).streaming_content)))
         assert thumb.format == "JPEG" and max(thumb.size) <= 128
     noise = by_name["noise.png"]
-    assert noise["status"] == "no_face" and noise["num_faces"] == 0 and noise["crop_url"] is None
+    assert noise["status"] == "no_face" and noise["num_faces"] == 0 and noise["face_count"] == 0
     assert noise["thumbnail_url"]  # kept and shown, not dropped
-    counts = annotator_client.get(f"/api/datasets/{ds['id']}/").json()["face_counts"]
-    assert counts == {"pending": 0, "ok": 3, "no_face": 1, "error": 0, "total": 4}
+    body = annotator_client.get(f"/api/datasets/{ds['id']}/").json()
+    assert body["image_counts"] == {"pending": 0, "ok": 3, "no_face": 1, "error": 0, "total": 4}
+    assert body["face_count"] == Face.objects.filter(dataset_id=ds["id"]).count() >= 3
 
 
 def test_upload_labeled_with_identity(worker, staff_client, make_dataset):
@@ -56,7 +62,7 @@ def test_upload_labeled_with_identity(worker, staff_client, make_dataset):
     resp = _upload(staff_client, ds["id"], [named_file(p.name, p.read_bytes())], identity="Aaron Eckhart")
     assert resp.status_code == 202
     assert wait_for_job(resp.json()["job"]).state == "succeeded"
-    face = Face.objects.get(dataset_id=ds["id"])
+    face = StoredImage.objects.get(dataset_id=ds["id"])
     assert face.identity.name == "Aaron Eckhart" and face.status == "ok"
     ids = staff_client.get(f"/api/identities/?dataset={ds['id']}").json()["results"]
     assert [(i["name"], i["face_count"]) for i in ids] == [("Aaron Eckhart", 1)]
@@ -68,7 +74,7 @@ def test_labeled_upload_without_identity_is_rejected_per_file(staff_client, make
     resp = _upload(staff_client, ds["id"], [named_file("a.png", blank_image_bytes(2))])
     assert resp.status_code == 202
     assert [(r["name"], r["code"]) for r in resp.json()["rejected"]] == [("a.png", "no_identity")]
-    assert Face.objects.count() == 0
+    assert StoredImage.objects.count() == 0
 
 
 @pytest.mark.django_db

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from facecurate.datasets.models import Face
+from facecurate.datasets.models import Image
 from tests.app.conftest import blank_image_bytes, make_zip, named_file, real_face_paths, wait_for_job
 
 
@@ -26,8 +26,8 @@ def test_zip_folder_per_identity(worker, staff_client, make_dataset):
     assert body["rejected"] == [] and body["queued"] == 3
     assert {x["identity"] for x in body["accepted"]} == {"Aaron_Eckhart", "Abba_Eban"}
     job = wait_for_job(body["job"])
-    assert job.state == "succeeded" and job.result["faces"]["ok"] == 2 and job.result["faces"]["no_face"] == 1
-    got = sorted((f.identity.name, f.status) for f in Face.objects.filter(dataset_id=ds["id"]))
+    assert job.state == "succeeded" and job.result["images"]["ok"] == 2 and job.result["images"]["no_face"] == 1
+    got = sorted((f.identity.name, f.status) for f in Image.objects.filter(dataset_id=ds["id"]))
     assert got == [("Aaron_Eckhart", "ok"), ("Abba_Eban", "no_face"), ("Abba_Eban", "ok")]
 
 
@@ -61,7 +61,7 @@ def test_zip_unsafe_entries_rejected_rest_kept(staff_client, make_dataset):
         "good/link.png": "symlink",
     }
     assert sorted(a["name"] for a in body["accepted"]) == ["mixed.zip:good/1.png", "mixed.zip:good/2.png"]
-    assert Face.objects.filter(dataset_id=ds["id"]).count() == 2
+    assert Image.objects.filter(dataset_id=ds["id"]).count() == 2
     # Nothing was written outside the dataset's folder.
     from django.conf import settings
 

@@ -3,13 +3,13 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import RestrictedError
 
-from facecurate.datasets.models import Dataset, Face, Identity
+from facecurate.datasets.models import Dataset, Identity, Image
 
 pytestmark = pytest.mark.django_db
 
 
 def _face(ds, sha, identity=None):
-    return Face.objects.create(dataset=ds, identity=identity, source_name=f"{sha}.png", file=f"x/{sha}.png",
+    return Image.objects.create(dataset=ds, identity=identity, source_name=f"{sha}.png", file=f"x/{sha}.png",
                                sha256=sha * 64, size_bytes=1)
 
 
@@ -29,7 +29,7 @@ def test_identity_with_faces_cannot_be_deleted_but_dataset_can():
     with pytest.raises(RestrictedError):
         ident.delete()
     ds.delete()
-    assert not Face.objects.exists() and not Identity.objects.exists()
+    assert not Image.objects.exists() and not Identity.objects.exists()
     with pytest.raises(IntegrityError), transaction.atomic():
         Identity.objects.create(dataset=Dataset.objects.create(name="x", kind="labeled"), name="B")
         Identity.objects.create(dataset=Dataset.objects.get(name="x"), name="B")

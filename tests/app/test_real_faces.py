@@ -18,6 +18,7 @@ from django.conf import settings as django_settings
 from PIL import Image
 
 from facecurate.datasets.models import Face
+from facecurate.datasets.models import Image as StoredImage
 from facecurate.datasets.services.storage import media_path
 from tests.app.conftest import SHARED_DATA, named_file, shared_path, wait_for_job
 
@@ -34,7 +35,7 @@ def shared_import_root(settings):
 
 
 def _counts(dataset_id):
-    qs = Face.objects.filter(dataset_id=dataset_id)
+    qs = StoredImage.objects.filter(dataset_id=dataset_id)
     return {s: qs.filter(status=s).count() for s in ("pending", "ok", "no_face", "error")}
 
 
@@ -48,7 +49,7 @@ def test_att_faces_labeled(worker, staff_client, make_dataset, shared_import_roo
     assert [(r["name"], r["code"]) for r in job.result["rejected"]] == [("att_faces/README", "not_an_image")]
     assert _counts(ds["id"]) == {"pending": 0, "ok": 400, "no_face": 0, "error": 0}
     assert staff_client.get(f"/api/datasets/{ds['id']}/").json()["identity_count"] == 40
-    face = Face.objects.filter(dataset_id=ds["id"], identity__name="s1").order_by("source_name").first()
+    face = StoredImage.objects.filter(dataset_id=ds["id"], identity__name="s1").order_by("source_name").first()
     crop = np.asarray(Image.open(media_path(face.crop)))
     assert crop.shape == (112, 112, 3) and (face.width, face.height) == (92, 112)
 
@@ -71,7 +72,7 @@ def test_lfw_subset_via_manifest(worker, staff_client, make_dataset, shared_impo
     job = wait_for_job(resp.json()["job"], timeout=600)
     assert job.state == "succeeded", job.error
     assert _counts(ds["id"]) == {"pending": 0, "ok": 150, "no_face": 0, "error": 0}
-    boxes = np.array(list(Face.objects.filter(dataset_id=ds["id"]).values_list("box", flat=True)))
+    boxes = np.array(list(StoredImage.objects.filter(dataset_id=ds["id"]).values_list("box", flat=True)))
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     # Deep-funneled LFW has the subject centred: the kept face is the central one.
     assert np.median(np.abs(centres - 125)) < 15
@@ -90,7 +91,7 @@ def test_glint_sample_unlabeled_aligned(worker, staff_client, make_dataset, shar
         ("glint-sample/James Spader/3913.png", "duplicate"),
     ]
     assert _counts(ds["id"]) == {"pending": 0, "ok": 1399, "no_face": 0, "error": 0}
-    faces = Face.objects.filter(dataset_id=ds["id"])
+    faces = StoredImage.objects.filter(dataset_id=ds["id"])
     assert faces.filter(identity__isnull=False).count() == 0
     assert faces.filter(num_faces__gte=1).count() == 1399
     assert faces.filter(num_faces__gte=2).count() == MULTI_FACE_GLINT

@@ -4,14 +4,23 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-from facecurate.datasets.models import Face
-from facecurate.datasets.services.ingest import run_ingest_job
+from facecurate.datasets.models import Image
+from facecurate.datasets.services.ingest_job import run_ingest_job
 from facecurate.jobs.models import InvalidTransition, Job
 from tests.app.conftest import blank_image_bytes, named_file, real_face_paths, wait_for_job
 
 
-class WorkerDied(Exception):
-    pass
+class WorkerDied(BaseException):
+    """A simulated death: not an error the runner records, the process just stops (like SIGKILL)."""
+
+
+def _heartbeat_goes_stale(job_id):
+    """What time does to a dead worker's job: its heartbeat gets older than FACECURATE_JOB_STALE_SECONDS."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
 
 
 def _die_after(k):
@@ -34,23 +43,25 @@ def test_crash_midway_then_rerun_completes_without_duplicates(staff_client, make
     job_id = resp.json()["job"]
 
     with pytest.raises(WorkerDied):
-        run_ingest_job(job_id, on_face=_die_after(2), chunk_size=1)
+        run_ingest_job(job_id, on_image=_die_after(2), chunk_size=1)
     job = Job.objects.get(pk=job_id)
-    assert job.state == "running"  # as a dead worker leaves it
-    statuses = sorted(Face.objects.filter(job_id=job_id).values_list("status", flat=True))
+    assert job.state == "running" and job.worker  # as a dead worker leaves it
+    assert run_ingest_job(job_id).attempts == 1  # a live-looking holder is not taken over
+    _heartbeat_goes_stale(job_id)
+    statuses = sorted(Image.objects.filter(job_id=job_id).values_list("status", flat=True))
     assert statuses == ["ok", "ok", "pending", "pending", "pending"]
-    first_done = dict(Face.objects.filter(job_id=job_id, status="ok").values_list("id", "processed_at"))
+    first_done = dict(Image.objects.filter(job_id=job_id, status="ok").values_list("id", "processed_at"))
 
     # The broker redelivers (acks_late): the same job runs again and only does what is left.
     seen = []
-    job = run_ingest_job(job_id, on_face=lambda face, n: seen.append(face.id))
+    job = run_ingest_job(job_id, on_image=lambda face, n: seen.append(face.id))
     assert job.state == "succeeded" and job.attempts == 2
     assert len(seen) == 3 and not set(seen) & set(first_done)
-    assert Face.objects.filter(job_id=job_id).count() == 5
-    assert Face.objects.filter(job_id=job_id, status="ok").count() == 5
-    for face_id, when in first_done.items():
-        assert Face.objects.get(pk=face_id).processed_at == when  # not redone
-    assert len(_media_files("crops")) == 5 and len(_media_files("thumbs")) == 5
+    assert Image.objects.filter(job_id=job_id).count() == 5
+    assert Image.objects.filter(job_id=job_id, status="ok").count() == 5
+    for image_id, when in first_done.items():
+        assert Image.objects.get(pk=image_id).processed_at == when  # not redone
+    assert len(_media_files("crops")) == 5 and len(_media_files("thumbs")) == 10  # 5 images + 5 faces
     assert not [p for p in settings.MEDIA_ROOT.rglob(".tmp-*")]
     assert job.progress_current == job.progress_total == 5
 
@@ -82,12 +93,13 @@ def test_crash_inside_a_chunk_rolls_the_chunk_back(staff_client, make_dataset):
     job_id = resp.json()["job"]
     with pytest.raises(WorkerDied):
         run_ingest_job(job_id, detector=DyingDetector(6), chunk_size=4)
-    statuses = list(Face.objects.filter(job_id=job_id).order_by("id").values_list("status", flat=True))
+    statuses = list(Image.objects.filter(job_id=job_id).order_by("id").values_list("status", flat=True))
     assert statuses == ["ok"] * 4 + ["pending"] * 2  # chunk 1 committed, chunk 2 died midway
     assert len(_media_files("crops")) == 5  # face 5's crop was written before the crash ...
+    _heartbeat_goes_stale(job_id)
     job = run_ingest_job(job_id, chunk_size=4)
     assert job.state == "succeeded"
-    assert Face.objects.filter(job_id=job_id, status="ok").count() == 6
+    assert Image.objects.filter(job_id=job_id, status="ok").count() == 6
     assert len(_media_files("crops")) == 6  # ... and rewritten in place, not duplicated
     assert not list(settings.MEDIA_ROOT.rglob(".tmp-*"))
 
@@ -119,12 +131,13 @@ def test_import_crash_during_copy_then_rerun(staff_client, make_dataset):
     finally:
         ingest.accept_stream = real_accept
     # The copy chunk in flight rolled back: no rows, but three stored files (content-addressed).
-    assert Face.objects.filter(job_id=job_id).count() == 0
+    assert Image.objects.filter(job_id=job_id).count() == 0
     assert len(_media_files("raw")) == 3
+    _heartbeat_goes_stale(job_id)
     job = run_ingest_job(job_id)
     assert job.state == "succeeded", job.error
     assert job.result["rejected"] == []  # files registered by the first attempt are not "duplicates"
-    assert Face.objects.filter(job_id=job_id).count() == 6
+    assert Image.objects.filter(job_id=job_id).count() == 6
     assert len(_media_files("raw")) == 6
 
 
@@ -139,13 +152,13 @@ def test_failed_job_rerun_through_the_api_and_worker(worker, staff_client, make_
     assert staff_client.post(f"/api/jobs/{job.id}/rerun/").status_code == 409  # succeeded is final
 
     # Simulate a job that failed half-way: one face back to pending, job failed.
-    Face.objects.filter(job=job, source_name="n.png").update(status="pending", thumbnail="")
+    Image.objects.filter(job=job, source_name="n.png").update(status="pending", thumbnail="")
     Job.objects.filter(pk=job.id).update(state="failed", error="worker lost")
     resp = staff_client.post(f"/api/jobs/{job.id}/rerun/")
     assert resp.status_code == 202 and resp.json()["state"] == "queued"
     job = wait_for_job(job.id)
     assert job.state == "succeeded" and job.error == ""
-    assert job.result["faces"] == {"pending": 0, "ok": 1, "no_face": 1, "error": 0}
+    assert job.result["images"] == {"pending": 0, "ok": 1, "no_face": 1, "error": 0}
 
 
 @pytest.mark.django_db
@@ -191,11 +204,11 @@ def test_cancel_running_job_stops_between_files(staff_client, make_dataset):
         if n == 1:
             Job.objects.filter(pk=job_id).update(cancel_requested=True)
 
-    import facecurate.datasets.services.ingest as ingest
+    from facecurate.datasets.services import ingest_job
 
-    job = ingest.run_ingest_job(job_id, on_face=cancel_after_first, chunk_size=1)
+    job = ingest_job.run_ingest_job(job_id, on_image=cancel_after_first, chunk_size=1)
     assert job.state == "cancelled"
-    assert job.result["faces"]["pending"] == 3
+    assert job.result["images"]["pending"] == 3
     assert staff_client.post(f"/api/jobs/{job_id}/rerun/").status_code == 202
 
 

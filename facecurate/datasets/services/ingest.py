@@ -4,12 +4,13 @@ Two halves:
 
 * **accepting** (in the web request for uploads; in the worker for folder and manifest imports):
   each file is copied into the dataset's ``raw/`` folder atomically while hashed, checked
-  (empty, not an image, too many pixels, duplicate) and registered as a ``pending`` Face of the job.
+  (empty, not an image, too many pixels, duplicate) and registered as a ``pending`` Image of the job.
   A file that fails gets a per-file error; the rest of the batch goes on.
-* **processing** (in the worker): every pending face of the job is decoded, its primary face
-  detected and aligned (pipeline.faces), and its crop and thumbnail written; then it is marked
-  ``ok``, ``no_face`` or ``error``. Only pending faces are touched, so re-running a job that died
-  midway finishes it without duplicates.
+* **processing** (in the worker, under :mod:`facecurate.jobs.runner`): every pending image of the job
+  is decoded, its faces detected (pipeline.faces) and each kept face aligned, with its crop and
+  thumbnail written; then the image is marked ``ok``, ``no_face`` or ``error`` and its Face rows are
+  created in the same transaction. Only pending images are touched, so a job whose worker died is
+  finished by the next worker without duplicates.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecurate.jobs.models import Job
 
-from ..models import Dataset, Face, Identity
+from ..models import Dataset, Identity
+from ..models import Image as StoredImage
 from .storage import SpooledUpload, TooLarge, sweep_temp_files, write_atomic
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class Rejected:
 @dataclass
 class Accepted:
     name: str
-    face_id: int
+    image_id: int
     identity: str | None = None
 
 
@@ -179,8 +181,8 @@ def accept_stream(
     seen: dict[str, str],
     identities: dict | None = None,
     max_bytes: int | None = None,
-) -> tuple[Face, bool]:
-    """Store one file and register it as a pending face of ``job``.
+) -> tuple[StoredImage, bool]:
+    """Store one file and register it as a pending image of ``job``.
 
     Returns (face, created). ``created`` is False when this job registered the same file before
     (a re-run). ``seen`` maps sha256 -> name within the batch. Raises IngestError per file.
@@ -195,25 +197,25 @@ def accept_stream(
         width, height, fmt = sniff_image(spool.tmp_path)
         if spool.sha256 in seen:
             raise IngestError("duplicate", f"same content as {seen[spool.sha256]!r} in this batch")
-        existing = Face.objects.filter(dataset=dataset, sha256=spool.sha256).first()
+        existing = StoredImage.objects.filter(dataset=dataset, sha256=spool.sha256).first()
         if existing is not None:
             if existing.job_id == job.id:
                 seen[spool.sha256] = name
                 return existing, False
-            raise IngestError("duplicate", f"same content as face {existing.id} ({existing.source_name!r})")
+            raise IngestError("duplicate", f"same content as image {existing.id} ({existing.source_name!r})")
         # Only a file that passed every check creates its identity: no empty identities from bad files.
         ident = get_identity(dataset, identity, identities)
         rel = spool.commit(f"{spool.sha256}{FORMAT_SUFFIX.get(fmt, '.img')}")
         try:
             with transaction.atomic():
-                face = Face.objects.create(
+                image = StoredImage.objects.create(
                     dataset=dataset, identity=ident, job=job, source_name=name[:1024], file=rel,
                     sha256=spool.sha256, size_bytes=spool.size, width=width, height=height,
                 )
         except IntegrityError:
             raise IngestError("duplicate", "same content as a face added at the same time") from None
         seen[spool.sha256] = name
-        return face, True
+        return image, True
 
 
 def is_zip(name: str, stream: BinaryIO) -> bool:
@@ -295,7 +297,7 @@ def accept_uploads(dataset: Dataset, job: Job, files: Iterable, *, identity: str
 
     def take(name: str, stream: BinaryIO, ident: str | None) -> None:
         try:
-            face, _ = accept_stream(
+            image, _ = accept_stream(
                 dataset, job, name, stream, identity=ident, seen=seen, identities=identities,
                 max_bytes=per_file_limit,
             )
@@ -304,7 +306,7 @@ def accept_uploads(dataset: Dataset, job: Job, files: Iterable, *, identity: str
         except zipfile.BadZipFile as exc:  # CRC or size mismatch while reading an entry
             report.reject(name, IngestError("bad_archive", f"archive entry is corrupt: {exc}"))
         else:
-            report.accepted.append(Accepted(name=name, face_id=face.id, identity=ident))
+            report.accepted.append(Accepted(name=name, image_id=image.id, identity=ident))
 
     for upload in files:
         name = os.path.basename(upload.name or "upload")
@@ -458,7 +460,7 @@ def register_server_files(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = 64,
 ) -> None:
-    """Copy files (paths relative to the import root) into the dataset as pending faces of ``job``."""
+    """Copy files (paths relative to the import root) into the dataset as pending images of ``job``."""
     seen: dict[str, str] = {}
     identities: dict = {}
     for start in range(0, len(files), chunk_size):
@@ -469,7 +471,7 @@ def register_server_files(
                 try:
                     path = resolve_import_path(rel, want="file")
                     with open(path, "rb") as fh:
-                        face, _ = accept_stream(
+                        image, _ = accept_stream(
                             dataset, job, rel, fh, identity=ident, seen=seen, identities=identities
                         )
                 except IngestError as exc:
@@ -477,203 +479,6 @@ def register_server_files(
                 except OSError as exc:
                     report.reject(rel, IngestError("unreadable", f"cannot read file: {exc.strerror or exc}"))
                 else:
-                    report.accepted.append(Accepted(name=rel, face_id=face.id, identity=ident))
+                    report.accepted.append(Accepted(name=rel, image_id=image.id, identity=ident))
         if progress:
             progress(min(start + chunk_size, len(files)), len(files))
-
-
-# --- processing faces ---------------------------------------------------------------------------
-
-
-def _png(crop_bgr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(crop_bgr[:, :, ::-1])).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _thumbnail(image_bgr: np.ndarray, box: np.ndarray | None) -> bytes:
-    """A JPEG of the face region (box grown by half, squared) or of the whole image, <= 128 px."""
-    h, w = image_bgr.shape[:2]
-    if box is not None:
-        x, y, bw, bh = (float(v) for v in box)
-        side = max(bw, bh) * 1.5
-        cx, cy = x + bw / 2, y + bh / 2
-        left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-        right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-        if right - left >= 2 and bottom - top >= 2:
-            image_bgr = image_bgr[top:bottom, left:right]
-    img = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
-    img.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
-def process_face(face: Face, detector=None, *, save: bool = True) -> Face:
-    """Decode, detect, align and write crop + thumbnail (atomically); set the status; save unless told not."""
-    from pipeline.faces import default_detector, detect_and_align, primary_face
-
-    from .storage import media_path
-
-    detector = detector or default_detector()
-    dataset = face.dataset
-    base = f"{dataset.media_dir()}"
-    face.error = ""
-    face.box = face.landmarks = face.det_score = None
-    face.crop = face.thumbnail = ""
-    try:
-        image = decode_image(media_path(face.file))
-    except IngestError as exc:
-        face.status, face.error, face.num_faces = Face.Status.ERROR, f"{exc.code}: {exc.message}", None
-    else:
-        face.height, face.width = image.shape[:2]
-        if dataset.aligned:
-            import cv2
-
-            crop = image if image.shape[:2] == (CROP_SIZE, CROP_SIZE) else cv2.resize(
-                image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA
-            )
-            dets = detector.detect(crop)
-            face.num_faces = len(dets)
-            idx = primary_face(dets, crop.shape)
-            if idx is not None:
-                d = dets[idx]
-                sx, sy = image.shape[1] / CROP_SIZE, image.shape[0] / CROP_SIZE
-                face.box = [float(d.box[0] * sx), float(d.box[1] * sy), float(d.box[2] * sx), float(d.box[3] * sy)]
-                face.landmarks = [[float(px * sx), float(py * sy)] for px, py in d.landmarks]
-                face.det_score = float(d.score)
-            face.status = Face.Status.OK
-            box_for_thumb = None
-        else:
-            found = detect_and_align(image, detector)
-            face.num_faces = found.num_faces
-            if found.crop is None:
-                face.status = Face.Status.NO_FACE
-                crop = None
-                box_for_thumb = None
-            else:
-                d = found.detection
-                face.box = [float(v) for v in d.box]
-                face.landmarks = [[float(px), float(py)] for px, py in d.landmarks]
-                face.det_score = float(d.score)
-                face.status = Face.Status.OK
-                crop = found.crop
-                box_for_thumb = d.box
-        if crop is not None:
-            face.crop = write_atomic(f"{base}/crops/{face.sha256}.png", _png(crop))
-        face.thumbnail = write_atomic(f"{base}/thumbs/{face.sha256}.jpg", _thumbnail(image, box_for_thumb))
-    face.processed_at = timezone.now()
-    if save:
-        face.save()
-    return face
-
-
-class JobCancelled(Exception):
-    pass
-
-
-def summarize(job: Job) -> dict:
-    counts = {s: 0 for s in Face.Status.values}
-    for row in Face.objects.filter(job=job).values("status").order_by().annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
-    return counts
-
-
-def run_ingest_job(
-    job_id,
-    *,
-    detector=None,
-    on_face: Callable[[Face, int], None] | None = None,
-    chunk_size: int = 16,
-) -> Job:
-    """Do the work of an ingestion job; safe to call again after a crash (resumes, no duplicates).
-
-    Faces are processed in chunks of ``chunk_size``; each chunk's rows commit together (crops and
-    thumbnails are already on disk, written atomically, so a chunk lost to a crash is redone).
-    ``on_face(face, k)`` is called once the k-th face of this run is committed. Leaves the job
-    succeeded, cancelled, or failed (IngestError); other exceptions propagate (the task marks failed).
-    """
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.is_terminal:
-            log.info("job %s is already %s", job.id, job.state)
-            return job
-        job.transition(Job.State.RUNNING)
-    dataset = job.dataset
-    swept = sweep_temp_files(dataset.media_dir())
-    if swept:
-        log.info("removed %d stale temp file(s) of dataset %s", swept, dataset.pk)
-    try:
-        report = BatchReport()
-        if job.kind in (Job.Kind.INGEST_IMPORT, Job.Kind.INGEST_MANIFEST):
-            if job.kind == Job.Kind.INGEST_IMPORT:
-                folder = resolve_import_path(job.params["path"], want="dir")
-                found, rejected = scan_folder(folder, labeled=dataset.is_labeled)
-                report.rejected.extend(rejected)
-                files = [(rel, ident) for _, rel, ident in found]
-            else:
-                files = [(e["path"], e.get("identity")) for e in job.params["entries"]]
-            job.set_progress(0, len(files), stage="copy")
-            last = [time.monotonic()]
-
-            def copied(i: int, n: int) -> None:
-                if time.monotonic() - last[0] > 0.5 or i == n:
-                    last[0] = time.monotonic()
-                    job.set_progress(i, n)
-                    _check_cancel(job)
-
-            register_server_files(dataset, job, files, report, progress=copied, chunk_size=4 * chunk_size)
-            job.result = {**job.result, "rejected": [asdict(r) for r in report.rejected],
-                          "accepted": len(report.accepted)}
-            job.save(update_fields=["result", "updated_at"])
-
-        pending_ids = list(
-            Face.objects.filter(job=job, status=Face.Status.PENDING).order_by("id").values_list("id", flat=True)
-        )
-        total = Face.objects.filter(job=job).count()
-        done = total - len(pending_ids)
-        job.set_progress(done, total, stage="detect")
-        last_report = time.monotonic()
-        k = 0
-        for start in range(0, len(pending_ids), chunk_size):
-            ids = pending_ids[start:start + chunk_size]
-            batch = list(Face.objects.filter(id__in=ids, status=Face.Status.PENDING).select_related("dataset"))
-            for face in batch:  # files are written atomically as we go; rows commit per chunk
-                process_face(face, detector, save=False)
-            with transaction.atomic():
-                for face in batch:
-                    face.save()
-            done += len(batch)
-            for face in batch:
-                k += 1
-                if on_face is not None:
-                    on_face(face, k)
-            if time.monotonic() - last_report > 0.5 or done >= total:
-                last_report = time.monotonic()
-                job.set_progress(done, total)
-            _check_cancel(job)
-        job.refresh_from_db(fields=["cancel_requested"])
-        job.result = {**job.result, "faces": summarize(job)}
-        job.stage = "done"
-        job.transition(Job.State.SUCCEEDED)
-    except JobCancelled:
-        counts = summarize(job)
-        job.result = {**job.result, "faces": counts}
-        job.progress_current = sum(counts.values()) - counts[Face.Status.PENDING]
-        job.transition(Job.State.CANCELLED)
-    except IngestError as exc:
-        job.transition(Job.State.FAILED, error=f"{exc.code}: {exc.message}")
-    return job
-
-
-def _check_cancel(job: Job) -> None:
-    job.refresh_from_db(fields=["cancel_requested"])
-    if job.cancel_requested:
-        raise JobCancelled()
-
-
-def mark_failed(job_id, error: str) -> None:
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.state == Job.State.RUNNING:
-            job.transition(Job.State.FAILED, error=error[:10000])

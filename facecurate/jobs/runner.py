@@ -1,0 +1,259 @@
+"""The one job runner every kind of job uses (ingestion, pipeline runs, retraining).
+
+* **Claim** (compare-and-set): a worker takes a job that is ``queued``, or ``running`` but released
+  (waiting for sub-tasks) or silent for longer than ``JOB_STALE_SECONDS`` (its worker died). Two
+  workers handed the same message never both run it: only one ``UPDATE`` matches.
+* **Heartbeat**: while the work runs, a thread refreshes ``heartbeat_at`` every ``JOB_HEARTBEAT_SECONDS``.
+  If the row says another worker holds the job now, the work is told to stop (``JobLost``).
+* **Progress** per stage with rate and ETA, saved at most twice a second, never going backwards
+  within a stage; ``check_cancel()`` between units of work.
+* **Finish** (compare-and-set): success only if no cancel arrived meanwhile (then it ends cancelled);
+  an exception marks the job failed with the error shown; a process that dies leaves it ``running``
+  with a stale heartbeat, and the sweeper (:func:`sweep_stale_jobs`, run by every worker at start and
+  periodically) puts it back in the queue, where it resumes: each kind of work skips what it finished.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from datetime import timedelta
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .models import KIND_TASKS, Job
+
+log = logging.getLogger(__name__)
+
+WAITING = "waiting"  # what work() returns when sub-tasks carry on and will re-enqueue the job
+_WORKER: dict[int, str] = {}
+
+
+class JobCancelled(Exception):
+    """Raised by ``check_cancel`` when someone asked the job to stop."""
+
+
+class JobLost(Exception):
+    """The job was taken over by another worker (this one was presumed dead): stop at once."""
+
+
+class JobFailed(Exception):
+    """A clean, explained failure (bad input, ...): the message is shown on the job."""
+
+
+def worker_id() -> str:
+    """host:pid:nonce of this process (new after a fork)."""
+    pid = os.getpid()
+    if pid not in _WORKER:
+        _WORKER[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+    return _WORKER[pid]
+
+
+def _stale_cutoff(now=None):
+    return (now or timezone.now()) - timedelta(seconds=settings.JOB_STALE_SECONDS)
+
+
+def _claimable(now=None) -> Q:
+    cutoff = _stale_cutoff(now)
+    return Q(state=Job.State.QUEUED) | Q(state=Job.State.RUNNING) & (
+        Q(worker="") | Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+
+
+def claim(job_id) -> Job | None:
+    """Take the job for this worker, or None when it is finished or held by a live worker."""
+    now = timezone.now()
+    n = Job.objects.filter(pk=job_id).filter(_claimable(now)).update(
+        state=Job.State.RUNNING, worker=worker_id(), heartbeat_at=now, attempts=F("attempts") + 1,
+        error="", finished_at=None, started_at=Coalesce(F("started_at"), now), updated_at=now,
+    )
+    return Job.objects.get(pk=job_id) if n else None
+
+
+def _held(job: Job):
+    return Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=worker_id())
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the job's heartbeat from a thread of its own (its own DB connection)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(name=f"heartbeat-{job.pk}", daemon=True)
+        self.job, self.stop_event, self.lost = job, threading.Event(), False
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.wait(settings.JOB_HEARTBEAT_SECONDS):
+                if not _held(self.job).update(heartbeat_at=timezone.now()):
+                    self.lost = True
+                    return
+        except Exception:  # a DB hiccup: the next beat tries again from a fresh thread next job
+            log.exception("heartbeat of job %s stopped", self.job.pk)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
+
+class JobContext:
+    """What ``work(ctx)`` gets: the job, progress, cancellation, results."""
+
+    def __init__(self, job: Job, heartbeat: Heartbeat | None = None) -> None:
+        self.job, self._hb = job, heartbeat
+        self.after_release: list[Callable[[], Any]] = []  # e.g. sending sub-tasks once the job is released
+        self._saved_at = 0.0
+        self._stage_start = (job.stage, time.monotonic(), job.progress_current)
+
+    def progress(self, current: int, total: int | None = None, *, stage: str | None = None,
+                 force: bool = False, **info: Any) -> None:
+        job = self.job
+        if stage is not None and stage != job.stage:
+            job.stage, force = stage, True
+            self._stage_start = (stage, time.monotonic(), int(current))
+        elif int(current) < job.progress_current and total in (None, job.progress_total):
+            current = job.progress_current  # never backwards within a stage
+        job.progress_current = int(current)
+        if total is not None:
+            job.progress_total = int(total)
+        now = time.monotonic()
+        done = job.progress_total and job.progress_current >= job.progress_total
+        if not (force or done or now - self._saved_at >= 0.5):
+            return
+        self._saved_at = now
+        _, t0, c0 = self._stage_start
+        rate = (job.progress_current - c0) / (now - t0) if now > t0 else 0.0
+        left = max(job.progress_total - job.progress_current, 0)
+        job.progress_info = {**info, "rate": round(rate, 3),
+                             "eta_seconds": round(left / rate, 1) if rate > 0 else None}
+        self._save(stage=job.stage, progress_current=job.progress_current, progress_total=job.progress_total,
+                   progress_info=job.progress_info)
+
+    def check_cancel(self) -> None:
+        if self._hb is not None and self._hb.lost:
+            raise JobLost(f"job {self.job.pk} is held by another worker now")
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+    def set_result(self, **values: Any) -> None:
+        self.job.result = {**self.job.result, **values}
+        self._save(result=self.job.result)
+
+    def _save(self, **fields: Any) -> None:
+        if not _held(self.job).update(**fields, heartbeat_at=timezone.now(), updated_at=timezone.now()):
+            raise JobLost(f"job {self.job.pk} is held by another worker now")
+
+
+def finish(job: Job, to: str, *, error: str = "") -> str:
+    """CAS the held job into a final state; a success that races a cancel ends cancelled."""
+    now = timezone.now()
+    fields = dict(state=to, finished_at=now, updated_at=now, worker="", error=error[:10000])
+    qs = _held(job)
+    if to == Job.State.SUCCEEDED:
+        qs = qs.filter(cancel_requested=False)
+    if qs.update(**fields):
+        return to
+    if to == Job.State.SUCCEEDED and _held(job).filter(cancel_requested=True).update(
+            **{**fields, "state": Job.State.CANCELLED}):
+        return Job.State.CANCELLED
+    log.warning("job %s: could not record %s (taken over by another worker)", job.pk, to)
+    return Job.objects.get(pk=job.pk).state
+
+
+def release(job: Job) -> None:
+    """Leave the job running but held by nobody: sub-tasks carry on and will re-enqueue it."""
+    _held(job).update(worker="", heartbeat_at=timezone.now(), updated_at=timezone.now())
+
+
+def run_job(job_id, work: Callable[[JobContext], Any]) -> Job:
+    """Claim the job, run ``work(ctx)`` with a heartbeat, record how it ended; see the module docstring.
+
+    ``work`` returns ``WAITING`` to leave the job running for sub-tasks, anything else for success.
+    An ``Exception`` marks the job failed (and is re-raised for the log unless it is a JobFailed);
+    anything else (a simulated or real death) leaves the job as a dead worker would.
+    """
+    job = claim(job_id)
+    if job is None:
+        current = Job.objects.get(pk=job_id)
+        log.info("job %s not claimed: %s, worker %r", job_id, current.state, current.worker)
+        return current
+    hb = Heartbeat(job)
+    hb.start()
+    ctx = JobContext(job, hb)
+    try:
+        outcome = work(ctx)
+    except JobCancelled:
+        finish(job, Job.State.CANCELLED)
+    except JobLost as exc:
+        log.warning("%s", exc)
+    except JobFailed as exc:
+        finish(job, Job.State.FAILED, error=str(exc))
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        finish(job, Job.State.FAILED, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+    else:
+        if outcome == WAITING:
+            release(job)
+            for send in ctx.after_release:
+                send()
+        else:
+            finish(job, Job.State.SUCCEEDED)
+    finally:
+        hb.stop()
+    return Job.objects.get(pk=job_id)
+
+
+def add_event(job_id, what: str, **extra: Any) -> None:
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        job.events = [*job.events[-49:], {"at": timezone.now().isoformat(), "what": what, **extra}]
+        job.save(update_fields=["events"])
+
+
+def sweep_stale_jobs() -> list[str]:
+    """Requeue running jobs whose worker stopped beating; CAS, so concurrent sweepers requeue each once."""
+    now = timezone.now()
+    cutoff = _stale_cutoff(now)
+    stale = Q(state=Job.State.RUNNING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True,
+                                                                           updated_at__lt=cutoff))
+    requeued = []
+    for job in Job.objects.filter(stale, kind__in=list(KIND_TASKS)).only("id", "worker"):
+        with transaction.atomic():
+            if not Job.objects.filter(pk=job.pk).filter(stale).update(
+                    state=Job.State.QUEUED, worker="", recoveries=F("recoveries") + 1, updated_at=now):
+                continue
+            fresh = Job.objects.get(pk=job.pk)
+            add_event(job.pk, "requeued: worker stopped beating", worker=job.worker)
+            fresh.enqueue()
+        requeued.append(str(job.pk))
+        log.warning("job %s requeued: its worker %s stopped beating", job.pk, job.worker or "?")
+    return requeued
+
+
+class Sweeper(threading.Thread):
+    """Runs :func:`sweep_stale_jobs` at start and every ``JOB_SWEEP_SECONDS`` in a worker process."""
+
+    def __init__(self) -> None:
+        super().__init__(name="job-sweeper", daemon=True)
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                sweep_stale_jobs()
+            except Exception:
+                log.exception("job sweep failed")
+            finally:
+                connection.close()
+            if self.stop_event.wait(settings.JOB_SWEEP_SECONDS):
+                return

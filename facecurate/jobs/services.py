@@ -1,0 +1,45 @@
+"""Cancel and re-run, compare-and-set against the worker's own state changes."""
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import KIND_TASKS, Job
+from .runner import add_event
+
+
+class JobConflict(Exception):
+    """The job is in a state that does not allow this (the message says which)."""
+
+
+def cancel_job(job_id, user=None) -> Job:
+    """A queued job, or a running one that no worker holds (waiting for sub-tasks), ends cancelled
+    at once; a running job is asked to stop and does so at its next check. A cancel that arrives while
+    the worker finishes is not lost: the worker's success only lands if no cancel was asked for."""
+    now = timezone.now()
+    who = getattr(user, "username", None)
+    if Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(state=Job.State.CANCELLED, finished_at=now,
+                                                                     cancel_requested=True, updated_at=now):
+        add_event(job_id, "cancelled while queued", by=who)
+    elif Job.objects.filter(pk=job_id, state=Job.State.RUNNING, worker="").update(
+            state=Job.State.CANCELLED, finished_at=now, cancel_requested=True, updated_at=now):
+        add_event(job_id, "cancelled while waiting for sub-tasks", by=who)
+    elif Job.objects.filter(pk=job_id, state=Job.State.RUNNING).update(cancel_requested=True, updated_at=now):
+        add_event(job_id, "cancel requested", by=who)
+    else:
+        raise JobConflict(f"job is {Job.objects.get(pk=job_id).state}")
+    return Job.objects.get(pk=job_id)
+
+
+def rerun_job(job_id, user=None) -> Job:
+    """Queue a failed or cancelled job again; it resumes where it stopped (no duplicates)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.state not in (Job.State.FAILED, Job.State.CANCELLED) or job.kind not in KIND_TASKS:
+            raise JobConflict(f"a {job.state} job cannot be re-run")
+        job.transition(Job.State.QUEUED)
+        job.worker = ""
+        job.save(update_fields=["worker"])
+        job.enqueue()
+    add_event(job_id, "re-run", by=getattr(user, "username", None))
+    return Job.objects.get(pk=job_id)

@@ -1,0 +1,66 @@
+"""Artifact files: written under a temp name and renamed (pipeline.features.atomic_path), hashed, and
+recorded with their kind, size, sha256, format version and the job that made them.
+
+A stage that is redone overwrites its artifact at the same path (same inputs, same content) and the
+row is updated in place, so no file is orphaned and none silently goes stale.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from pipeline.features import atomic_path
+
+from ..models import Artifact
+
+FORMAT_VERSION = 1
+
+
+def artifact_path(rel: str) -> Path:
+    root = Path(settings.ARTIFACT_ROOT).resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{rel!r} is outside the artifact root")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record(rel: str, kind: str, job=None) -> Artifact:
+    path = artifact_path(rel)
+    art, _ = Artifact.objects.update_or_create(
+        path=rel, defaults={"kind": kind, "size_bytes": path.stat().st_size, "sha256": _sha256(path),
+                            "format_version": FORMAT_VERSION, "job": job},
+    )
+    return art
+
+
+def write_npz(rel: str, kind: str, job=None, **arrays: np.ndarray) -> Artifact:
+    """Save ``arrays`` (plus a format version) atomically to ``rel`` and record the artifact."""
+    path = artifact_path(rel)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, format_version=np.int64(FORMAT_VERSION), **arrays)
+    return record(rel, kind, job)
+
+
+def read_npz(artifact: Artifact | str, *, verify: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of an npz artifact; ``verify`` checks its sha256 against the record first."""
+    rel = artifact.path if isinstance(artifact, Artifact) else artifact
+    path = artifact_path(rel)
+    if verify and isinstance(artifact, Artifact) and _sha256(path) != artifact.sha256:
+        raise ValueError(f"artifact {rel} does not match its recorded sha256 (changed on disk)")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    version = int(arrays.pop("format_version", 0))
+    if version != FORMAT_VERSION:
+        raise ValueError(f"artifact {rel} has format version {version}, this code reads {FORMAT_VERSION}")
+    return arrays

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from facecurate.datasets.models import Dataset
+from facecurate.datasets.serializers import media_url
+from facecurate.jobs.serializers import JobSerializer
+from facecurate.recognition.models import RecognizerVersion
+
+from .models import Cluster, PipelineRun, RunFace
+
+
+class RunCreateSerializer(serializers.Serializer):
+    unlabeled_dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+    labeled_datasets = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all(), many=True, required=False,
+                                                          help_text="Labeled datasets whose identities are known.")
+    recognizer = serializers.PrimaryKeyRelatedField(queryset=RecognizerVersion.objects.all(), required=False,
+                                                    allow_null=True, help_text="Default: the active version.")
+    method = serializers.CharField(default="infomap", max_length=32)
+    params = serializers.DictField(required=False, help_text="Clustering settings over the method's defaults.")
+    truth_from_folders = serializers.BooleanField(
+        default=False, help_text="The images' parent folders name the people: compute quality metrics.")
+    overlap_confidence = serializers.FloatField(required=False, min_value=0.51, max_value=0.999)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="run-detail")
+    job = JobSerializer(read_only=True)
+    labeled_datasets = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    recognizer_name = serializers.CharField(source="recognizer.name", read_only=True)
+    unlabeled_dataset_name = serializers.CharField(source="unlabeled_dataset.name", read_only=True)
+    reviewed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PipelineRun
+        fields = ["id", "url", "job", "unlabeled_dataset", "unlabeled_dataset_name", "labeled_datasets",
+                  "recognizer", "recognizer_name", "method", "params", "options", "stages", "counts", "metrics",
+                  "reviewed", "created_by", "created_at"]
+        read_only_fields = fields
+
+    def get_reviewed(self, run: PipelineRun) -> dict[str, int]:
+        """Clusters per review state."""
+        from django.db.models import Count
+
+        out = {s: 0 for s in Cluster.Review.values}
+        for row in run.clusters.values("review_state").order_by().annotate(n=Count("id")):
+            out[row["review_state"]] = row["n"]
+        return out
+
+
+class RunReportSerializer(RunSerializer):
+    class Meta(RunSerializer.Meta):
+        fields = RunSerializer.Meta.fields + ["overlap_report", "uncertainty_report"]
+        read_only_fields = fields
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="cluster-detail")
+    assigned_identity_name = serializers.CharField(source="assigned_identity.name", read_only=True, default=None)
+    lease_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "review_state",
+                  "name", "assigned_identity", "assigned_identity_name", "carried_from", "version", "lease_user",
+                  "lease_until", "reviewed_at"]
+        read_only_fields = fields
+
+
+class RunFaceSerializer(serializers.ModelSerializer):
+    face = serializers.IntegerField(source="face_id", read_only=True)
+    image = serializers.IntegerField(source="face.image_id", read_only=True)
+    thumbnail_url = serializers.SerializerMethodField()
+    crop_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    box = serializers.JSONField(source="face.box", read_only=True)
+    predicted_identity_name = serializers.CharField(source="predicted_identity.name", read_only=True, default=None)
+
+    class Meta:
+        model = RunFace
+        fields = ["id", "face", "image", "cluster", "original_cluster", "p_minus", "margin", "max_logit",
+                  "predicted_identity", "predicted_identity_name", "predicted_score", "overlap_state", "excluded",
+                  "thumbnail_url", "crop_url", "image_url", "box"]
+        read_only_fields = fields
+
+    def get_thumbnail_url(self, rf: RunFace) -> str | None:
+        return media_url(rf.face.thumbnail)
+
+    def get_crop_url(self, rf: RunFace) -> str | None:
+        return media_url(rf.face.crop)
+
+    def get_image_url(self, rf: RunFace) -> str | None:
+        return media_url(rf.face.image.file)
+
+
+class RecognizerSerializer(serializers.ModelSerializer):
+    parent = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = RecognizerVersion
+        fields = ["id", "name", "kind", "parent", "config", "metrics", "training_summary", "is_active", "created_at"]
+        read_only_fields = fields

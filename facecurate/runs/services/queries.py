@@ -1,0 +1,126 @@
+"""Read side of runs: the review queue with keyset pagination, a cluster's faces, suggestions."""
+from __future__ import annotations
+
+import base64
+import json
+from functools import lru_cache
+
+import numpy as np
+from django.db.models import Q
+
+from facecurate.datasets.models import Face, Identity
+from facecurate.recognition.services import artifacts
+from facecurate.recognition.services.embeddings import load_embeddings
+
+from ..models import Cluster, PipelineRun, RunFace
+from .stages import art_rel
+
+ORDERINGS = {"priority": ("priority", "-priority"), "size": ("size", "-size")}
+STATES = {"pending": [Cluster.Review.PENDING], "reviewed": [Cluster.Review.CONFIRMED, Cluster.Review.DISMISSED],
+          "confirmed": [Cluster.Review.CONFIRMED], "dismissed": [Cluster.Review.DISMISSED], "all": None}
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def encode_cursor(values: list) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not (isinstance(values, list) and len(values) == 2 and isinstance(values[1], int)):
+            raise ValueError
+        float(values[0])
+        return values
+    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise BadQuery("cursor is not one this API gave out") from None
+
+
+def cluster_page(run: PipelineRun, *, state: str = "pending", min_size: int | None = None,
+                 max_size: int | None = None, ordering: str = "priority", cursor: str | None = None,
+                 limit: int = 50) -> tuple[list[Cluster], str | None]:
+    """One page of the run's clusters, most doubtful first (or largest first), after ``cursor``."""
+    if state not in STATES:
+        raise BadQuery(f"state must be one of {', '.join(STATES)}")
+    if ordering not in ORDERINGS:
+        raise BadQuery(f"ordering must be one of {', '.join(ORDERINGS)}")
+    field, order = ORDERINGS[ordering]
+    qs = Cluster.objects.filter(run=run)
+    if STATES[state] is not None:
+        qs = qs.filter(review_state__in=STATES[state])
+    if min_size is not None:
+        qs = qs.filter(size__gte=min_size)
+    if max_size is not None:
+        qs = qs.filter(size__lte=max_size)
+    if cursor:
+        value, last_id = decode_cursor(cursor)
+        qs = qs.filter(Q(**{f"{field}__lt": value}) | Q(**{field: value, "id__gt": last_id}))
+    page = list(qs.select_related("assigned_identity").order_by(order, "id")[:limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    nxt = encode_cursor([getattr(page[-1], field), page[-1].pk]) if more and page else None
+    return page, nxt
+
+
+def cluster_faces(cluster: Cluster):
+    """The cluster's faces, most doubtful first (highest p-), then by id."""
+    return (RunFace.objects.filter(cluster=cluster).select_related("face__image", "predicted_identity")
+            .order_by("-p_minus", "id"))
+
+
+@lru_cache(maxsize=8)
+def _npz(rel: str, sha: str) -> dict:
+    return artifacts.read_npz(rel)
+
+
+def run_artifact(run: PipelineRun, name: str) -> dict | None:
+    from facecurate.recognition.models import Artifact
+
+    art = Artifact.objects.filter(path=art_rel(run, name)).first()
+    return _npz(art.path, art.sha256) if art else None
+
+
+def current_centroid(cluster: Cluster) -> np.ndarray | None:
+    ids = list(RunFace.objects.filter(cluster=cluster).values_list("face_id", flat=True))
+    if not ids:
+        return None
+    _, emb = load_embeddings(cluster.run.unlabeled_dataset_id, cluster.run.recognizer, ids)
+    c = emb.sum(0)
+    return c / max(np.linalg.norm(c), 1e-12)
+
+
+def _sample_faces(qs, n: int = 3) -> list[int]:
+    return list(qs.values_list("id", flat=True)[:n])
+
+
+def suggestions(cluster: Cluster, k: int = 5) -> dict:
+    """Nearest other clusters of the run (by centroid cosine) and labeled identities (by class score)."""
+    run = cluster.run
+    centre = current_centroid(cluster)
+    out = {"merges": [], "identities": []}
+    if centre is None:
+        return out
+    cents = run_artifact(run, "centroids")
+    if cents is not None and len(cents["centroids"]):
+        sims = cents["centroids"] @ centre
+        order = [int(i) for i in np.argsort(-sims)[: k + 1]]
+        by_number = {c.number: c for c in Cluster.objects.filter(run=run, number__in=order)
+                     .exclude(pk=cluster.pk).exclude(size=0)}
+        for i in order:
+            if i in by_number and len(out["merges"]) < k:
+                c = by_number[i]
+                faces = RunFace.objects.filter(cluster=c).order_by("p_minus", "id").values_list("face_id", flat=True)
+                out["merges"].append({"cluster": c, "similarity": float(sims[i]), "faces": list(faces[:3])})
+    means = run_artifact(run, "class_means")
+    if means is not None and len(means["means"]):
+        sims = means["means"] @ centre
+        top = np.argsort(-sims)[:k]
+        ids = [int(means["identity_ids"][i]) for i in top]
+        names = dict(Identity.objects.filter(id__in=ids).values_list("id", "name"))
+        for i, ident in zip(top, ids):
+            out["identities"].append({"identity": ident, "name": names.get(ident, "?"), "score": float(sims[i]),
+                                      "faces": _sample_faces(Face.objects.filter(identity_id=ident).order_by("id"))})
+    return out
