@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Dataset(models.Model):
@@ -35,6 +36,10 @@ class Dataset(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Names are stored normalised (facecurate.names) and unique ignoring case.
+            models.UniqueConstraint(Lower("name"), name="dataset_unique_name_ci"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -54,7 +59,10 @@ class Identity(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="identity_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "name"], name="identity_unique_name"),
+            models.UniqueConstraint("dataset", Lower("name"), name="identity_unique_name_ci"),
+        ]
         verbose_name_plural = "identities"
 
     def __str__(self) -> str:
