@@ -56,4 +56,4 @@ class Command(BaseCommand):
         else:
             where = "its password is FACECURATE_ADMIN_PASSWORD"
         self.stdout.write(f"created admin user {username!r}; {where}. "
-                          f"Get its API token with POST /api/auth/token/ or `manage.py createuser`.")
+                          f"Get its API token with POST /api/auth/token/ or `.venv/bin/python manage.py createuser`.")
