@@ -169,3 +169,44 @@ def check_broker_url(url: str, *, name: str = "FACECURATE_BROKER_URL") -> str:
     if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "filesystem", "memory", "sqla+postgresql"}:
         raise _bad(name, url, "a redis://, amqp://, filesystem:// or memory:// URL")
     return url
+
+
+def parse_cache_url(url: str, *, name: str = "FACECURATE_CACHE_URL") -> dict:
+    """``redis://host:6379/1`` (shared by every machine) or ``file:///abs/dir`` to a CACHES entry."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in {"redis", "rediss"}:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if scheme == "file" and parts.path.startswith("/") and not parts.netloc:
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": unquote(parts.path)}
+    raise _bad(name, url, "a redis:// URL or file:///absolute/folder")
+
+
+def secret_key_file(path: Path) -> str:
+    """The secret key kept in ``path``; made (random, mode 0600) on first use.
+
+    Made atomically: written to a private temp file, then hard-linked into place, which fails if
+    another process got there first; then everyone reads the one file that won.
+    """
+    import secrets
+
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ImproperlyConfigured(f"{path} holds no usable secret key (delete it to make a new one)")
+    return key

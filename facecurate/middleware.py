@@ -16,7 +16,7 @@ class RequestSizeLimitMiddleware:
         try:
             size = int(length)
         except ValueError:
-            return JsonResponse({"detail": f"bad Content-Length {length!r}"}, status=400)
+            return JsonResponse({"detail": f"bad Content-Length {length!r}", "code": "bad_request"}, status=400)
         limit = settings.MAX_UPLOAD_BYTES
         if size > limit:
             # Drain nothing: the connection is closed by the server after the response.

@@ -1,8 +1,10 @@
 """Django settings for facecurate, read from environment variables (see facecurate/env.py).
 
 With no environment at all the app runs embedded: SQLite at <repo>/var/db.sqlite3, Celery over
-kombu's filesystem transport in <repo>/var/broker/, media in <repo>/var/media, DEBUG on.
-Set FACECURATE_DEBUG=0 (and FACECURATE_SECRET_KEY) in production.
+kombu's filesystem transport in <repo>/var/broker/, media in <repo>/var/media, a file cache in
+<repo>/var/cache, DEBUG off and a random secret key made once in <repo>/var/secret_key.
+FACECURATE_DEBUG=1 turns debugging on (never in production); FACECURATE_HTTPS=1 makes cookies secure
+and turns on HSTS and the HTTPS redirect.
 """
 from __future__ import annotations
 
@@ -10,20 +12,42 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import check_broker_url, env_bool, env_float, env_int, env_list, env_path, env_str, parse_database_url
+from .env import (
+    check_broker_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+    parse_cache_url,
+    parse_database_url,
+    secret_key_file,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+#: Everything the embedded default writes (database, broker, media, cache, secret key).
+VAR_DIR = env_path("FACECURATE_VAR_DIR", BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+#: Where ``manage.py ensureadmin`` leaves a generated admin password (mode 0600), never in the log.
+ADMIN_PASSWORD_FILE = VAR_DIR / "admin_password"
 
-DEBUG = env_bool("FACECURATE_DEBUG", True)
-_secret = env_str("FACECURATE_SECRET_KEY")
-if _secret is None:
-    if not DEBUG:
-        raise ImproperlyConfigured("FACECURATE_SECRET_KEY must be set when FACECURATE_DEBUG is off")
-    _secret = "facecurate-insecure-development-key-only-for-debug"
-SECRET_KEY = _secret
+DEBUG = env_bool("FACECURATE_DEBUG", False)
+# A fixed key in the environment, else a random one made once and kept (mode 0600) under var/.
+SECRET_KEY = env_str("FACECURATE_SECRET_KEY") or secret_key_file(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("FACECURATE_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("FACECURATE_CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto) ---------------------------
+HTTPS = env_bool("FACECURATE_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the orchestrator's probe speaks plain HTTP
+SECURE_HSTS_SECONDS = env_int("FACECURATE_HSTS_SECONDS", 31_536_000, min_value=0) if HTTPS else 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -57,6 +81,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "facecurate.urls"
+# Error pages as JSON under /api/, short HTML elsewhere (see facecurate/errors.py).
+CSRF_FAILURE_VIEW = "facecurate.errors.csrf_failure"
 WSGI_APPLICATION = "facecurate.wsgi.application"
 
 TEMPLATES = [
@@ -77,7 +103,6 @@ TEMPLATES = [
 # --- database -----------------------------------------------------------------------------------
 _db_url = env_str("FACECURATE_DATABASE_URL")
 if _db_url is None:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     _db_url = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": parse_database_url(_db_url)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -107,6 +132,8 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path("FACECURATE_MEDIA_ROOT", VAR_DIR / "media")
 ARTIFACT_ROOT = env_path("FACECURATE_ARTIFACT_ROOT", VAR_DIR / "artifacts")
 IMPORT_ROOT = env_path("FACECURATE_IMPORT_ROOT", VAR_DIR / "import")
+if env_str("FACECURATE_IMPORT_ROOT") is None:
+    IMPORT_ROOT.mkdir(parents=True, exist_ok=True)  # the README's examples import from here
 SHARED_DATA = env_path("FACECURATE_SHARED_DATA", BASE_DIR.parent / "shared" / "data")
 EMBEDDER_ONNX = env_path("FACECURATE_EMBEDDER_ONNX", Path(""), must_exist=True) if env_str(
     "FACECURATE_EMBEDDER_ONNX"
@@ -133,10 +160,34 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["facecurate.accounts.permissions.ReadAnnotatorWriteStaff"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "facecurate.rest.CappedLimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_PARSER_CLASSES": [
+        "facecurate.rest.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "facecurate.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {},
 }
+#: Most items one page of a list may hold (?limit= above this is cut down to it).
+MAX_PAGE_SIZE = env_int("FACECURATE_MAX_PAGE_SIZE", 500, min_value=1)
+#: Deepest nesting of arrays and objects accepted in a JSON body (deeper: 400).
+MAX_JSON_DEPTH = 64
+
+# --- sign-in lockout ------------------------------------------------------------------------------
+#: After this many failed sign-ins for one user name from one address (token endpoint, login form,
+#: admin) within LOGIN_LOCKOUT_SECONDS, further attempts get 429 until the window ends.
+LOGIN_MAX_FAILURES = env_int("FACECURATE_LOGIN_MAX_FAILURES", 5, min_value=1)
+LOGIN_LOCKOUT_SECONDS = env_int("FACECURATE_LOGIN_LOCKOUT_SECONDS", 15 * 60, min_value=1)
+AUTHENTICATION_BACKENDS = ["facecurate.accounts.lockout.LockoutModelBackend"]
+
+# --- cache (sign-in failure counts): shared by every process of the web server --------------------
+_cache_url = env_str("FACECURATE_CACHE_URL")
+CACHES = {"default": parse_cache_url(_cache_url) if _cache_url else {
+    "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+    "LOCATION": str(VAR_DIR / "cache"),
+}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "facecurate API",
     "DESCRIPTION": "Curate face datasets and improve a face recognizer with clustered unlabeled faces.",

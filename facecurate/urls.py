@@ -1,11 +1,13 @@
-"""URLs: /api/ (REST, token or session auth), /api/schema/ + /api/docs/ (OpenAPI), browser pages."""
+"""URLs: /api/ (REST, token or session auth), /api/schema/ + /api/docs/ (OpenAPI), browser pages.
+
+Errors: JSON under /api/, a short HTML page elsewhere (facecurate.errors)."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from facecurate.accounts.views import LoginView, TokenView
 from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet, ImageViewSet
 from facecurate.jobs.api import JobViewSet
 from facecurate.runs.api import ClusterViewSet, RecognizerViewSet, RunViewSet
@@ -24,14 +26,19 @@ router.register("recognizers", RecognizerViewSet, basename="recognizer")
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/", include(router.urls)),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("login/", auth_views.LoginView.as_view(template_name="facecurate/login.html"), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("media/<path:path>", views.media, name="media"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "facecurate.errors.handler400"
+handler403 = "facecurate.errors.handler403"
+handler404 = "facecurate.errors.handler404"
+handler500 = "facecurate.errors.handler500"

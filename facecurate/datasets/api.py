@@ -3,18 +3,19 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from facecurate.accounts.permissions import IsStaffRole
 from facecurate.jobs.models import Job
+from facecurate.rest import BoundedJSONParser
 
 from . import tasks
 from .models import Dataset, Face, Identity, Image
@@ -26,7 +27,9 @@ from .serializers import (
     ImportRequestSerializer,
     IngestResponseSerializer,
     ManifestRequestSerializer,
+    NothingAcceptedSerializer,
     UploadRequestSerializer,
+    dataset_name_taken,
 )
 from .services import ingest
 from .services.counts import attach_counts
@@ -51,16 +54,30 @@ def _record_provenance(dataset: Dataset, job: Job, source: str) -> None:
     dataset.save(update_fields=["provenance", "updated_at"])
 
 
-def _accepted(request, job: Job, *, queued: int, report: ingest.BatchReport | None = None,
-              rejected: list | None = None) -> Response:
+def _accepted(request, job: Job, *, accepted: list[dict], rejected: list[ingest.Rejected]) -> Response:
     body = {
         "job": str(job.id),
         "job_url": request.build_absolute_uri(reverse("job-detail", kwargs={"pk": job.id})),
-        "queued": queued,
-        "accepted": [asdict(a) for a in report.accepted] if report else [],
-        "rejected": [asdict(r) for r in (report.rejected if report else rejected or [])],
+        "queued": len(accepted),
+        "accepted": accepted,
+        "rejected": [asdict(r) for r in rejected],
     }
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["job_url"]})
+
+
+def _nothing_accepted(rejected: list[ingest.Rejected]) -> Response:
+    """One rule for every ingestion: when no file is accepted, 400 with the refusals and no job."""
+    return Response(
+        {"detail": f"nothing to ingest: all {len(rejected)} file(s) were refused" if rejected
+         else "nothing to ingest: no files found",
+         "code": "nothing_accepted", "accepted": [], "rejected": [asdict(r) for r in rejected]},
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+def _handed_over(entries: list[dict]) -> list[dict]:
+    """Accepted entries of an import or manifest: the worker stores them, so no face id yet."""
+    return [{"name": e["path"], "image_id": None, "identity": e.get("identity")} for e in entries]
 
 
 class DatasetViewSet(
@@ -81,11 +98,22 @@ class DatasetViewSet(
         return self.get_paginated_response(data)
 
     def perform_create(self, serializer):
-        serializer.save(created_by=self.request.user)
+        self._save(serializer, created_by=self.request.user)
+
+    def perform_update(self, serializer):
+        self._save(serializer)
+
+    @staticmethod
+    def _save(serializer, **extra):
+        try:
+            with transaction.atomic():
+                serializer.save(**extra)
+        except IntegrityError:  # the same name (ignoring case) saved at the same moment
+            raise dataset_name_taken(serializer.validated_data.get("name", "")) from None
 
     @extend_schema(
         request={"multipart/form-data": UploadRequestSerializer},
-        responses={202: IngestResponseSerializer},
+        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
         summary="Upload images or zip archives",
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser],
@@ -94,7 +122,7 @@ class DatasetViewSet(
         """Store the uploaded files as pending faces and queue the detection job.
 
         Each file is checked (empty, not an image, too many pixels, duplicate, unsafe zip path);
-        refused files are listed with a reason and the others are kept.
+        refused files are listed with a reason and the others are kept. When none is kept: 400 and no job.
         """
         dataset = self.get_object()
         files = request.FILES.getlist("files")
@@ -107,37 +135,48 @@ class DatasetViewSet(
                 params={"files": [f.name for f in files][:1000], "identity": identity},
             )
             report = ingest.accept_uploads(dataset, job, files, identity=identity)
+            if not report.accepted:
+                job.delete()
+                return _nothing_accepted(report.rejected)
             job.result = {"accepted": len(report.accepted),
                           "rejected": [asdict(r) for r in report.rejected]}
             job.progress_total = len(report.accepted)
             job.save()
             _record_provenance(dataset, job, f"upload of {len(files)} files")
             job.enqueue(tasks.ingest_job)
-        return _accepted(request, job, queued=len(report.accepted), report=report)
+        return _accepted(request, job, accepted=[asdict(a) for a in report.accepted], rejected=report.rejected)
 
-    @extend_schema(request=ImportRequestSerializer, responses={202: IngestResponseSerializer},
+    @extend_schema(request=ImportRequestSerializer,
+                   responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
                    summary="Import a folder from the server's import root")
     @action(detail=True, methods=["post"], url_path="import", permission_classes=[IsStaffRole])
     def import_folder(self, request, pk=None):
-        """Import every image under a folder of FACECURATE_IMPORT_ROOT (folder per identity for labeled sets)."""
+        """Import every image under a folder of FACECURATE_IMPORT_ROOT (folder per identity for labeled sets).
+
+        The answer lists the folder's files as this request finds them (by name: accepted, or refused
+        with a reason); the worker lists the folder again when it runs, reads and checks each file, and
+        the job's ``result`` holds the final accepted count and refusals.
+        """
         dataset = self.get_object()
         data = ImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         path = data.validated_data["path"]
         try:
-            ingest.resolve_import_path(path, want="dir")
+            ok, rejected = ingest.list_import(dataset, path)
         except ingest.IngestError as exc:
             raise ValidationError({"path": [exc.message], "code": exc.code}) from None
+        if not ok:
+            return _nothing_accepted(rejected)
         with transaction.atomic():
             job = _start_job(request, dataset, Job.Kind.INGEST_IMPORT, {"path": path})
-        return _accepted(request, job, queued=0)
+        return _accepted(request, job, accepted=_handed_over(ok), rejected=rejected)
 
     @extend_schema(
         request={"application/json": ManifestRequestSerializer, "multipart/form-data": ManifestRequestSerializer},
-        responses={202: IngestResponseSerializer},
+        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
         summary="Import files listed in a CSV or JSON manifest",
     )
-    @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser, FormParser],
+    @action(detail=True, methods=["post"], parser_classes=[BoundedJSONParser, MultiPartParser, FormParser],
             permission_classes=[IsStaffRole])
     def manifest(self, request, pk=None):
         """Import the files a manifest lists (paths relative to FACECURATE_IMPORT_ROOT, optional identity)."""
@@ -159,15 +198,12 @@ class DatasetViewSet(
             raise ValidationError({"manifest": str(exc)}) from None
         ok, rejected = ingest.check_manifest(dataset, entries)
         if not ok:
-            return Response(
-                {"detail": "no usable manifest entries", "rejected": [asdict(r) for r in rejected]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            return _nothing_accepted(rejected)
         with transaction.atomic():
             job = _start_job(request, dataset, Job.Kind.INGEST_MANIFEST, {"entries": ok})
             job.result = {"rejected": [asdict(r) for r in rejected]}
             job.save(update_fields=["result"])
-        return _accepted(request, job, queued=len(ok), rejected=rejected)
+        return _accepted(request, job, accepted=_handed_over(ok), rejected=rejected)
 
 
 class IdentityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

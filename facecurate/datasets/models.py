@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Dataset(models.Model):
@@ -41,6 +42,10 @@ class Dataset(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Names are stored normalised (facecurate.names) and unique ignoring case.
+            models.UniqueConstraint(Lower("name"), name="dataset_unique_name_ci"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -60,7 +65,10 @@ class Identity(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="identity_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "name"], name="identity_unique_name"),
+            models.UniqueConstraint("dataset", Lower("name"), name="identity_unique_name_ci"),
+        ]
         verbose_name_plural = "identities"
 
     def __str__(self) -> str:

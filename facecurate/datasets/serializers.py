@@ -1,9 +1,22 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+
+from facecurate.names import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, BadName, normalize_name
 
 from .models import Dataset, Face, Identity, Image
+
+
+class NameTaken(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "that name is taken"
+    default_code = "name_taken"
+
+
+def dataset_name_taken(name: str) -> NameTaken:
+    return NameTaken(f"a dataset named {name!r} exists already (names are compared ignoring case)")
 
 
 def media_url(rel: str) -> str | None:
@@ -12,6 +25,12 @@ def media_url(rel: str) -> str | None:
 
 class DatasetSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="dataset-detail")
+    name = serializers.CharField(
+        max_length=MAX_NAME_LENGTH,
+        help_text="Unique ignoring case; stored in Unicode NFKC with spaces collapsed; control and "
+        "invisible characters are refused.",
+    )
+    description = serializers.CharField(max_length=MAX_DESCRIPTION_LENGTH, required=False, allow_blank=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     image_counts = serializers.SerializerMethodField()
     face_count = serializers.SerializerMethodField()
@@ -23,7 +42,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "id", "url", "name", "kind", "aligned", "description", "provenance", "created_by",
             "created_at", "updated_at", "image_counts", "face_count", "identity_count",
         ]
-        read_only_fields = ["created_by", "created_at", "updated_at"]
+        # provenance is the server's record of every ingestion: nobody edits it over the API.
+        read_only_fields = ["provenance", "created_by", "created_at", "updated_at"]
 
     def _counts(self, dataset: Dataset) -> dict:
         counts = getattr(dataset, "_counts", None)
@@ -43,6 +63,18 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     def get_identity_count(self, dataset: Dataset) -> int:
         return self._counts(dataset)["identities"]
+
+    def validate_name(self, value: str) -> str:
+        try:
+            name = normalize_name(value)
+        except BadName as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+        clash = Dataset.objects.filter(name__iexact=name)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise dataset_name_taken(name)
+        return name
 
     def validate(self, attrs):
         if self.instance is not None and "kind" in attrs and attrs["kind"] != self.instance.kind:
@@ -142,7 +174,9 @@ class RejectedSerializer(serializers.Serializer):
 
 class AcceptedSerializer(serializers.Serializer):
     name = serializers.CharField()
-    image_id = serializers.IntegerField()
+    image_id = serializers.IntegerField(
+        allow_null=True, help_text="The pending image (uploads); null for imports and manifests, "
+        "whose files the worker reads and stores.")
     identity = serializers.CharField(allow_null=True)
 
 
@@ -150,5 +184,13 @@ class IngestResponseSerializer(serializers.Serializer):
     job = serializers.UUIDField()
     job_url = serializers.CharField()
     queued = serializers.IntegerField(help_text="Files (or manifest entries) handed to the worker.")
-    accepted = AcceptedSerializer(many=True, required=False, help_text="Uploads stored as pending images.")
+    accepted = AcceptedSerializer(many=True, help_text="Files accepted (uploads: stored as pending images; "
+                                  "imports and manifests: handed to the worker).")
     rejected = RejectedSerializer(many=True, help_text="Files refused, each with a reason.")
+
+
+class NothingAcceptedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="nothing_accepted")
+    accepted = AcceptedSerializer(many=True, help_text="Always empty.")
+    rejected = RejectedSerializer(many=True, help_text="Every file, each with the reason it was refused.")

@@ -1,6 +1,6 @@
 """Fixtures for the Django app tests.
 
-* Every test gets its own MEDIA_ROOT and IMPORT_ROOT (tmp folders).
+* Every test gets its own MEDIA_ROOT, IMPORT_ROOT and cache (tmp folders).
 * ``worker``: a real Celery worker in a thread, consuming queues ``default`` and ``gpu`` from the
   configured broker (Redis when FACECURATE_BROKER_URL is set, else kombu's filesystem transport in
   a temp folder). Tests that use it need the transactional DB (the worker has its own connection).
@@ -29,6 +29,10 @@ def _isolated_files(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPORT_ROOT = tmp_path / "import"
     (tmp_path / "import").mkdir()
+    # Sign-in failure counts start from zero in every test (same backend as the embedded default).
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                   "LOCATION": str(tmp_path / "cache")}}
+    settings.ADMIN_PASSWORD_FILE = tmp_path / "var" / "admin_password"
     yield
 
 

@@ -26,9 +26,9 @@ def png_header_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def _upload(client, ds, files):
+def _upload(client, ds, files, status=202):
     resp = client.post(f"/api/datasets/{ds['id']}/upload/", {"files": files}, format="multipart")
-    assert resp.status_code == 202, resp.content
+    assert resp.status_code == status, resp.content
     return resp.json()
 
 
@@ -137,14 +137,14 @@ def test_labeled_set_says_what_is_wrong_with_the_file_before_the_identity(staff_
     from facecurate.datasets.models import Identity
 
     ds = make_dataset("labeled-bad", kind="labeled")
-    body = _upload(staff_client, ds, [named_file("pairs.txt", b"10\t300\nAbel_Pacheco\t1\t4\n")])
+    body = _upload(staff_client, ds, [named_file("pairs.txt", b"10\t300\nAbel_Pacheco\t1\t4\n")], status=400)
     assert _codes(body) == {"pairs.txt": "not_an_image"}
     resp = staff_client.post(
         f"/api/datasets/{ds['id']}/upload/",
         {"files": [named_file("notes.jpg", b"plain text")], "identity": "Someone"},
         format="multipart",
     )
-    assert resp.status_code == 202 and _codes(resp.json()) == {"notes.jpg": "not_an_image"}
+    assert resp.status_code == 400 and _codes(resp.json()) == {"notes.jpg": "not_an_image"}
     assert not Identity.objects.filter(dataset_id=ds["id"]).exists()
-    body = _upload(staff_client, ds, [named_file("face.jpg", real_face_paths(1)[0].read_bytes())])
+    body = _upload(staff_client, ds, [named_file("face.jpg", real_face_paths(1)[0].read_bytes())], status=400)
     assert _codes(body) == {"face.jpg": "no_identity"}

@@ -72,7 +72,7 @@ def test_upload_labeled_with_identity(worker, staff_client, make_dataset):
 def test_labeled_upload_without_identity_is_rejected_per_file(staff_client, make_dataset):
     ds = make_dataset("people2", kind="labeled")
     resp = _upload(staff_client, ds["id"], [named_file("a.png", blank_image_bytes(2))])
-    assert resp.status_code == 202
+    assert resp.status_code == 400  # nothing accepted: no job
     assert [(r["name"], r["code"]) for r in resp.json()["rejected"]] == [("a.png", "no_identity")]
     assert StoredImage.objects.count() == 0
 

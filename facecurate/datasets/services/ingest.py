@@ -35,6 +35,7 @@ from django.utils import timezone
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecurate.jobs.models import Job
+from facecurate.names import BadName, normalize_name
 
 from ..models import Dataset, Identity
 from ..models import Image as StoredImage
@@ -151,23 +152,34 @@ def raw_folder(dataset: Dataset) -> str:
     return f"{dataset.media_dir()}/raw"
 
 
+def identity_name(name: str | None) -> str:
+    """The stored form of an identity name (facecurate.names rules); IngestError when there is none
+    (``no_identity``) or it is refused (``bad_identity``)."""
+    if not name or not name.strip():
+        raise IngestError("no_identity", "a labeled dataset needs an identity for every image")
+    try:
+        return normalize_name(name, what="identity name")
+    except BadName as exc:
+        raise IngestError("bad_identity", exc.message) from None
+
+
 def get_identity(dataset: Dataset, name: str | None, cache: dict | None = None) -> Identity | None:
+    """The dataset's identity called ``name`` (normalised, matched ignoring case), made if new."""
     if not dataset.is_labeled:
         return None
-    if not name:
-        raise IngestError("no_identity", "a labeled dataset needs an identity for every image")
-    name = name.strip()
-    if not name or len(name) > 255:
-        raise IngestError("bad_identity", f"identity name {name!r} is empty or too long")
-    if cache is not None and name in cache:
-        return cache[name]
-    try:
-        with transaction.atomic():
-            identity, _ = Identity.objects.get_or_create(dataset=dataset, name=name)
-    except IntegrityError:  # made at the same moment by another job
-        identity = Identity.objects.get(dataset=dataset, name=name)
+    name = identity_name(name)
+    key = name.casefold()
+    if cache is not None and key in cache:
+        return cache[key]
+    identity = Identity.objects.filter(dataset=dataset, name__iexact=name).first()
+    if identity is None:
+        try:
+            with transaction.atomic():
+                identity = Identity.objects.create(dataset=dataset, name=name)
+        except IntegrityError:  # made at the same moment by another job
+            identity = Identity.objects.get(dataset=dataset, name__iexact=name)
     if cache is not None:
-        cache[name] = identity
+        cache[key] = identity
     return identity
 
 
@@ -446,12 +458,28 @@ def check_manifest(dataset: Dataset, entries: list[ManifestEntry]) -> tuple[list
     for e in entries:
         try:
             resolve_import_path(e.path, want="file")
-            if dataset.is_labeled and not e.identity:
-                raise IngestError("no_identity", "a labeled dataset needs an identity for every entry")
+            ident = identity_name(e.identity) if dataset.is_labeled else e.identity
         except IngestError as exc:
             rejected.append(Rejected(e.path, exc.code, exc.message))
         else:
-            ok.append({"path": e.path, "identity": e.identity})
+            ok.append({"path": e.path, "identity": ident})
+    return ok, rejected
+
+
+def list_import(dataset: Dataset, rel: str) -> tuple[list[dict], list[Rejected]]:
+    """What importing folder ``rel`` would take, file by file, as the request sees it: entries
+    ``{"path", "identity"}`` and refusals (non-images, unsafe links, bad identity names). Nothing is
+    read but names; the worker scans again when it runs and its job's result has the final word."""
+    folder = resolve_import_path(rel, want="dir")
+    found, rejected = scan_folder(folder, labeled=dataset.is_labeled)
+    ok = []
+    for _, name, ident in found:
+        try:
+            ident = identity_name(ident) if dataset.is_labeled else None
+        except IngestError as exc:
+            rejected.append(Rejected(name, exc.code, exc.message))
+        else:
+            ok.append({"path": name, "identity": ident})
     return ok, rejected
 
 

@@ -1,0 +1,60 @@
+"""REST framework pieces shared by every API view: capped pagination and a bounded JSON parser."""
+from __future__ import annotations
+
+import json
+import re
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+
+
+class CappedLimitOffsetPagination(LimitOffsetPagination):
+    """``?limit=&offset=`` pages; a limit above FACECURATE_MAX_PAGE_SIZE (500) is cut down to it."""
+
+    @property
+    def max_limit(self) -> int:  # read per request so tests and settings changes apply
+        return settings.MAX_PAGE_SIZE
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes, limit: int) -> int:
+    """Deepest nesting of ``raw`` (JSON text), counting only up to ``limit + 1``; strings skipped."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b'""', raw)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser with a nesting limit (MAX_JSON_DEPTH: 400), so a hostile body gets a short
+    JSON error instead of a RecursionError. (Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE
+    before this runs; facecurate.errors answers that with 413.)"""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        if stream is None:
+            raise ParseError("JSON parse error - empty body", code="parse_error")
+        raw = stream.read()
+        max_depth = settings.MAX_JSON_DEPTH
+        if json_depth(raw, max_depth) > max_depth:
+            raise ParseError(f"JSON is nested deeper than {max_depth} levels", code="too_deep")
+        try:
+            return json.loads(raw.decode((parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET),
+                              parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"JSON parse error - {exc}", code="parse_error") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
