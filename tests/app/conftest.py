@@ -28,6 +28,7 @@ def _isolated_files(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.IMPORT_ROOT = tmp_path / "import"
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     (tmp_path / "import").mkdir()
     # Sign-in failure counts start from zero in every test (same backend as the embedded default).
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",

@@ -42,8 +42,11 @@ def advance_work(ctx: JobContext):
         if run.stage_done(stage):
             continue
         ctx.check_cancel()
-        if stage not in run.stages or "started_at" not in run.stages[stage]:
-            _mark(run, stage, state="running", started_at=timezone.now().isoformat())
+        # "runs" > 1 only when a dead worker's stage is redone; the embed stage is entered again each time
+        # its chunks report back (its units of work are the chunks, each claimed once).
+        key = "entries" if stage == "embed" else "runs"
+        _mark(run, stage, state="running", **{key: run.stages.get(stage, {}).get(key, 0) + 1},
+              started_at=run.stages.get(stage, {}).get("started_at") or timezone.now().isoformat())
         t0 = time.perf_counter()
         if stage == "embed":
             if not plan_embedding(ctx, run):

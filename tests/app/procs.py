@@ -1,0 +1,100 @@
+"""Real Celery worker processes for tests, on a broker of their own (so the in-thread session worker
+never takes their tasks), sharing the test database, media and artifact folders."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def redis_available(url: str = "redis://127.0.0.1:6379/12") -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+class Workers:
+    """Start/stop worker processes; ``send`` enqueues a task on their broker."""
+
+    def __init__(self, tmp: Path, broker: str, settings, **env: str) -> None:
+        self.tmp, self.procs, self.logs = tmp, [], []
+        self.var = tmp / "worker-var"
+        self.env = {
+            **os.environ, "PYTHONUNBUFFERED": "1", "FACECURATE_DATABASE_URL": database_url(),
+            "FACECURATE_VAR_DIR": str(self.var), "FACECURATE_SECRET_KEY": "test-worker",
+            "FACECURATE_MEDIA_ROOT": str(settings.MEDIA_ROOT), "FACECURATE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+            "FACECURATE_IMPORT_ROOT": str(settings.IMPORT_ROOT), "FACECURATE_JOB_HEARTBEAT_SECONDS": "0.5",
+            "FACECURATE_JOB_STALE_SECONDS": "3", "FACECURATE_JOB_SWEEP_SECONDS": "1", **env,
+        }
+        if broker == "redis":
+            self.env["FACECURATE_BROKER_URL"] = "redis://127.0.0.1:6379/12"
+            self._purge()
+        else:
+            self.env.pop("FACECURATE_BROKER_URL", None)
+        self.broker = broker
+
+    def _purge(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.env["FACECURATE_BROKER_URL"]).flushdb()
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "facecurate", "worker", "-Q", "default,gpu", "--pool", "solo",
+             "-n", f"{name}@%h", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        self.logs.append(self.tmp / f"{name}.log")
+        return proc
+
+    def send(self, task: str, *args) -> None:
+        """Send a task as the web process would, on these workers' broker."""
+        code = ("import django, sys; django.setup(); from facecurate.celery import app; "
+                f"app.send_task({task!r}, args={list(args)!r})")
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**self.env, "DJANGO_SETTINGS_MODULE":
+                       "facecurate.settings"}, check=True, timeout=120)
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in self.logs if p.exists())
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,139 @@
+"""Real worker processes killed with SIGKILL mid-job, on both brokers: the job is requeued by the
+sweeper of the next worker and finishes with no manual step and no duplicate rows. Two workers on one
+run never run one stage or one embedding chunk twice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import named_file
+from tests.app.procs import Workers, redis_available, wait_until
+from tests.conftest import shared_path
+
+pytestmark = pytest.mark.slow
+BROKERS = ["filesystem", pytest.param("redis", marks=pytest.mark.skipif(not redis_available(),
+                                                                         reason="no Redis on 127.0.0.1:6379"))]
+
+
+@pytest.fixture
+def workers(request, transactional_db, tmp_path, settings):
+    w = Workers(tmp_path, request.param, settings, FACECURATE_EMBED_CHUNK_FACES="40")
+    yield w
+    w.stop()
+
+
+def _lfw_files(n: int):
+    root = shared_path("lfw", "images_deepfunneled")
+    paths = [p for d in sorted(root.iterdir()) if d.is_dir() for p in sorted(d.glob("*.jpg"))[:1]][:n]
+    return [named_file(p.name, p.read_bytes()) for p in paths]
+
+
+def _queue_ingestion(n: int):
+    """An upload's job and pending images, made as the API does but not sent (the test sends it)."""
+    from django.db import transaction
+
+    from facecurate.datasets.models import Dataset
+    from facecurate.datasets.services import ingest
+    from facecurate.jobs.models import Job
+
+    ds = Dataset.objects.create(name="killed", kind="unlabeled")
+    with transaction.atomic():
+        job = Job.objects.create(kind=Job.Kind.INGEST_UPLOAD, dataset=ds)
+        report = ingest.accept_uploads(ds, job, _lfw_files(n))
+    assert len(report.accepted) == n
+    return ds, job
+
+
+def _job(job_id):
+    from facecurate.jobs.models import Job
+
+    return Job.objects.get(pk=job_id)
+
+
+def _kill_mid_job(workers, job_id, started, what):
+    a = workers.start("a")
+    wait_until(lambda: started(_job(job_id)), 90, f"{what} under way ({workers.log_text()})")
+    workers.kill(a)
+    job = _job(job_id)
+    assert job.state == "running" and not job.is_terminal
+    workers.start("b")
+    job = wait_until(lambda: _job(job_id) if _job(job_id).is_terminal else None, 180,
+                     f"the job to finish after the kill\n{workers.log_text()}")
+    assert job.state == "succeeded", job.error + workers.log_text()
+    assert job.recoveries >= 1 and any("requeued" in e["what"] for e in job.events)
+    return job
+
+
+@pytest.mark.parametrize("workers", BROKERS, indirect=True)
+def test_sigkill_mid_ingestion_then_a_new_worker_finishes_it(workers):
+    from facecurate.datasets.models import Face, Image
+
+    ds, job = _queue_ingestion(160)
+    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
+    job = _kill_mid_job(workers, job.id, lambda j: j.stage == "detect" and 32 <= j.progress_current < 150,
+                        "detection")
+    assert job.attempts >= 2 and job.progress_current == job.progress_total == 160
+    assert Image.objects.filter(dataset=ds).count() == 160
+    assert not Image.objects.filter(dataset=ds, status="pending").exists()
+    assert Face.objects.filter(dataset=ds, is_primary=True).count() == Image.objects.filter(dataset=ds, status="ok").count()
+    assert Face.objects.filter(dataset=ds).values("image_id", "index").distinct().count() == \
+        Face.objects.filter(dataset=ds).count()
+
+
+@pytest.mark.parametrize("workers", BROKERS, indirect=True)
+def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers, staff_user):
+    from facecurate.datasets.models import Face
+    from facecurate.recognition.models import EmbeddingFile
+    from facecurate.recognition.services import artifacts
+    from facecurate.recognition.services.embeddings import load_embeddings
+    from facecurate.runs.models import EmbedChunk, RunFace
+    from facecurate.runs.services.start import start_run
+    from pipeline.cluster import cluster
+
+    ds, job = _queue_ingestion(200)
+    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
+    a = workers.start("ingest")
+    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
+    workers.kill(a)
+
+    run = start_run(staff_user, ds, [])  # its task went to the test broker: send it to the workers' one
+    workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    _kill_mid_job(workers, run.job_id,
+                  lambda j: 1 <= EmbedChunk.objects.filter(run=run, state="done").count() < run.chunks.count(),
+                  "embedding")
+    faces = Face.objects.filter(dataset=ds).count()
+    assert RunFace.objects.filter(run=run).count() == faces
+    ids = np.concatenate([artifacts.read_npz(f.artifact)["face_ids"] for f in EmbeddingFile.objects.filter(dataset=ds)])
+    assert len(ids) == len(set(ids.tolist())) == faces  # every face embedded once, none twice
+    run.refresh_from_db()
+    assert run.stages["embed"]["chunks"] == run.chunks.count() == -(-faces // 40)
+    face_ids, emb = load_embeddings(ds.pk, run.recognizer)
+    want = cluster(emb, "infomap")
+    got = dict(RunFace.objects.filter(run=run).values_list("face_id", "original_cluster__number"))
+    pairs = {frozenset(np.flatnonzero(want == c).tolist()) for c in np.unique(want)}
+    stored = {}
+    for i, f in enumerate(face_ids.tolist()):
+        stored.setdefault(got[f], set()).add(i)
+    assert {frozenset(s) for s in stored.values()} == pairs
+
+
+@pytest.mark.parametrize("workers", ["filesystem"], indirect=True)
+def test_two_workers_never_run_a_stage_or_chunk_twice(workers, staff_user):
+    from facecurate.runs.models import EmbedChunk
+    from facecurate.runs.services.start import start_run
+
+    ds, job = _queue_ingestion(120)
+    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
+    workers.start("a"), workers.start("b")
+    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
+    run = start_run(staff_user, ds, [])
+    for _ in range(3):  # the same message delivered three times, as a broker may
+        workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    job = wait_until(lambda: _job(run.job_id) if _job(run.job_id).is_terminal else None, 180,
+                     f"the run\n{workers.log_text()}")
+    assert job.state == "succeeded", job.error
+    run.refresh_from_db()
+    assert {s: v.get("runs") for s, v in run.stages.items() if s != "embed"} == {s: 1 for s in run.STAGES[1:]}
+    assert list(EmbedChunk.objects.filter(run=run).values_list("attempts", flat=True)) == [1] * run.chunks.count()
+    logs = workers.log_text()
+    assert "embed_chunk" in logs
