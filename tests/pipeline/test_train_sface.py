@@ -23,7 +23,6 @@ def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.mark.slow
 def test_frozen_trunk_stays_pretrained_and_head_learns(tmp_path, crops):
     x, y = crops
     cfg = _cfg(epochs=3, lr=1e-4, classifier_init="random", warmup_epochs=0)  # random classes: something to learn
@@ -56,7 +55,6 @@ def test_cached_trunk_trains_like_the_full_network(tmp_path, crops):
     assert float(torch.nn.functional.cosine_similarity(da.flatten(), db.flatten(), dim=0)) > 0.99
 
 
-@pytest.mark.slow
 def test_zero_weights_keep_sface_and_embedder_matches_onnx(tmp_path, crops):
     """Zero loss weights leave SFace as it was (all stages trainable, no trunk cache): the checkpoint's
     TorchEmbedder then gives the ONNX SFace embeddings, so checkpoint, loading and input form agree."""
