@@ -130,6 +130,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device,
         amp=not args.no_amp, flip=not args.no_flip, aligned=args.aligned, num_threads=args.threads,
+        trainable_blocks=args.trainable_blocks, cache_dir=args.cache_dir,
     )
     src = Path(args.input)
     if src.is_dir():
@@ -248,10 +249,11 @@ def register(subparsers) -> None:
         "DistributedDataParallel; on CUDA with AMP.")
     p.add_argument("input", help="labeled feature file (.npz), or an image folder for an image backbone")
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    p.add_argument("--backbone", default="mlp", choices=["mlp", "mobilefacenet"])
+    p.add_argument("--backbone", default="mlp", choices=["mlp", "mobilefacenet", "sface"],
+                   help="mlp: head over features; mobilefacenet: from scratch; sface: fine-tune pretrained SFace")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 for mlp, 1e-3 for images)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 for mlp and sface, 1e-3 for mobilefacenet)")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -262,6 +264,9 @@ def register(subparsers) -> None:
     p.add_argument("--layers", type=int, default=2, help="MLP linear layers")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--width", type=float, default=1.0, help="MobileFaceNet width multiplier")
+    p.add_argument("--trainable-blocks", type=int, default=None,
+                   help="sface: fine-tune only its last N of 15 stages (default: all)")
+    p.add_argument("--cache-dir", help="sface: keep the frozen trunk's cached activations in .npy files here")
     p.add_argument("--aligned", action="store_true", help="image paths are ready 112x112 crops")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")

@@ -1,12 +1,14 @@
 """The project's trainable CosFace recognizer: a backbone plus a cosine classifier.
 
-Two backbones share one model form and one training loop (``pipeline.train``):
+Three backbones share one model form and one training loop (``pipeline.train``):
 
 - ``MLPHead`` ('mlp'): a small MLP over a frozen embedder's features (e.g. SFace's 128-d).
   With ``residual=True`` (default when in and out sizes match) its last layer starts at zero, so
   an untrained head is the identity and training starts from the frozen embedder's quality.
 - ``MobileFaceNet`` ('mobilefacenet'): an image backbone over aligned 112x112 crops
   (Chen et al. 2018), with a width multiplier so CPU tests can run a tiny one.
+- ``SFaceNet`` ('sface'): the pretrained SFace network itself (``pipeline.sface_torch``), fine-tuned
+  whole or only in its last ``trainable_blocks`` stages; its embeddings start as SFace's.
 
 ``CosineClassifier`` returns cosine logits in [-1, 1]; the CosFace margin and scale live in
 ``pipeline.losses`` and only touch training. At inference ``class_logits`` gives the cosine
@@ -26,7 +28,8 @@ from torch import nn
 from .embedders import Embedder, check_crops
 from .features import check_embeddings
 
-IMAGE_BACKBONES = ("mobilefacenet",)
+IMAGE_BACKBONES = ("mobilefacenet", "sface")
+PRETRAINED_BACKBONES = ("sface",)  # start from published weights
 FEATURE_BACKBONES = ("mlp",)
 BACKBONES = FEATURE_BACKBONES + IMAGE_BACKBONES
 
@@ -159,8 +162,12 @@ class RecognizerModel(nn.Module):
         return emb, self.classifier(emb)
 
 
-def build_model(config: dict[str, Any], num_classes: int, input_dim: int | None = None) -> RecognizerModel:
-    """The model a (Train)config dict describes. ``input_dim`` is required for the 'mlp' backbone."""
+def build_model(config: dict[str, Any], num_classes: int, input_dim: int | None = None, *,
+                pretrained: bool = True) -> RecognizerModel:
+    """The model a (Train)config dict describes. ``input_dim`` is required for the 'mlp' backbone.
+
+    ``pretrained=False`` skips reading published weights ('sface'): a checkpoint's state dict is
+    about to replace them anyway."""
     name = config["backbone"]
     if name == "mlp":
         if not input_dim:
@@ -172,6 +179,17 @@ def build_model(config: dict[str, Any], num_classes: int, input_dim: int | None 
     elif name == "mobilefacenet":
         out_dim = int(config.get("embedding_dim") or 128)
         backbone = MobileFaceNet(out_dim, float(config.get("width", 1.0)))
+    elif name == "sface":
+        from .sface_torch import EMBEDDING_DIM, SFaceNet, load_sface_torch
+
+        out_dim = int(config.get("embedding_dim") or EMBEDDING_DIM)
+        if out_dim != EMBEDDING_DIM:
+            raise ValueError(f"the 'sface' backbone gives {EMBEDDING_DIM}-d embeddings, not {out_dim}")
+        # raw_input=False: the training loop and crops_to_tensor already map pixels to (x - 127.5) / 128
+        kwargs = dict(raw_input=False, dropout=float(config.get("dropout", 0.0)),
+                      freeze_bn=bool(config.get("freeze_bn", True)))
+        backbone = load_sface_torch(**kwargs) if pretrained else SFaceNet(**kwargs)
+        backbone.set_trainable(config.get("trainable_blocks"))
     else:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
     return RecognizerModel(backbone, CosineClassifier(out_dim, num_classes))
@@ -261,7 +279,7 @@ def load_recognizer(checkpoint_path: str | Path, device: str | torch.device = "c
     from .train import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")
-    model = build_model(ckpt["config"], len(ckpt["class_names"]), ckpt.get("input_dim"))
+    model = build_model(ckpt["config"], len(ckpt["class_names"]), ckpt.get("input_dim"), pretrained=False)
     model.load_state_dict(ckpt["model"])
     dev = torch.device(device)
     model.to(dev).eval()

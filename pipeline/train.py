@@ -4,11 +4,16 @@
     ckpt = train(config, labeled_features, out_path="head.pt", progress=print_progress)
 
 - ``backbone="mlp"``: ``train_set`` is a labeled FeatureSet; the head trains on its embeddings.
-- ``backbone="mobilefacenet"``: ``train_set`` is a labeled FeatureSet whose ``paths`` point to
+- ``backbone="mobilefacenet"`` or ``"sface"``: ``train_set`` is a labeled FeatureSet whose ``paths`` point to
   images (its embeddings are ignored). ``config.aligned=True`` takes them as ready 112x112
   crops, otherwise each image is detected and aligned with ``pipeline.faces`` first (images
   with no face are dropped and counted in the checkpoint's metrics). ``train_on_crops`` takes
   crops already in memory. Training crops are flipped left-right at random.
+- ``backbone="sface"`` fine-tunes the pretrained SFace network (``pipeline.sface_torch``): all of it,
+  or only its last ``trainable_blocks`` stages. With a frozen trunk (by default on the CPU,
+  ``cache_trunk``) the trunk runs once per crop and its flipped twin before training, and every
+  epoch runs only the trainable stages on those cached activations (float16, in memory or in
+  ``cache_dir``): the same result as running the whole network, many times faster.
 
 ``weights`` (N,) are per-sample loss weights, e.g. ``(1 - p_minus) ** gamma`` for pseudo-labeled
 faces and 1 for labeled ones.
@@ -40,7 +45,8 @@ from torch.utils.data.distributed import DistributedSampler
 from .progress import Progress
 from .features import FeatureSet, atomic_path
 from .losses import DEFAULT_MARGIN, DEFAULT_SCALE, CosFaceLoss
-from .recognizer import BACKBONES, FEATURE_BACKBONES, IMAGE_BACKBONES, RecognizerModel, build_model
+from .recognizer import (BACKBONES, FEATURE_BACKBONES, IMAGE_BACKBONES, PRETRAINED_BACKBONES, RecognizerModel,
+                         build_model)
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +55,24 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass
 class TrainConfig:
-    backbone: str = "mlp"  # 'mlp' (over features) | 'mobilefacenet' (over 112x112 crops)
+    backbone: str = "mlp"  # 'mlp' (over features) | 'mobilefacenet' | 'sface' (over 112x112 crops)
     embedding_dim: int | None = None  # None: the input size for 'mlp', 128 for image backbones
     hidden_dim: int = 512  # mlp
     mlp_layers: int = 2  # mlp: number of Linear layers
-    dropout: float = 0.0  # mlp
+    dropout: float = 0.0  # mlp; sface: before its FC layer (SFace was trained with 0.4)
     residual: bool | None = None  # mlp: None = residual when in and out sizes match
     width: float = 1.0  # image backbone width multiplier
-    classifier_init: str = "auto"  # 'class_means' | 'random' | 'auto' (class_means for 'mlp', random otherwise)
+    trainable_blocks: int | None = None  # sface: fine-tune only its last N of 15 stages (None: all)
+    freeze_bn: bool = True  # sface: BatchNorm keeps SFace's running statistics (small batches are noisy)
+    cache_trunk: bool | None = None  # sface: cache the frozen trunk's activations (None: on CPU when N < 15)
+    cache_dir: str | None = None  # sface: keep those activations in .npy files here instead of memory
+    classifier_init: str = "auto"  # 'class_means' | 'random' | 'auto' (class_means for 'mlp' and 'sface', random otherwise)
     scale: float = DEFAULT_SCALE
     margin: float = DEFAULT_MARGIN
     epochs: int = 20
     batch_size: int = 256
     optimizer: str = "adamw"  # 'adamw' | 'sgd' (momentum 0.9)
-    lr: float | None = None  # None: 1e-4 for 'mlp' (chosen on held-out LFW identities, bench/recognizer.py), 1e-3 otherwise
+    lr: float | None = None  # None: 1e-4 for 'mlp' (chosen on held-out LFW identities, bench/recognizer.py) and 'sface', 1e-3 otherwise
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0
     seed: int = 0
@@ -78,7 +88,7 @@ class TrainConfig:
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.lr is None:
-            self.lr = 1e-4 if self.backbone in FEATURE_BACKBONES else 1e-3
+            self.lr = 1e-4 if self.backbone in FEATURE_BACKBONES + PRETRAINED_BACKBONES else 1e-3
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "log_every"):
@@ -88,6 +98,13 @@ class TrainConfig:
             raise ValueError(f"classifier_init must be 'auto', 'class_means' or 'random', got {self.classifier_init!r}")
         if self.lr <= 0 or self.scale <= 0 or not 0 <= self.margin < 1:
             raise ValueError("lr and scale must be positive and margin in [0, 1)")
+        if self.trainable_blocks is not None:
+            from .sface_torch import NUM_STAGES
+
+            if self.backbone != "sface":
+                raise ValueError("trainable_blocks applies to the 'sface' backbone only")
+            if not 1 <= int(self.trainable_blocks) <= NUM_STAGES:
+                raise ValueError(f"trainable_blocks must be in [1, {NUM_STAGES}] or None, got {self.trainable_blocks}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -216,9 +233,18 @@ def train_on_crops(
 
 
 # --------------------------------------------------------------------------- the loop
-def _batch_input(data: np.ndarray, idx: np.ndarray, image: bool, flip: torch.Tensor | None) -> torch.Tensor:
+def _batch_input(data: np.ndarray, idx: np.ndarray, image: bool, flip: torch.Tensor | None,
+                 flipped: np.ndarray | None = None) -> torch.Tensor:
+    """Model input for rows ``idx``: features as they are; crops (N, 112, 112, 3) uint8 BGR as RGB
+    ``(x - 127.5) / 128``, mirrored where ``flip``; cached trunk activations (``data.ndim == 4`` and not
+    uint8) as float32, taken from ``flipped`` (the mirrored crops' activations) where ``flip``."""
     if not image:
         return torch.from_numpy(data[idx])
+    if data.dtype != np.uint8:  # cached activations
+        rows = data[idx]
+        if flip is not None and flipped is not None and bool(flip.any()):
+            rows = np.where(flip.numpy()[:, None, None, None], flipped[idx], rows)
+        return torch.from_numpy(np.asarray(rows, dtype=np.float32))
     x = torch.from_numpy(np.ascontiguousarray(data[idx][..., ::-1])).permute(0, 3, 1, 2).float()
     x = (x - 127.5) / 128.0
     if flip is not None and bool(flip.any()):
@@ -226,20 +252,62 @@ def _batch_input(data: np.ndarray, idx: np.ndarray, image: bool, flip: torch.Ten
     return x
 
 
+class _CachedHead(torch.nn.Module):
+    """Cached trunk activations -> (embeddings, cosine logits) through an SFace model's trainable stages."""
+
+    def __init__(self, model: RecognizerModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.model.backbone.forward_head(x)
+        return emb, self.model.classifier(emb)
+
+
+def _use_trunk_cache(config: TrainConfig, device: torch.device) -> bool:
+    from .sface_torch import NUM_STAGES
+
+    frozen = config.backbone == "sface" and config.trainable_blocks is not None and config.trainable_blocks < NUM_STAGES
+    if config.cache_trunk and not frozen:
+        raise ValueError("cache_trunk needs the 'sface' backbone with trainable_blocks below its 15 stages")
+    return frozen and (device.type == "cpu" if config.cache_trunk is None else bool(config.cache_trunk))
+
+
+def _trunk_activations(model: RecognizerModel, crops: np.ndarray, config: TrainConfig, device: torch.device,
+                       out_path: Path, progress: Progress | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run the frozen SFace trunk once over the crops (and, with ``flip``, over their mirror images)."""
+    from .sface_torch import cache_trunk_activations, split_for_finetune
+
+    trunk, _ = split_for_finetune(model.backbone, config.trainable_blocks)
+    out = []
+    for flip in (False, True) if config.flip else (False,):
+        path = None
+        if config.cache_dir:
+            path = Path(config.cache_dir) / f"{out_path.stem}.trunk{config.trainable_blocks}{'_flip' if flip else ''}.npy"
+        t0 = time.perf_counter()
+        out.append(cache_trunk_activations(trunk, crops, 64, flip=flip, out_path=path, device=device))
+        log.info("cached trunk activations %s of %d crops in %.1f s", out[-1].shape[1:], len(crops),
+                 time.perf_counter() - t0)
+        if progress is not None:
+            progress(len(out), 1 + int(config.flip), phase="trunk_cache")
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
 @torch.no_grad()
-def _init_class_means(model: RecognizerModel, data: np.ndarray, label_ids: np.ndarray, num_classes: int,
-                      image: bool, device: torch.device, batch: int = 1024) -> None:
+def _init_class_means(net: torch.nn.Module, data: np.ndarray, label_ids: np.ndarray, num_classes: int,
+                      image: bool, device: torch.device, classifier: torch.nn.Module, batch: int = 256) -> None:
     """Set each class weight to the normalised mean of the untrained backbone's embeddings of that class
-    (weight imprinting): training then starts from a classifier that already fits the features."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(num_classes, model.classifier.weight.shape[1], dtype=torch.float64)
+    (weight imprinting): training then starts from a classifier that already fits the features.
+    ``net`` maps a batch input to (embeddings, logits)."""
+    was_training = net.training
+    net.eval()
+    sums = torch.zeros(num_classes, classifier.weight.shape[1], dtype=torch.float64)
     for i in range(0, len(label_ids), batch):
         idx = np.arange(i, min(i + batch, len(label_ids)))
-        emb = torch.nn.functional.normalize(model.backbone(_batch_input(data, idx, image, None).to(device)).float(), dim=1)
+        emb = torch.nn.functional.normalize(net(_batch_input(data, idx, image, None).to(device))[0].float(), dim=1)
         sums.index_add_(0, torch.from_numpy(label_ids[idx]), emb.cpu().double())
-    model.classifier.weight.copy_(torch.nn.functional.normalize(sums, dim=1).to(model.classifier.weight))
-    model.train(was_training)
+    classifier.weight.copy_(torch.nn.functional.normalize(sums, dim=1).to(classifier.weight))
+    net.train(was_training)
 
 
 def _train(
@@ -282,15 +350,21 @@ def _train(
     cfg = asdict(config)
     torch.manual_seed(config.seed)
     model: RecognizerModel = build_model(cfg, len(class_names), input_dim).to(device)
+    forward: torch.nn.Module = model
+    flipped = None
+    if _use_trunk_cache(config, device):
+        data, flipped = _trunk_activations(model, data, config, device, out_path, progress if rank == 0 else None)
+        forward = _CachedHead(model)
     init = config.classifier_init
-    if init == "class_means" or (init == "auto" and not image):
-        _init_class_means(model, data, label_ids, len(class_names), image, device)
+    if init == "class_means" or (init == "auto" and (not image or config.backbone in PRETRAINED_BACKBONES)):
+        _init_class_means(forward, data, label_ids, len(class_names), image, device, model.classifier)
     criterion = CosFaceLoss(config.scale, config.margin)
+    params = [p for p in model.parameters() if p.requires_grad]  # a partly frozen SFace trains only its head
     if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9,
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9,
                                                      weight_decay=config.weight_decay, nesterov=True)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     per_rank = len(sampler)
@@ -313,7 +387,7 @@ def _train(
         ckpt = load_checkpoint(resume_from)
         if list(ckpt["class_names"]) != [str(c) for c in class_names]:
             raise ValueError(f"cannot resume from {resume_from}: its classes differ from this training set's")
-        for key in ("backbone", "embedding_dim", "hidden_dim", "mlp_layers", "width", "residual"):
+        for key in ("backbone", "embedding_dim", "hidden_dim", "mlp_layers", "width", "residual", "trainable_blocks"):
             if ckpt["config"].get(key) != cfg.get(key):
                 raise ValueError(f"cannot resume from {resume_from}: config {key!r} was "
                                  f"{ckpt['config'].get(key)!r}, now {cfg.get(key)!r}")
@@ -328,10 +402,10 @@ def _train(
         history = list(ckpt.get("metrics", {}).get("history", []))
         log.info("resuming from %s at epoch %d", resume_from, start_epoch)
 
-    net: torch.nn.Module = model
+    net: torch.nn.Module = forward
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
 
     targets_all = torch.from_numpy(label_ids)
     weights_all = None if weights is None else torch.from_numpy(weights)
@@ -349,7 +423,7 @@ def _train(
         for step in range(steps_per_epoch):
             idx = order[step * batch : (step + 1) * batch]
             flip = torch.rand(len(idx), generator=flip_gen) < 0.5 if (image and config.flip) else None
-            x = _batch_input(data, idx, image, flip).to(device, non_blocking=True)
+            x = _batch_input(data, idx, image, flip, flipped).to(device, non_blocking=True)
             y = targets_all[idx].to(device, non_blocking=True)
             w = None if weights_all is None else weights_all[idx].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
@@ -387,7 +461,7 @@ def _train(
             metrics = {"history": history, "final_loss": record["loss"], "final_accuracy": record["accuracy"],
                        "train_seconds": prior_seconds + time.perf_counter() - t_train, "num_samples": n,
                        "num_classes": len(class_names), "world_size": world, "device": str(device),
-                       "amp": use_amp, **extra_metrics}
+                       "amp": use_amp, "trunk_cached": forward is not model, **extra_metrics}
             save_checkpoint(out_path, {
                 "format": CHECKPOINT_FORMAT, "config": cfg, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
