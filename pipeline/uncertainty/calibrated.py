@@ -128,13 +128,28 @@ def fit_logistic(x, y, *, l2: float = 1e-2, max_iter: int = 100, tol: float = 1e
     w[0] = math.log(rate / (1 - rate))
     pen = np.full(z.shape[1], l2 * len(y))  # penalty 0.5 * l2 * n * |w|^2 on standardised features
     pen[0] = 0.0
+
+    def objective(v):
+        eta = z @ v
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * np.sum(pen * v * v))
+
+    obj = objective(w)
     for _ in range(max_iter):
         p = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -50, 50)))
         grad = z.T @ (p - y) + pen * w
         h = (z * (p * (1 - p))[:, None]).T @ z + np.diag(pen) + 1e-9 * np.eye(z.shape[1])
         step = np.linalg.solve(h, grad)
-        w -= step
-        if np.abs(step).max() < tol:
+        t = 1.0
+        while t > 1e-8:  # backtracking: Newton's full step overshoots on (nearly) separable data
+            cand = w - t * step
+            new = objective(cand)
+            if new <= obj + 1e-12 * abs(obj):
+                break
+            t *= 0.5
+        else:
+            break
+        w, obj = cand, new
+        if np.abs(t * step).max() < tol:
             break
     coef = w[1:] / sd
     return coef, float(w[0] - (coef * mu).sum())
@@ -142,17 +157,29 @@ def fit_logistic(x, y, *, l2: float = 1e-2, max_iter: int = 100, tol: float = 1e
 
 @dataclass
 class LogisticPart:
+    """``p = 1 / (1 + exp(-(x @ coef + intercept)))`` over the named features. ``bounds`` (one ``[lo, hi]`` per
+    feature, the range seen in training): inputs are clipped to it, so the model never extrapolates (a quadratic
+    term fitted on cosines in [0.3, 0.6] would otherwise turn upwards outside that range)."""
+
     features: list[str]
     coef: np.ndarray
     intercept: float
+    bounds: list | None = None
 
     def predict(self, g: dict[str, np.ndarray], rows) -> np.ndarray:
-        eta = design(g, self.features, rows) @ np.asarray(self.coef, dtype=np.float64) + self.intercept
-        return 1.0 / (1.0 + np.exp(-eta))
+        x = design(g, self.features, rows)
+        if self.bounds is not None:
+            b = np.asarray(self.bounds, dtype=np.float64)
+            x = np.clip(x, b[:, 0], b[:, 1])
+        eta = x @ np.asarray(self.coef, dtype=np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(eta, -50, 50)))
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "coef": [float(v) for v in self.coef],
-                "intercept": float(self.intercept)}
+        d = {"features": list(self.features), "coef": [float(v) for v in self.coef],
+             "intercept": float(self.intercept)}
+        if self.bounds is not None:
+            d["bounds"] = [[float(lo), float(hi)] for lo, hi in self.bounds]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "LogisticPart":
@@ -161,7 +188,10 @@ class LogisticPart:
             raise ValueError(f"calibrator uses unknown features {sorted(unknown)}")
         if len(d["coef"]) != len(d["features"]):
             raise ValueError("calibrator: one coefficient per feature is required")
-        return cls(list(d["features"]), np.asarray(d["coef"], dtype=np.float64), float(d["intercept"]))
+        bounds = d.get("bounds")
+        if bounds is not None and len(bounds) != len(d["features"]):
+            raise ValueError("calibrator: one [lo, hi] bound per feature is required")
+        return cls(list(d["features"]), np.asarray(d["coef"], dtype=np.float64), float(d["intercept"]), bounds)
 
 
 @dataclass
@@ -211,8 +241,9 @@ def fit_calibrator(g: dict[str, np.ndarray], wrong, member_features, singleton_f
                               ("singleton", ok & (g["size"] == 1), singleton_features)):
         if rows.sum() < 2 or wrong[rows].all() or not wrong[rows].any():
             raise ValueError(f"fit_calibrator: the {name} faces need both wrong and right examples")
-        coef, b = fit_logistic(design(g, feats, rows), wrong[rows], l2=l2s[name])
-        parts[name] = LogisticPart(list(feats), coef, b)
+        x = design(g, feats, rows)
+        coef, b = fit_logistic(x, wrong[rows], l2=l2s[name])
+        parts[name] = LogisticPart(list(feats), coef, b, np.stack([x.min(0), x.max(0)], axis=1).tolist())
     return Calibrator(parts["member"], parts["singleton"], dict(meta or {}, l2=l2s))
 
 

@@ -480,3 +480,15 @@ def test_calibrator_matches_known_intermediate_wrong_rates():
     single = g2["size"] == 1
     assert calibration_table(p_one[single], wrong2[single])["max_deviation"] > 0.1
     assert calibration_table(p[single], wrong2[single])["max_deviation"] < 0.05
+
+
+def test_logistic_part_never_extrapolates_beyond_its_training_range():
+    # U-shaped in other_cos, fitted on [0.3, 0.6]: below 0.3 the curve would turn upwards; clipped, it stays put
+    part = LogisticPart(["other_cos", "other_cos_sq"], np.array([-96.0, 151.0]), 10.0, [[0.3, 0.6], [0.09, 0.36]])
+    g = {"other_cos": np.array([0.0, 0.1, 0.3, 0.6, 0.9])}
+    p = part.predict(g, slice(None))
+    assert p[0] == pytest.approx(p[2]) and p[1] == pytest.approx(p[2]) and p[4] == pytest.approx(p[3])
+    free = LogisticPart(["other_cos", "other_cos_sq"], np.array([-96.0, 151.0]), 10.0)
+    assert free.predict(g, slice(None))[0] > 0.99  # what the bounds prevent
+    with pytest.raises(ValueError, match="bound"):
+        LogisticPart.from_dict({"features": ["other_cos"], "coef": [1.0], "intercept": 0.0, "bounds": []})
