@@ -252,7 +252,8 @@ def write_md(out: dict, path: Path, cmd: str) -> None:
         g = r0["glint"]
         lines += ["", f"glint-sample part of seed 0: Otsu FPR {100 * g['otsu']['fpr']:.2f} % FNR "
                   f"{100 * g['otsu']['fnr']:.2f} %; Weibull FPR {100 * g['weibull']['fpr']:.2f} % FNR "
-                  f"{100 * g['weibull']['fnr']:.2f} % (incl. rejected {100 * g['weibull']['fnr_with_rejected']:.2f} %), rejected {100 * g['weibull']['reject_disjoint']:.1f} % / "
+                  f"{100 * g['weibull']['fnr']:.2f} % (incl. rejected {100 * g['weibull']['fnr_with_rejected']:.2f} %), "
+                  f"rejected {100 * g['weibull']['reject_disjoint']:.1f} % / "
                   f"{100 * g['weibull']['reject_overlap']:.1f} %."]
     for t in out.get("timing", []):
         lines += ["", f"Speed: separate_overlap on {t['faces']} synthetic max-logits (75 % disjoint / 25 % overlap): "

@@ -10,7 +10,8 @@ Protocol (every setting chosen on an inner split of the LFW training half only)
 - Settings chosen on inner-fit -> inner-val (pooled over the folds): the calibrator's feature sets and L2 strength
   (by log loss, separately for members of clusters of >= 2 and for singletons), the value a singleton gets in the
   leave-one-out-distance baseline (by AP; baselines keep their natural direction) and the cluster review-priority
-  rule and merge weight (by cluster AP). The chosen calibrator is then refitted on the whole training half and shipped as pipeline/uncertainty/calibration.json; each baseline gets a one-feature
+  rule and merge weight (by cluster AP). The chosen calibrator is then refitted on the whole training half and
+  shipped as pipeline/uncertainty/calibration.json; each baseline gets a one-feature
   logistic (Platt) map fitted on the whole training half so that it has a calibration table too (monotone: its AP
   is unchanged).
 - Reported on the LFW test half and glint-sample, never used to pick anything: AP with the base rate and a
@@ -383,8 +384,9 @@ def write_md(out: dict, path: Path) -> None:
          "## Protocol", "",
          "- LFW identities split in halves by seed 0 as in bench/clustering_quality.py; the **training half** is split "
          "again by identity into 3 inner folds (seed 1): each fold in turn is inner-val, the other two inner-fit. "
-         "**Every setting below was chosen on inner-fit -> inner-val only, pooled over the 3 folds**: the calibrator's features and L2 strength (log loss), the singleton value of "
-         "the leave-one-out-distance baseline (AP), and the cluster-priority rule and merge weight (cluster AP). The chosen calibrator "
+         "**Every setting below was chosen on inner-fit -> inner-val only, pooled over the 3 folds**: the "
+         "calibrator's features and L2 strength (log loss), the singleton value of the leave-one-out-distance "
+         "baseline (AP), and the cluster-priority rule and merge weight (cluster AP). The chosen calibrator "
          "was then refitted on the whole training half and shipped as `pipeline/uncertainty/calibration.json`.",
          f"- Clusters: the default clusterer ({out['clusterer']}, default settings), each set clustered on its own. "
          "Wrong = outlier (not its cluster's majority identity) or split (in a cluster that is not the largest of "
