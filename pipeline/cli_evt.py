@@ -130,7 +130,7 @@ def cmd_uncertainty(args) -> int:
         raise ValueError(f"{args.clusters} has {labels.shape[0]} labels but {args.features} has {len(fs)} faces")
     scfg = SoftmaxConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
                          cross_fit=args.cross_fit, seed=args.seed, num_threads=args.threads)
-    pcfg = PMinusConfig(margin_kind=args.margin)
+    pcfg = PMinusConfig(margin_kind=args.margin, method=args.method, calibration=args.calibration)
     bar = TqdmProgress("softmax epochs", stage_key="", show=("loss", "train_accuracy"))
     res = clustering_uncertainty(fs.embeddings, labels, scfg, pcfg, progress=bar)
     bar.close()
@@ -144,7 +144,9 @@ def cmd_uncertainty(args) -> int:
     if res.degenerate:
         print(f"degenerate ({res.degenerate}): {res.report['message']}; p_minus is NaN", file=sys.stderr)
     print(json.dumps({"output": str(out), "report": str(report_path), "degenerate": res.degenerate,
-                      "thresholds": res.report.get("thresholds"), "weibull": res.report.get("weibull")},
+                      "thresholds": res.report.get("thresholds"), "weibull": res.report.get("weibull"),
+                      "p_minus_method": res.report.get("p_minus_method"),
+                      "mean_p_minus": res.report.get("mean_p_minus")},
                      default=_json_default))
     return 0
 
@@ -187,6 +189,9 @@ def register(subparsers) -> None:
     q.add_argument("--cross-fit", type=int, default=5, help="folds for out-of-fold scoring (0: in-sample)")
     q.add_argument("--margin", choices=("assigned", "top2"), default="assigned",
                    help="margin p- is computed from (top2: the paper's top-1 minus top-2)")
+    q.add_argument("--method", choices=("calibrated", "mixture", "paper"), default="calibrated",
+                   help="p-: calibrated logistic model (default), Weibull-mixture posterior, or the paper's literal one")
+    q.add_argument("--calibration", default=None, help="calibrator JSON (default: pipeline/uncertainty/calibration.json)")
     q.add_argument("--device", default="auto")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")

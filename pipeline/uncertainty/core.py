@@ -1,0 +1,313 @@
+"""Clustering uncertainty p- (paper Sec. 3.3): the probability that each face is wrongly clustered.
+
+Steps of :func:`clustering_uncertainty`:
+
+1. **Softmax regression** on the cluster assignments (:mod:`pipeline.uncertainty.softmax`), **cross-fitted**
+   (``SoftmaxConfig.cross_fit=5``): each face is scored by a classifier fitted on the other folds. In-sample
+   (``cross_fit=0``, the paper's literal reading) a linear classifier with one class per cluster memorises its
+   training faces and its margins find wrong faces no better than chance (bench/results/uncertainty.md). The folds
+   are **stratified by cluster** (``stratify=True``): every cluster of two or more faces has members in the
+   training folds of each of its faces, so only singletons are ever scored against an unseen class.
+2. **Cluster geometry** (:func:`pipeline.uncertainty.calibrated.cluster_geometry`): cluster size, cosine to the
+   leave-one-out centroid, cosine to the nearest other cluster's centroid.
+3. **p-**, by ``PMinusConfig.method``:
+
+   - ``"calibrated"`` (default): the shipped logistic model (``pipeline/uncertainty/calibration.json``, learned on
+     the LFW training half only, its feature set chosen on an inner split; see
+     :mod:`pipeline.uncertainty.calibrated`) -- separate models for members of clusters of >= 2 faces and for
+     singletons (for a singleton p- is the probability it belongs to another existing cluster);
+   - ``"mixture"``: posterior of the low component of a two-component Weibull mixture over the assigned margin
+     (unsupervised, no truncation);
+   - ``"paper"``: the literal Otsu + Weibull-survival-function reading (:mod:`pipeline.uncertainty.paper`).
+
+   The paper's p- is always computed too and returned as ``p_minus_paper`` so the two can be reported side by side.
+4. **Cluster review priority** (:func:`pipeline.uncertainty.scores.cluster_priority`) with the rule chosen by
+   measurement and stored with the calibrator (``priority`` in calibration.json).
+
+Degenerate input is reported in ``UncertaintyResult.degenerate`` with p- NaN -- never a silent guess: fewer than two
+clusters (``one_cluster``) for every method; for ``paper`` / ``mixture`` also fewer than ``min_faces`` faces
+(``too_few``), constant margins and a single margin mode (``one_mode``). Faces with a negative cluster label
+(unclustered / noise) are left out and get NaN scores.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..features import check_embeddings
+from ..overlap import score_histogram
+from ..progress import Progress
+from .calibrated import Calibrator, cluster_geometry, load_calibrator, mixture_p_minus
+from .paper import MARGIN_LABELS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
+from .scores import cluster_priority
+from .softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
+
+#: review-priority settings used when the calibrator file names none
+DEFAULT_PRIORITY = {"rule": "expected_wrong", "merge_weight": 0.0, "merge_floor": 0.0}
+
+
+@dataclass
+class UncertaintyResult:
+    p_minus: np.ndarray  # (N,) float32, by PMinusConfig.method
+    entropy: np.ndarray  # (N,) float32
+    max_logit: np.ndarray  # (N,) float32
+    margin: np.ndarray  # (N,) float32
+    assigned_margin: np.ndarray  # (N,) float32
+    predicted: np.ndarray  # (N,) int64, the classifier's top-1 cluster label (original ids), -1 if unclustered
+    fit: PMinusFit  # the paper's Otsu + Weibull fit (always attempted)
+    model: SoftmaxModel | None
+    report: dict[str, Any]
+    degenerate: str | None = None
+    p_minus_paper: np.ndarray | None = None  # (N,) float32, the paper's literal p- (NaN if its fit is degenerate)
+    geometry: dict[str, np.ndarray] = field(default_factory=dict)  # cluster_geometry(...)
+    priority: np.ndarray | None = None  # (C,) review priority by cluster label (NaN for labels with no face)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-face arrays the web app reads, aligned with the input rows."""
+        n = self.p_minus.shape[0]
+        nan = np.full(n, np.nan, np.float32)
+        g = self.geometry
+        return {
+            "p_minus": self.p_minus,
+            "p_minus_paper": self.p_minus_paper if self.p_minus_paper is not None else nan,
+            "entropy": self.entropy,
+            "max_logit": self.max_logit,
+            "margin": self.margin,
+            "assigned_margin": self.assigned_margin,
+            "predicted_cluster": self.predicted,
+            "cluster_size": g["size"].astype(np.float32) if g else nan,
+            "loo_cos": g["loo_cos"].astype(np.float32) if g else nan,
+            "other_cos": g["other_cos"].astype(np.float32) if g else nan,
+        }
+
+
+def cross_fit_folds(y: np.ndarray, k: int, seed: int, stratify: bool = True) -> np.ndarray:
+    """Fold index (0..k-1) per face. Stratified: within each cluster the faces are dealt round-robin in random
+    order from a random starting fold, so a cluster of n >= 2 faces never has all its faces in one fold."""
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    if not stratify or y.size == 0:
+        return rng.integers(0, k, size=y.size)
+    perm = rng.permutation(y.size)
+    order = perm[np.argsort(y[perm], kind="stable")]
+    ys = y[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ys)) + 1]
+    lengths = np.diff(np.r_[start, ys.size])
+    rank = np.arange(ys.size) - np.repeat(start, lengths)
+    offset = rng.integers(0, k, size=int(y.max()) + 1)
+    folds = np.empty(y.size, np.int64)
+    folds[order] = (rank + offset[ys]) % k
+    return folds
+
+
+def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress):
+    folds = cross_fit_folds(y, scfg.cross_fit, scfg.seed, scfg.stratify)
+    parts = []
+    for f in range(scfg.cross_fit):
+        tr, te = folds != f, folds == f
+        if not te.any():
+            continue
+        cb = None
+        if progress is not None:
+            def cb(cur, tot, _f=f, **info):
+                progress(_f * tot + cur, scfg.cross_fit * tot, fold=_f + 1, **info)
+        m_f = fit_softmax(xk[tr], y[tr], scfg, num_classes=n_ids, progress=cb)
+        # A face whose cluster has no member in the training folds (with stratified folds: a singleton) is scored
+        # against an unseen class; its own-cluster logit is what the fold gives an unseen cluster (about 0), or,
+        # with ``unseen_quantile`` q, the q-quantile of the own-cluster logits of the faces that can be scored.
+        seen = np.zeros(n_ids, bool)
+        seen[y[tr]] = True
+        te_idx = np.flatnonzero(te)
+        unseen = ~seen[y[te_idx]]
+        sc = softmax_scores(m_f, xk[te_idx], y[te_idx])
+        if scfg.unseen_quantile is not None and unseen.any() and (~unseen).any():
+            tau = float(np.quantile(sc["own_logit"][~unseen], scfg.unseen_quantile))
+            ov = np.full(unseen.sum(), tau, dtype=np.float32)
+            sc_u = softmax_scores(m_f, xk[te_idx[unseen]], y[te_idx[unseen]], own_logit=ov)
+            for key in sc:
+                sc[key][unseen] = sc_u[key]
+        parts.append((te, sc, m_f))
+    scores = {k: np.empty(len(y), dtype=v.dtype) for k, v in parts[0][1].items()}
+    for te, sc, _ in parts:
+        for k, v in sc.items():
+            scores[k][te] = v
+    model = parts[-1][2]
+    model.seconds = sum(p[2].seconds for p in parts)
+    return scores, model
+
+
+def clustering_uncertainty(
+    features,
+    cluster_labels,
+    softmax: SoftmaxConfig | None = None,
+    p_minus: PMinusConfig | None = None,
+    *,
+    calibrator: Calibrator | None = None,
+    progress: Progress | None = None,
+) -> UncertaintyResult:
+    """Softmax regression on the cluster assignments, per-face scores, cluster geometry, p- and cluster priority.
+
+    ``features`` (N, d) L2-normalised float; ``cluster_labels`` (N,) int (negative = unclustered, scored NaN).
+    ``calibrator`` overrides the calibrator file for ``method='calibrated'``.
+    """
+    scfg = softmax or SoftmaxConfig()
+    pcfg = p_minus or PMinusConfig()
+    x = check_embeddings(features, name="features")
+    lab = np.asarray(cluster_labels)
+    if lab.shape != (x.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"cluster_labels must be an integer array of shape ({x.shape[0]},), got "
+                         f"{lab.dtype} {lab.shape}")
+    lab = lab.astype(np.int64)
+    n = x.shape[0]
+    keep = lab >= 0
+    nan = np.full(n, np.nan, dtype=np.float32)
+    ids, y = np.unique(lab[keep], return_inverse=True)
+    base_report = {"kind": "uncertainty", "n": int(n), "clustered": int(keep.sum()), "clusters": int(len(ids)),
+                   "softmax": asdict(scfg), "p_minus_config": asdict(pcfg), "p_minus_method": pcfg.method,
+                   "labels": {"x": MARGIN_LABELS[pcfg.margin_kind], "low": "wrong"}}
+
+    def degenerate(reason: str, message: str, model=None, scores=None, fit=None, geometry=None, paper=None):
+        rep = {**base_report, "degenerate": reason, "message": message, "histogram": None, "curves": None,
+               "thresholds": {}}
+        full = {k: nan.copy() for k in ("entropy", "max_logit", "margin", "assigned_margin")}
+        pred = np.full(n, -1, dtype=np.int64)
+        if scores is not None:
+            for k2 in full:
+                full[k2][keep] = scores[k2]
+            pred[keep] = ids[scores["predicted"]]
+            rep["histogram"] = score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0)
+        return UncertaintyResult(p_minus=nan.copy(), predicted=pred, fit=fit or PMinusFit(None, None, float("nan"),
+                                 reason, message), model=model, report=rep, degenerate=reason,
+                                 p_minus_paper=nan.copy() if paper is None else paper, geometry=geometry or {},
+                                 **full)
+
+    if pcfg.method != "calibrated" and keep.sum() < pcfg.min_faces:
+        return degenerate("too_few", f"{int(keep.sum())} clustered faces; at least {pcfg.min_faces} are needed")
+    if len(ids) < 2:
+        return degenerate("one_cluster", "fewer than two clusters; there is nothing to be unsure of")
+    xk = x[keep]
+    if scfg.cross_fit >= 2:
+        scores, model = _cross_fit_scores(xk, y, len(ids), scfg, progress)
+    else:
+        model = fit_softmax(xk, y, scfg, num_classes=len(ids), progress=progress)
+        scores = softmax_scores(model, xk, y)
+    scores["p_margin"] = p_margin(scores, pcfg.margin_kind)
+    geometry = cluster_geometry(x, lab)
+    full = {k: nan.copy() for k in ("entropy", "max_logit", "margin", "assigned_margin")}
+    for k in full:
+        full[k][keep] = scores[k]
+    pred = np.full(n, -1, dtype=np.int64)
+    pred[keep] = ids[scores["predicted"]]
+
+    # the paper's literal p- (always attempted, reported next to the chosen one)
+    fit = fit_p_minus(scores["p_margin"], pcfg)
+    paper = nan.copy()
+    if not fit.degenerate:
+        paper[keep] = fit.p_minus(scores["p_margin"])
+
+    extra: dict[str, Any] = {}
+    priority_cfg = dict(DEFAULT_PRIORITY)
+    if pcfg.method == "paper":
+        if fit.degenerate:
+            return degenerate(fit.degenerate, fit.message, model, scores, fit, geometry, paper)
+        pm = paper.copy()
+        message = fit.message
+    elif pcfg.method == "mixture":
+        pk, info = mixture_p_minus(scores["assigned_margin"])
+        if info["degenerate"]:
+            return degenerate(info["degenerate"], "mixture: " + info["message"], model, scores, fit, geometry, paper)
+        pm = nan.copy()
+        pm[keep] = pk
+        extra["mixture"] = info["mixture"]
+        message = "p- = posterior of the low component of a two-component Weibull mixture over the assigned margin"
+    else:
+        cal = calibrator or load_calibrator(pcfg.calibration)
+        g = {k: v for k, v in geometry.items()}
+        g["assigned_margin"] = full["assigned_margin"].astype(np.float64)
+        g["margin"] = full["margin"].astype(np.float64)
+        pm = cal.p_minus(g)
+        priority_cfg.update(cal.meta.get("priority") or {})
+        extra["calibrator"] = {"member": cal.member.to_dict(), "singleton": cal.singleton.to_dict(),
+                               **{k: v for k, v in cal.meta.items() if k in ("trained_on", "selection", "priority")}}
+        message = "p- from the calibrated logistic model (member / singleton)"
+    prio = cluster_priority(lab, pm, x, rule=priority_cfg["rule"], merge_weight=priority_cfg["merge_weight"],
+                            merge_floor=priority_cfg.get("merge_floor", 0.0))
+    report = {
+        **base_report,
+        "degenerate": None,
+        "message": message,
+        "histogram": score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0),
+        "curves": None,
+        "thresholds": {},
+        "p_minus_quantiles": {str(q): float(np.quantile(pm[keep], q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
+        "mean_p_minus": float(np.mean(pm[keep])),
+        "expected_wrong_faces": float(np.sum(pm[keep])),
+        "priority": priority_cfg,
+        "train_history": model.history,
+        "softmax_seconds": model.seconds,
+        "train_accuracy": float(np.mean(scores["predicted"] == y)),
+        "counts": {"clusters": int(len(ids)), "faces": int(keep.sum()),
+                   "singletons": int(np.sum(geometry["singleton"]))},
+        **extra,
+    }
+    if not fit.degenerate:
+        grid = np.linspace(0.0, 1.0, 400)
+        wb = fit.weibull
+        report["paper"] = {"weibull": wb.to_dict(), "wrong_fraction": fit.wrong_fraction, "otsu": asdict(fit.otsu),
+                           "mean_p_minus": float(np.mean(paper[keep]))}
+        report["curves"] = {"x": grid.tolist(),
+                            "wrong": (fit.wrong_fraction * wb.pdf(np.maximum(grid, 1e-12))).tolist()}
+        report["thresholds"] = {"otsu": fit.otsu.threshold, "wrong_upper": float(wb.ppf(pcfg.confidence))}
+        report["weibull"] = wb.to_dict()
+    return UncertaintyResult(p_minus=pm, predicted=pred, fit=fit, model=model, report=report, degenerate=None,
+                             p_minus_paper=paper, geometry=geometry, priority=prio, **full)
+
+
+def wrongly_clustered(cluster_labels, true_labels) -> dict[str, np.ndarray]:
+    """Ground truth for p-: which faces are wrongly clustered, as the paper defines it.
+
+    - **outlier**: the face's true identity differs from the majority identity of its cluster (majority ties go to
+      the identity that sorts first);
+    - **split**: the face is not an outlier, but its cluster is not the largest cluster of that majority identity
+      (largest = most faces of the identity; ties go to the lowest cluster id), i.e. the identity was split and
+      this face sits in one of the smaller pieces.
+
+    ``wrong = outlier | split``. Faces with a negative cluster label (unclustered) count as neither here, and are
+    returned in ``unclustered``. Returns boolean arrays (N,).
+    """
+    c = np.asarray(cluster_labels)
+    t = np.asarray(true_labels)
+    if c.ndim != 1 or t.shape != c.shape or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError("cluster_labels must be a 1-D integer array and true_labels must have the same shape")
+    n = c.size
+    keep = c >= 0
+    outlier = np.zeros(n, bool)
+    split = np.zeros(n, bool)
+    if keep.any():
+        _, ti = np.unique(t, return_inverse=True)
+        cid, ci = np.unique(c[keep], return_inverse=True)
+        tk = ti[keep]
+        # counts per (cluster, identity)
+        pair = ci.astype(np.int64) * (ti.max() + 1) + tk
+        up, pc = np.unique(pair, return_counts=True)
+        pcl, pid = up // (ti.max() + 1), up % (ti.max() + 1)
+        order = np.lexsort((pid, -pc, pcl))  # by cluster, then count desc, then identity asc
+        first = np.ones(order.size, bool)
+        first[1:] = pcl[order][1:] != pcl[order][:-1]
+        maj_cl, maj_id, maj_cnt = pcl[order][first], pid[order][first], pc[order][first]
+        majority = np.empty(len(cid), np.int64)
+        majority[maj_cl] = maj_id
+        size_of_major = np.empty(len(cid), np.int64)
+        size_of_major[maj_cl] = maj_cnt
+        out_k = tk != majority[ci]
+        # largest cluster per majority identity
+        order2 = np.lexsort((np.arange(len(cid)), -size_of_major, majority))
+        first2 = np.ones(len(cid), bool)
+        first2[1:] = majority[order2][1:] != majority[order2][:-1]
+        is_largest = np.zeros(len(cid), bool)
+        is_largest[order2[first2]] = True
+        outlier[keep] = out_k
+        split[keep] = ~out_k & ~is_largest[ci]
+    return {"wrong": outlier | split, "outlier": outlier, "split": split, "unclustered": ~keep}
