@@ -48,6 +48,19 @@ from .softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
 DEFAULT_PRIORITY = {"rule": "expected_wrong", "merge_weight": 0.0, "merge_floor": 0.0}
 
 
+def _paper_figure(fit: PMinusFit, pcfg: PMinusConfig) -> dict[str, Any]:
+    """The paper's Fig. 4c numbers: the Weibull fitted to the low mode of the margin histogram, and its lines."""
+    if fit.degenerate or fit.weibull is None:
+        return {"curves": None, "thresholds": {}, "paper_fit": {"degenerate": fit.degenerate, "message": fit.message}}
+    grid = np.linspace(0.0, 1.0, 400)
+    wb = fit.weibull
+    return {
+        "curves": {"x": grid.tolist(), "wrong": (fit.wrong_fraction * wb.pdf(np.maximum(grid, 1e-12))).tolist()},
+        "thresholds": {"otsu": fit.otsu.threshold, "wrong_upper": float(wb.ppf(pcfg.confidence))},
+        "paper_fit": {"weibull": wb.to_dict(), "wrong_fraction": fit.wrong_fraction, "message": fit.message},
+    }
+
+
 @dataclass
 class UncertaintyResult:
     p_minus: np.ndarray  # (N,) float32, by PMinusConfig.method
@@ -239,8 +252,7 @@ def clustering_uncertainty(
         "degenerate": None,
         "message": message,
         "histogram": score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0),
-        "curves": None,
-        "thresholds": {},
+        **_paper_figure(fit, pcfg),
         "p_minus_quantiles": {str(q): float(np.quantile(pm[keep], q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
         "mean_p_minus": float(np.mean(pm[keep])),
         "expected_wrong_faces": float(np.sum(pm[keep])),

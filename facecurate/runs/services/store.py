@@ -28,7 +28,15 @@ def store_stage(ctx, run: PipelineRun) -> None:
         raise RuntimeError("the run's artifacts disagree on their faces; re-run from the overlap stage")
     p = un["p_minus"]
     k = int(labels.max()) + 1 if len(labels) else 0
-    prio = review_priority(labels, p) if k else np.zeros(0)
+    prio = np.zeros(0)
+    if k:
+        cfg = (run.uncertainty_report or {}).get("priority") or {}
+        emb = None
+        if cfg.get("merge_weight"):
+            from facecurate.recognition.services.embeddings import load_embeddings
+
+            emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, face_ids)[1]
+        prio = review_priority(labels, p, emb, cfg)
     with transaction.atomic():
         RunFace.objects.filter(run=run).delete()
         Cluster.objects.filter(run=run).delete()
