@@ -6,7 +6,7 @@ import re
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 
 
@@ -15,6 +15,19 @@ class CappedLimitOffsetPagination(LimitOffsetPagination):
 
     @property
     def max_limit(self) -> int:  # read per request so tests and settings changes apply
+        return settings.MAX_PAGE_SIZE
+
+
+class IdCursorPagination(CursorPagination):
+    """Keyset pages by id for lists that grow with the data (images, faces): ``?limit=`` (capped) and
+    ``?cursor=`` from ``next``; no COUNT over the whole list, so a page costs the same at any size."""
+
+    ordering = "id"
+    page_size = 100
+    page_size_query_param = "limit"
+
+    @property
+    def max_page_size(self) -> int:
         return settings.MAX_PAGE_SIZE
 
 

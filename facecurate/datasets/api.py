@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from facecurate.accounts.permissions import IsStaffRole
 from facecurate.jobs.models import Job
-from facecurate.rest import BoundedJSONParser
+from facecurate.rest import BoundedJSONParser, IdCursorPagination
 
 from . import tasks
 from .models import Dataset, Face, Identity, Image
@@ -225,9 +225,10 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """Stored source images with their detection status (a photo may hold several faces)."""
 
     serializer_class = ImageSerializer
+    pagination_class = IdCursorPagination
 
     def get_queryset(self):
-        qs = Image.objects.select_related("identity").annotate(face_count=Count("faces")).order_by("id")
+        qs = Image.objects.select_related("identity").order_by("id")
         params = self.request.query_params
         for key, field in (("dataset", "dataset_id"), ("identity", "identity_id")):
             value = params.get(key)
@@ -244,13 +245,25 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         OpenApiParameter("job", str), OpenApiParameter("status", str, enum=Image.Status.values),
     ])
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        """Images by id, keyset pages (``next``); each with its number of faces (one grouped query a page)."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        counts = dict(Face.objects.filter(image_id__in=[im.pk for im in page]).values("image_id").order_by()
+                      .annotate(n=Count("id")).values_list("image_id", "n"))
+        for im in page:
+            im.face_count = counts.get(im.pk, 0)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        image = self.get_object()
+        image.face_count = image.faces.count()
+        return Response(self.get_serializer(image).data)
 
 
 class FaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Detected faces: box and landmarks in their image, aligned crop, thumbnail, identity if labeled."""
 
     serializer_class = FaceSerializer
+    pagination_class = IdCursorPagination
 
     def get_queryset(self):
         qs = Face.objects.select_related("identity", "image").order_by("id")

@@ -50,7 +50,7 @@ class DatasetSerializer(serializers.ModelSerializer):
         if counts is None:  # one object (create, retrieve): count it here
             from .services.counts import dataset_counts
 
-            counts = dataset_counts([dataset.pk])[dataset.pk]
+            counts = dataset._counts = dataset_counts([dataset.pk])[dataset.pk]
         return counts
 
     def get_image_counts(self, dataset: Dataset) -> dict[str, int]:
