@@ -22,13 +22,18 @@ class TooLarge(Exception):
     pass
 
 
+def path_under(root: str | Path, rel: str, what: str) -> Path:
+    """Absolute path of ``rel`` under ``root``; ValueError for names (or symlinks) that leave it."""
+    base = Path(root).resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"{rel!r} is outside the {what}")
+    return path
+
+
 def media_path(rel: str) -> Path:
     """Absolute path of a MEDIA_ROOT-relative name; refuses names that leave MEDIA_ROOT."""
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{rel!r} is outside the media root")
-    return path
+    return path_under(settings.MEDIA_ROOT, rel, "media root")
 
 
 def write_atomic(rel: str, data: bytes) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from facecurate.datasets.services.storage import path_under
 from pipeline.features import atomic_path
 
 from ..models import Artifact
@@ -20,11 +21,7 @@ FORMAT_VERSION = 1
 
 
 def artifact_path(rel: str) -> Path:
-    root = Path(settings.ARTIFACT_ROOT).resolve()
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{rel!r} is outside the artifact root")
-    return path
+    return path_under(settings.ARTIFACT_ROOT, rel, "artifact root")
 
 
 def _sha256(path: Path) -> str:
