@@ -180,10 +180,14 @@ def child(args) -> None:
 
     call_command("migrate", verbosity=0)
     user, token = create_user("bench", role="staff")
-    res = {"backend": connection.vendor, "fill": _fill(args.faces)}
+    res = {"backend": connection.vendor, "fill": _fill(args.faces), "load_average_at_start": os.getloadavg()}
+    with connection.cursor() as cur:  # fresh statistics, as autovacuum / a periodic ANALYZE would give
+        cur.execute("ANALYZE")
     datasets = list(Dataset.objects.order_by("id"))
     _, res["store_100k_faces_seconds"] = _store_run(user, datasets[0], 100_000, 30_000, 1)
     run, res["store_queue_run_seconds"] = _store_run(user, datasets[1], 2 * args.clusters, args.clusters, 2)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
     res["queue_run"] = {"faces": 2 * args.clusters, "clusters": run.clusters.count()}
     endpoints = _endpoints(run, datasets)
     connection.close()

@@ -116,6 +116,7 @@ class Image(models.Model):
         indexes = [
             models.Index(fields=["dataset", "status"], name="datasets_fa_dataset_8c6381_idx"),
             models.Index(fields=["job", "status"], name="datasets_fa_job_id_813aea_idx"),
+            models.Index(fields=["dataset", "id"], name="image_dataset_id_idx"),  # keyset pages per dataset
         ]
 
     def __str__(self) -> str:
@@ -146,7 +147,10 @@ class Face(models.Model):
         db_table = "datasets_face_detection"
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["image", "index"], name="face_unique_index")]
-        indexes = [models.Index(fields=["dataset", "identity"], name="face_dataset_identity_idx")]
+        indexes = [
+            models.Index(fields=["dataset", "identity"], name="face_dataset_identity_idx"),
+            models.Index(fields=["dataset", "id"], name="face_dataset_id_idx"),  # keyset pages per dataset
+        ]
 
     def __str__(self) -> str:
         return f"face {self.pk} of image {self.image_id}"
