@@ -152,16 +152,18 @@ def uncertainty_stage(ctx, run: PipelineRun) -> None:
     face_ids, labels, carried = cl["face_ids"], cl["labels"], cl["carried_from"]
     n = len(face_ids)
     p = np.full(n, np.nan, np.float32)
+    paper = np.full(n, np.nan, np.float32)
     margin = np.full(n, np.nan, np.float32)
     report: dict = {"kind": "uncertainty", "degenerate": "no_clusters", "message": "nothing was clustered"}
     if (labels >= 0).any():
         _, emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, face_ids)
         res = clustering_uncertainty(emb, labels)
         p, report = res.p_minus.astype(np.float32), res.report
+        paper = res.p_minus_paper.astype(np.float32)  # the paper's Otsu + Weibull p-, kept for comparison
         margin = res.assigned_margin.astype(np.float32)
     p[carried >= 0] = 0.0  # confirmed by a person: not in doubt
     artifacts.write_npz(art_rel(run, "uncertainty"), Artifact.Kind.UNCERTAINTY, run.job, face_ids=face_ids,
-                        p_minus=p, margin=margin)
+                        p_minus=p, p_minus_paper=paper, margin=margin)
     run.uncertainty_report = _jsonable(report)
     run.save(update_fields=["uncertainty_report"])
 
