@@ -1,0 +1,186 @@
+"""A simulated annotator: knows the ground truth and works a run's review queue exactly as a person
+would, through the same review service functions the API calls, one action per decision, recording the
+labeling quality (pairwise F, BCubed F) after every action.
+
+For each cluster at the head of the queue (one pass, in the order given; clusters already emptied,
+dismissed or confirmed are passed over), the person:
+
+1. rejects the faces that are not the cluster's majority person (one action: select them, reject);
+2. looks at the suggested merges (the nearest ``k`` clusters, as the UI shows them) and merges each
+   whose majority person is the same (one action each; any outliers that came in are rejected, one
+   action);
+3. assigns the cluster to its labeled identity when that identity is among the suggestions (one
+   action, which also confirms it), or else confirms it (one action).
+
+Quality is measured on the faces the run clustered (its disjoint faces): a face out of every cluster
+counts as a singleton, and clusters assigned to the same labeled identity count as one.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from pipeline.clustering_metrics import bcubed_prf, pairwise_prf
+
+from ..models import Cluster, PipelineRun, RunFace
+from . import review
+from .queries import suggestions
+from .stages import identity_names, norm_name, truth_names
+
+ORDERS = ("priority", "paper", "size", "random")
+
+
+@dataclass
+class Trace:
+    order: str
+    actions: list[str] = field(default_factory=list)
+    pairwise_f: list[float] = field(default_factory=list)
+    bcubed_f: list[float] = field(default_factory=list)
+    clusters_visited: int = 0
+
+    def summary(self, target: float = 0.99) -> dict:
+        reach = next((i for i, f in enumerate(self.pairwise_f) if f >= target), None)
+        at = lambda k: self.pairwise_f[min(k, len(self.pairwise_f) - 1)]  # noqa: E731
+        return {"order": self.order, "actions": len(self.actions), "clusters_visited": self.clusters_visited,
+                "start_pairwise_f": self.pairwise_f[0], f"actions_to_pairwise_f_{target}": reach,
+                "pairwise_f_after_100": at(100), "pairwise_f_after_500": at(500), "final_pairwise_f": self.pairwise_f[-1],
+                "final_bcubed_f": self.bcubed_f[-1], "action_counts": dict(Counter(self.actions))}
+
+
+class Quality:
+    """Pairwise and BCubed F of the run's current labeling of its clustered faces."""
+
+    def __init__(self, run: PipelineRun) -> None:
+        rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
+                    .values_list("id", "face_id"))
+        self.run, self.ids = run, np.array([r[0] for r in rows])
+        self.truth = truth_names(np.array([r[1] for r in rows]))
+        self.truth_by_rf = dict(zip(self.ids.tolist(), self.truth.tolist()))
+
+    def __call__(self) -> tuple[float, float]:
+        rows = dict(RunFace.objects.filter(id__in=self.ids.tolist()).values_list("id", "cluster_id"))
+        assigned = dict(Cluster.objects.filter(run=self.run, assigned_identity__isnull=False)
+                        .values_list("id", "assigned_identity_id"))
+        pred = np.empty(len(self.ids), np.int64)
+        for i, rf in enumerate(self.ids.tolist()):
+            c = rows[rf]
+            pred[i] = -1 if c is None else (10**12 + assigned[c] if c in assigned else c)
+        _, _, pf = pairwise_prf(self.truth, pred)
+        _, _, bf = bcubed_prf(self.truth, pred)
+        return pf, bf
+
+
+def queue_order(run: PipelineRun, order: str, seed: int = 0) -> list[int]:
+    pending = Cluster.objects.filter(run=run, review_state=Cluster.Review.PENDING)
+    if order == "priority":
+        return list(pending.order_by("-priority", "id").values_list("id", flat=True))
+    if order == "size":
+        return list(pending.order_by("-size", "id").values_list("id", flat=True))
+    if order == "random":
+        ids = list(pending.order_by("id").values_list("id", flat=True))
+        random.Random(seed).shuffle(ids)
+        return ids
+    if order == "paper":
+        return _paper_order(run, pending)
+    raise ValueError(f"order must be one of {ORDERS}")
+
+
+def _paper_order(run: PipelineRun, pending) -> list[int]:
+    """Clusters by the largest paper p- among their faces (the paper's p- with the product's rule)."""
+    from facecurate.recognition.services import artifacts
+
+    from .stages import art_rel
+
+    un = artifacts.read_npz(art_rel(run, "uncertainty"))
+    paper = dict(zip(un["face_ids"].tolist(), np.nan_to_num(un["p_minus_paper"], nan=0.0).tolist()))
+    best: dict[int, float] = {}
+    for cid, face_id in RunFace.objects.filter(cluster__in=pending).values_list("cluster_id", "face_id"):
+        best[cid] = max(best.get(cid, 0.0), paper.get(face_id, 0.0))
+    return sorted(best, key=lambda c: (-best[c], c))
+
+
+class Annotator:
+    def __init__(self, run: PipelineRun, user, quality: Quality, *, k: int = 5, max_actions: int = 1000,
+                 on_action: Callable[[str], None] | None = None) -> None:
+        self.run, self.user, self.quality, self.k, self.max_actions = run, user, quality, k, max_actions
+        self.known = {norm_name(n): i for i, n in identity_names(
+            run.labeled_datasets.values_list("identities__id", flat=True)).items()}
+        self.on_action = on_action
+
+    def majority(self, cluster_id: int) -> tuple[str | None, list[int]]:
+        """(majority person, ids of the faces that are someone else)."""
+        faces = list(RunFace.objects.filter(cluster_id=cluster_id).values_list("id", flat=True))
+        truth = [self.quality.truth_by_rf.get(f, f"?{f}") for f in faces]
+        if not truth:
+            return None, []
+        top = sorted(Counter(truth).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        return top, [f for f, t in zip(faces, truth) if t != top]
+
+    def act(self, trace: Trace, kind: str, fn, *args) -> bool:
+        if len(trace.actions) >= self.max_actions:
+            return False
+        fn(self.user, *args)
+        trace.actions.append(kind)
+        pf, bf = self.quality()
+        trace.pairwise_f.append(pf)
+        trace.bcubed_f.append(bf)
+        if self.on_action:
+            self.on_action(kind)
+        return True
+
+    def version(self, cluster_id: int) -> int:
+        return Cluster.objects.get(pk=cluster_id).version
+
+    def review_cluster(self, trace: Trace, cid: int) -> bool:
+        c = Cluster.objects.get(pk=cid)
+        if c.size == 0 or c.review_state != Cluster.Review.PENDING:
+            return True
+        trace.clusters_visited += 1
+        person, outliers = self.majority(cid)
+        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
+            return False
+        sugg = suggestions(Cluster.objects.get(pk=cid), k=self.k)
+        for m in sugg["merges"]:
+            other = m["cluster"]
+            if other.review_state != Cluster.Review.DISMISSED and self.majority(other.pk)[0] == person:
+                if not self.act(trace, "merge", review.merge, cid, self.version(cid), other.pk):
+                    return False
+        _, outliers = self.majority(cid)
+        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
+            return False
+        ident = self.known.get(person or "")
+        if ident is not None and any(s["identity"] == ident for s in sugg["identities"]):
+            return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
+        return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
+
+    def work(self, order: str, seed: int = 0) -> Trace:
+        trace = Trace(order)
+        pf, bf = self.quality()
+        trace.pairwise_f.append(pf)
+        trace.bcubed_f.append(bf)
+        for cid in queue_order(self.run, order, seed):
+            if not self.review_cluster(trace, cid):
+                break
+        return trace
+
+
+def reset_review(run: PipelineRun) -> None:
+    """Put the run back as it was computed (for comparing queue orders on the same run)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        RunFace.objects.filter(run=run).update(excluded="")
+        for cid in Cluster.objects.filter(run=run, number__isnull=False).values_list("id", flat=True):
+            RunFace.objects.filter(run=run, original_cluster_id=cid).update(cluster_id=cid)
+        RunFace.objects.filter(run=run, original_cluster__isnull=True).update(cluster=None)
+        Cluster.objects.filter(run=run, number__isnull=True).delete()
+        run.review_actions.all().delete()
+        for c in Cluster.objects.filter(run=run):
+            review.refresh_stats(c)
+            c.review_state, c.assigned_identity, c.name = Cluster.Review.PENDING, None, ""
+            c.reviewed_by = c.reviewed_at = c.lease_user = c.lease_until = None
+            c.save()
