@@ -131,3 +131,33 @@ def test_promotion_is_staff_only_and_keeps_one_active(staff_client, annotator_cl
     assert annotator_client.get(f"/api/recognizers/{b.pk}/").json()["is_active"] is False
     resp = annotator_client.get(f"/api/recognizers/{b.pk}/compare/")
     assert resp.status_code == 409 and resp.json()["code"] == "not_compared"
+
+
+def test_retrain_page_and_admin_form(staff_user, annotator_user):
+    from django.test import Client
+
+    from facecurate.jobs.models import Job
+    from facecurate.recognition.services.versions import active_version
+
+    staff, annotator = Client(), Client()
+    staff.force_login(staff_user)
+    annotator.force_login(annotator_user)
+    page = staff.get("/retrain/")
+    assert page.status_code == 200 and b'id="retrain-form"' in page.content and b"retrain.js" in page.content
+    page = annotator.get("/retrain/")
+    assert page.status_code == 200 and b'id="retrain-form"' not in page.content
+    assert b'href="/retrain/"' in staff.get("/").content
+
+    staff_user.is_staff = True  # the Django admin needs is_staff
+    staff_user.save()
+    form = staff.get(f"/admin/recognition/recognizerversion/retrain/?parent={active_version().pk}")
+    assert form.status_code == 200 and b"labeled_datasets" in form.content
+    labeled, _ = labeled_lfw(per_person=2)
+    resp = staff.post("/admin/recognition/recognizerversion/retrain/", {
+        "parent": active_version().pk, "labeled_datasets": [labeled.pk], "weighting": "hard", "gamma": 1,
+        "overlap": "discard", "min_cluster_size": 2, "max_faces_per_cluster": 50, "holdout_fraction": 0.2,
+        "backbone": "sface", "trainable_blocks": 1, "epochs": 1, "batch_size": 8})
+    assert resp.status_code == 302, resp.content[:2000]
+    job = Job.objects.get(kind="retrain")
+    assert job.params["options"]["weighting"] == "hard" and job.params["labeled"] == [labeled.pk]
+    assert job.params["options"]["trainable_blocks"] == 1 and job.state == "queued"
