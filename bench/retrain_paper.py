@@ -200,9 +200,16 @@ def main() -> None:
     labels_sep = np.full(len(i_unl), -1)
     labels_sep[disj] = cluster(unl_emb[disj], "infomap")
     p_sep = np.full(len(i_unl), np.nan)
-    p_sep[disj] = clustering_uncertainty(unl_emb[disj], labels_sep[disj]).p_minus
+    unc_sep = clustering_uncertainty(unl_emb[disj], labels_sep[disj])
+    p_sep[disj] = unc_sep.p_minus
     labels_all = cluster(unl_emb, "infomap")
-    p_all = clustering_uncertainty(unl_emb, labels_all).p_minus
+    unc_all = clustering_uncertainty(unl_emb, labels_all)
+    p_all = unc_all.p_minus
+    res["p_minus"] = {"separated": {"degenerate": unc_sep.degenerate, "message": unc_sep.report.get("message"),
+                                    "nan_faces": int(np.isnan(unc_sep.p_minus).sum())},
+                      "naive": {"degenerate": unc_all.degenerate, "message": unc_all.report.get("message"),
+                                "nan_faces": int(np.isnan(p_all).sum())}}
+    print("p-", res["p_minus"], flush=True)
     res["pseudo_labels"] = {"separated": evaluate_clustering(y_unl[disj], labels_sep[disj]),
                             "naive": evaluate_clustering(y_unl, labels_all)}
 
@@ -288,6 +295,9 @@ def markdown(res: dict) -> str:
              f"Settings: {res['settings']['settings_chosen']}.", "",
              f"Overlap separation on the unlabeled part: {res['overlap']}.", "",
              f"Oracle: {res['oracle']}.", "",
+             f"p- fits: {res['p_minus']}. A degenerate fit leaves p- NaN, and the soft rule of "
+             "pipeline.retrain_set drops faces with no p- estimate (p_minus_missing), so a soft row then trains "
+             "on the labeled part only.", "",
              "| row | pseudo faces | pseudo classes | pseudo pair precision | " + " | ".join(f"{a} {b}" for a, b in keys)
              + " | unlabeled re-clustered pairwise F |",
              "|" + " --- |" * (5 + len(keys))]
