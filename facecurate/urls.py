@@ -10,8 +10,10 @@ from rest_framework.routers import DefaultRouter
 from facecurate.accounts.views import LoginView, TokenView
 from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet, ImageViewSet
 from facecurate.jobs.api import JobViewSet
-from facecurate.runs.api import ClusterViewSet, RecognizerViewSet, RunViewSet
+from facecurate.recognition.api import RecognizerViewSet, RetrainingViewSet
+from facecurate.runs.api import ClusterViewSet, RunViewSet
 from facecurate.web import views
+from facecurate.web.retrain_views import retrain_page
 
 router = DefaultRouter()
 router.register("datasets", DatasetViewSet, basename="dataset")
@@ -22,6 +24,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("runs", RunViewSet, basename="run")
 router.register("clusters", ClusterViewSet, basename="cluster")
 router.register("recognizers", RecognizerViewSet, basename="recognizer")
+router.register("retrainings", RetrainingViewSet, basename="retraining")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -34,6 +37,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("media/<path:path>", views.media, name="media"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-page"),
+    path("retrain/", retrain_page, name="retrain-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),
 ]

@@ -83,6 +83,7 @@ class TrainConfig:
     distributed: bool | None = None  # None: DDP when WORLD_SIZE > 1
     num_threads: int = 0  # CPU threads for torch (0: leave as is)
     log_every: int = 10  # progress callback every this many steps
+    init_checkpoint: str | None = None  # start the backbone from this checkpoint's weights (same backbone)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -293,6 +294,16 @@ def _trunk_activations(model: RecognizerModel, crops: np.ndarray, config: TrainC
     return out[0], (out[1] if len(out) > 1 else None)
 
 
+def _init_backbone(model: RecognizerModel, config: TrainConfig) -> None:
+    """Copy the backbone weights of ``config.init_checkpoint`` (e.g. the parent recognizer version)."""
+    parent = load_checkpoint(config.init_checkpoint)
+    if parent["config"].get("backbone") != config.backbone:
+        raise ValueError(f"init_checkpoint has backbone {parent['config'].get('backbone')!r}, "
+                         f"this training {config.backbone!r}")
+    state = {k[len("backbone."):]: v for k, v in parent["model"].items() if k.startswith("backbone.")}
+    model.backbone.load_state_dict(state)
+
+
 @torch.no_grad()
 def _init_class_means(net: torch.nn.Module, data: np.ndarray, label_ids: np.ndarray, num_classes: int,
                       image: bool, device: torch.device, classifier: torch.nn.Module, batch: int = 256) -> None:
@@ -350,6 +361,8 @@ def _train(
     cfg = asdict(config)
     torch.manual_seed(config.seed)
     model: RecognizerModel = build_model(cfg, len(class_names), input_dim).to(device)
+    if config.init_checkpoint and resume_from is None:
+        _init_backbone(model, config)
     forward: torch.nn.Module = model
     flipped = None
     if _use_trunk_cache(config, device):

@@ -1,0 +1,340 @@
+"""Retraining (the paper's Sec. 3.3 / 4): labeled faces plus the pseudo-identities of reviewed runs.
+
+``start_retraining`` checks the request and queues a Job of kind ``retrain`` (Celery task
+``facecurate.ml.retrain``, "gpu" queue). ``retrain_work`` is what that job runs under the job runner:
+
+1. **gather** (:func:`gather`): DB rows -> the inputs of :func:`pipeline.retrain_set.build_training_set`.
+   Review rules: faces a reviewer excluded (``RunFace.excluded != ''``) and faces of dismissed clusters
+   are left out; faces with no cluster are left out (``unclustered``); moved or merged faces count
+   under their current ``RunFace.cluster``; a confirmed cluster counts with p- = 0; a cluster with an
+   ``assigned_identity`` joins that labeled identity's class. Before anything, a seeded fraction of the
+   labeled identities (``holdout_fraction``, ``holdout_seed``; identities with >= 2 faces) is held out:
+   no training row uses them (clusters assigned to them are left out too) and they are the
+   evaluation's unseen identities.
+2. **unchanged?** The sha256 of (parent, the training rows' face ids, classes and weights, settings) is
+   compared with earlier versions' ``config.input_hash``: a match ends the job with
+   ``{"unchanged": true, "version": <id>}`` and no new version.
+3. **train** (:func:`pipeline.train.train_on_crops`, CosFace weighted by the rows' weights): progress
+   per step (epoch, loss, faces/s, ETA), a cancel check between batches, a checkpoint every epoch
+   under ``ARTIFACT_ROOT/checkpoints/``; a re-run (or a requeue after a dead worker) resumes there.
+4. A new ``RecognizerVersion`` (kind checkpoint, its own file, ``parent`` set; never the parent's file),
+   then **evaluate** (:mod:`.retrain_eval`): the new version and its parent on the same benchmarks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from facecurate.datasets.models import Dataset, Face
+from facecurate.jobs.models import Job
+from facecurate.jobs.runner import JobContext, JobFailed
+from pipeline.retrain_set import RetrainConfig, TrainingSet, UnlabeledFaces, build_training_set
+
+from ..models import Artifact, RecognizerVersion
+from . import artifacts
+
+log = logging.getLogger(__name__)
+
+#: Request options and their defaults (the API serializer and the admin form use the same names).
+DEFAULTS: dict[str, Any] = {
+    "gamma": 1.0, "weighting": "soft", "overlap": "discard", "min_cluster_size": 2, "max_faces_per_cluster": 50,
+    "max_clusters": None, "holdout_fraction": 0.2, "holdout_seed": 0,
+    "backbone": "sface", "trainable_blocks": 2, "epochs": 5, "lr": None, "batch_size": 64, "seed": 0,
+    "lfw_pairs": True,
+}
+BACKBONES = ("sface", "mobilefacenet")
+
+
+class RetrainRequestError(ValueError):
+    """A retraining that cannot start (400)."""
+
+
+@dataclass
+class Gathered:
+    """What the DB holds for one retraining, as arrays."""
+
+    labeled_face_ids: np.ndarray  # (L,) training faces of the labeled datasets
+    labeled_identity: np.ndarray  # (L,) their identity ids
+    held_out_face_ids: np.ndarray  # faces of the held-out identities (evaluation only)
+    held_out_identity: np.ndarray
+    unlabeled: UnlabeledFaces
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def check_options(options: dict | None) -> dict[str, Any]:
+    """The options with defaults filled in; RetrainRequestError names a bad one."""
+    opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS}}
+    unknown = sorted(set(options or {}) - set(DEFAULTS))
+    if unknown:
+        raise RetrainRequestError(f"unknown options: {', '.join(unknown)}")
+    if opts["weighting"] not in ("soft", "hard"):
+        raise RetrainRequestError("weighting must be 'soft' or 'hard'")
+    if opts["backbone"] not in BACKBONES:
+        raise RetrainRequestError(f"backbone must be one of {', '.join(BACKBONES)}")
+    if not 0 <= float(opts["holdout_fraction"]) < 1:
+        raise RetrainRequestError("holdout_fraction must be in [0, 1)")
+    if opts["backbone"] != "sface":
+        opts["trainable_blocks"] = None
+    try:
+        retrain_config(opts)
+        train_config(opts)
+    except ValueError as exc:
+        raise RetrainRequestError(str(exc)) from None
+    return opts
+
+
+def retrain_config(opts: dict) -> RetrainConfig:
+    return RetrainConfig(gamma=float(opts["gamma"]), soft=opts["weighting"] == "soft", overlap=opts["overlap"],
+                         min_cluster_size=int(opts["min_cluster_size"]),
+                         max_faces_per_cluster=opts["max_faces_per_cluster"], max_clusters=opts["max_clusters"])
+
+
+def train_config(opts: dict, **extra):
+    from pipeline.train import TrainConfig
+
+    return TrainConfig(backbone=opts["backbone"], trainable_blocks=opts["trainable_blocks"],
+                       epochs=int(opts["epochs"]), lr=opts["lr"], batch_size=int(opts["batch_size"]),
+                       seed=int(opts["seed"]), **extra)
+
+
+def start_retraining(user, parent: RecognizerVersion, labeled: list[Dataset], runs: list, options: dict | None = None
+                     ) -> Job:
+    """Queue a retraining job (``job.params`` holds the request); the job's URL tells its progress."""
+    opts = check_options(options)
+    bad = [d.name for d in labeled if not d.is_labeled]
+    if bad:
+        raise RetrainRequestError(f"not labeled datasets: {', '.join(bad)}")
+    if not labeled:
+        raise RetrainRequestError("at least one labeled dataset is needed")
+    unfinished = [r.pk for r in runs if not r.stage_done("store")]
+    if unfinished:
+        raise RetrainRequestError(f"runs not finished yet: {', '.join(map(str, unfinished))}")
+    with transaction.atomic():
+        job = Job.objects.create(kind=Job.Kind.RETRAIN, created_by=user, params={
+            "parent": parent.pk, "labeled": sorted(d.pk for d in labeled), "runs": sorted(r.pk for r in runs),
+            "options": opts})
+        job.enqueue()
+    return job
+
+
+# --------------------------------------------------------------------------- gather
+def hold_out(identities: np.ndarray, counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The held-out identity ids: a seeded ``fraction`` of the identities that have >= 2 faces."""
+    eligible = np.sort(identities[counts >= 2])
+    n = int(round(fraction * len(eligible)))
+    if fraction > 0 and len(eligible) >= 2:
+        n = max(n, 1)
+    return np.sort(np.random.default_rng(seed).permutation(eligible)[:n])
+
+
+def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
+    """DB rows -> labeled arrays, held-out identities and UnlabeledFaces (review rules: module docstring)."""
+    from facecurate.runs.models import Cluster, RunFace
+
+    faces = np.array(list(Face.objects.filter(dataset_id__in=labeled_ids, identity__isnull=False)
+                          .order_by("id").values_list("id", "identity_id")), dtype=np.int64).reshape(-1, 2)
+    idents, counts = np.unique(faces[:, 1], return_counts=True)
+    held = hold_out(idents, counts, float(opts["holdout_fraction"]), int(opts["holdout_seed"]))
+    is_held = np.isin(faces[:, 1], held)
+    rows = list(RunFace.objects.filter(run_id__in=run_ids).order_by("run_id", "id").values_list(
+        "run_id", "face_id", "cluster_id", "cluster__review_state", "cluster__assigned_identity_id",
+        "overlap_state", "predicted_identity_id", "p_minus", "excluded"))
+    left_out = {"excluded_by_reviewer": 0, "cluster_dismissed": 0, "assigned_to_held_out_identity": 0,
+                "assigned_to_identity_outside_labeled_sets": 0}
+    kept = []
+    labeled_set, held_set = set(idents.tolist()), set(held.tolist())
+    for run_id, face_id, cl, state, assigned, ov, pred, p, excluded in rows:
+        if excluded:
+            left_out["excluded_by_reviewer"] += 1
+        elif cl is not None and state == Cluster.Review.DISMISSED:
+            left_out["cluster_dismissed"] += 1
+        elif cl is not None and assigned is not None and assigned in held_set:
+            left_out["assigned_to_held_out_identity"] += 1
+        elif cl is not None and assigned is not None and assigned not in labeled_set:
+            left_out["assigned_to_identity_outside_labeled_sets"] += 1
+        else:
+            kept.append((run_id, face_id, -1 if cl is None else cl, state == Cluster.Review.CONFIRMED,
+                         -1 if assigned is None or cl is None else assigned, ov,
+                         -1 if pred is None or pred in held_set else pred, np.nan if p is None else p))
+    cols = list(zip(*kept)) if kept else [[]] * 8
+    unl = UnlabeledFaces(
+        run_id=np.asarray(cols[0], np.int64), face_id=np.asarray(cols[1], np.int64),
+        cluster_id=np.asarray(cols[2], np.int64), cluster_confirmed=np.asarray(cols[3], bool),
+        cluster_assigned_identity=np.asarray(cols[4], np.int64), overlap_state=np.asarray(cols[5], np.int64),
+        predicted_identity=np.asarray(cols[6], np.int64), p_minus=np.asarray(cols[7], np.float64))
+    report = {"labeled_datasets": labeled_ids, "runs": run_ids, "run_faces": len(rows),
+              "left_out_before_rules": left_out,
+              "held_out": {"fraction": float(opts["holdout_fraction"]), "seed": int(opts["holdout_seed"]),
+                           "identities": held.tolist(), "faces": int(is_held.sum()),
+                           "rule": "seeded fraction of labeled identities with >= 2 faces; no training row uses them"}}
+    return Gathered(labeled_face_ids=faces[~is_held, 0], labeled_identity=faces[~is_held, 1],
+                    held_out_face_ids=faces[is_held, 0], held_out_identity=faces[is_held, 1], unlabeled=unl,
+                    report=report)
+
+
+def training_set(g: Gathered, opts: dict) -> tuple[TrainingSet, np.ndarray, dict]:
+    """The TrainingSet, the face id of each of its rows, and the whole report (gather + build rules)."""
+    ts = build_training_set(g.labeled_identity, g.unlabeled, retrain_config(opts))
+    face_ids = ts.face_id.copy()
+    lab = ts.source == "labeled"
+    face_ids[lab] = g.labeled_face_ids[ts.row[lab]]
+    report = {**g.report, **ts.report, "faces_used_twice": int(len(face_ids) - len(np.unique(face_ids)))}
+    return ts, face_ids.astype(np.int64), report
+
+
+def class_keys(ts: TrainingSet) -> list[str]:
+    """A stable name per class: ``identity-<id>`` or ``run-<run>-cluster-<cluster>``."""
+    return [f"identity-{i}" if i >= 0 else f"run-{r}-cluster-{c}"
+            for i, (r, c) in zip(ts.class_identity.tolist(), ts.class_cluster.tolist())]
+
+
+def input_hash(parent: RecognizerVersion, ts: TrainingSet, face_ids: np.ndarray, opts: dict) -> str:
+    """sha256 of the parent, every training row (face, class, weight) and the settings."""
+    keys = class_keys(ts)
+    rows = sorted(zip(face_ids.tolist(), (keys[c] for c in ts.class_index.tolist()),
+                      (round(float(w), 6) for w in ts.weight.tolist())))
+    settings = {k: v for k, v in opts.items() if k != "lfw_pairs"}
+    blob = json.dumps({"parent": parent.pk, "parent_path": parent.path, "rows": rows, "settings": settings},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- the job
+def _state_path(job: Job):
+    return artifacts.artifact_path(f"checkpoints/retrain-{job.pk}.state.json")
+
+
+def _train(ctx: JobContext, parent: RecognizerVersion, ts: TrainingSet, face_ids: np.ndarray, opts: dict,
+           digest: str) -> tuple[str, dict]:
+    """Train (or resume) the job's checkpoint; returns its path relative to ARTIFACT_ROOT and the attempts."""
+    from facecurate.recognition.services.embeddings import load_crops
+    from pipeline.train import load_checkpoint, train_on_crops
+
+    job = ctx.job
+    rel = f"checkpoints/retrain-{job.pk}.pt"
+    path, state_path = artifacts.artifact_path(rel), _state_path(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    resume = None
+    if path.is_file() and state.get("input_hash") == digest:
+        resume = path
+    elif path.is_file():
+        path.unlink()  # the inputs changed since that checkpoint: start again
+        state = {}
+    start_epoch = int(load_checkpoint(path)["epoch"]) if resume else 0
+    attempts = [*state.get("attempts", []), {"start_epoch": start_epoch, "started": time.time()}]
+    state_path.write_text(json.dumps({"input_hash": digest, "attempts": attempts}))
+    init = None
+    if parent.kind == RecognizerVersion.Kind.CHECKPOINT and parent.config.get("backbone") == opts["backbone"]:
+        init = str(artifacts.artifact_path(parent.path))
+    cfg = train_config(opts, init_checkpoint=init, log_every=1)
+    ctx.progress(0, len(face_ids), stage="load_crops", force=True)
+    crops = load_crops(face_ids.tolist())
+    labels = np.asarray(class_keys(ts))[ts.class_index]
+    last = {"epoch": start_epoch}
+
+    def progress(current: int, total: int, **info: Any) -> None:
+        ctx.check_cancel()
+        phase = info.get("phase")
+        if phase in ("train", "epoch"):
+            if phase == "epoch":
+                last["epoch"] = info["epoch"]
+            ctx.progress(current, total, stage="train", epoch=info["epoch"], epochs=info["epochs"],
+                         epochs_done=last["epoch"], loss=round(float(info["loss"]), 5),
+                         faces_per_s=round(float(info["rate"]), 1), resumed_from_epoch=start_epoch)
+        else:
+            ctx.progress(current, total, stage=f"train_{phase}")
+
+    train_on_crops(cfg, crops, labels, weights=ts.weight, out_path=path, progress=progress, resume_from=resume)
+    attempts[-1]["end_epoch"] = int(cfg.epochs)
+    state_path.write_text(json.dumps({"input_hash": digest, "attempts": attempts}))
+    return rel, {"attempts": [{k: v for k, v in a.items() if k != "started"} for a in attempts]}
+
+
+def _new_version(job: Job, parent: RecognizerVersion, rel: str, opts: dict, digest: str, report: dict,
+                 training: dict) -> RecognizerVersion:
+    from pipeline.train import load_checkpoint
+
+    ckpt = load_checkpoint(artifacts.artifact_path(rel))
+    m = ckpt["metrics"]
+    with transaction.atomic():
+        artifacts.record(rel, Artifact.Kind.CHECKPOINT, job)
+        return RecognizerVersion.objects.create(
+            name=f"retrain-{job.pk.hex[:12]}", kind=RecognizerVersion.Kind.CHECKPOINT, path=rel, parent=parent,
+            job=job, created_by=job.created_by,
+            config={**ckpt["config"], "input_hash": digest, "retrain": opts, "dim": 128,
+                    "labeled_datasets": job.params["labeled"], "runs": job.params["runs"]},
+            training_summary={**report, "training": {
+                **training, "history": m["history"], "final_loss": m["final_loss"], "num_samples": m["num_samples"],
+                "num_classes": m["num_classes"], "train_seconds": round(m["train_seconds"], 2),
+                "device": m["device"], "trunk_cached": m["trunk_cached"]}})
+
+
+def retrain_work(ctx: JobContext):
+    """The retraining job (see the module docstring); resumes wherever it stopped."""
+    from .retrain_eval import evaluate_version
+
+    job = ctx.job
+    p = job.params
+    opts = check_options(p["options"])
+    try:
+        parent = RecognizerVersion.objects.get(pk=p["parent"])
+    except RecognizerVersion.DoesNotExist:
+        raise JobFailed(f"parent version {p['parent']} no longer exists") from None
+    version = RecognizerVersion.objects.filter(job=job).first()
+    if version is None:
+        ctx.progress(0, 1, stage="gather", force=True)
+        g = gather(p["labeled"], p["runs"], opts)
+        try:
+            ts, face_ids, report = training_set(g, opts)
+        except ValueError as exc:
+            raise JobFailed(f"cannot build the training set: {exc}") from None
+        if ts.num_classes < 2 or len(ts) < 2:
+            raise JobFailed(f"the training set has {len(ts)} faces in {ts.num_classes} classes; need 2 or more")
+        digest = input_hash(parent, ts, face_ids, opts)
+        same = RecognizerVersion.objects.filter(config__input_hash=digest).exclude(job=job).first()
+        if same is not None:
+            ctx.set_result(unchanged=True, version=same.pk, input_hash=digest, training_set=report,
+                           message=f"inputs unchanged since version {same.name}: no new version")
+            ctx.progress(1, 1, stage="done", force=True)
+            return None
+        ctx.set_result(training_set=report, input_hash=digest)
+        ctx.check_cancel()
+        rel, training = _train(ctx, parent, ts, face_ids, opts, digest)
+        version = _new_version(job, parent, rel, opts, digest, report, training)
+        held = (g.held_out_face_ids, g.held_out_identity)
+    else:
+        g = gather(p["labeled"], p["runs"], opts)
+        held = (g.held_out_face_ids, g.held_out_identity)
+    ctx.set_result(version=version.pk, unchanged=False)
+    if not version.metrics.get("benchmarks"):
+        ctx.check_cancel()
+        metrics = evaluate_version(version, parent, held_out=held, run_ids=p["runs"], lfw_pairs=opts["lfw_pairs"],
+                                   ctx=ctx)
+        version.metrics = {**metrics, "final_loss": version.training_summary["training"]["final_loss"]}
+        version.save(update_fields=["metrics"])
+    ctx.set_result(metrics=headline(version.metrics))
+    ctx.progress(1, 1, stage="done", force=True)
+    return None
+
+
+def headline(metrics: dict) -> dict:
+    """{benchmark: {version id: {metric: value}}} without the ROC points."""
+    out = {}
+    for name, bench in (metrics.get("benchmarks") or {}).items():
+        if "skipped" in bench:
+            out[name] = {"skipped": bench["skipped"]}
+        else:
+            out[name] = {v: {k: x for k, x in m.items() if k != "roc"} for v, m in bench.get("versions", {}).items()}
+    return out
+
+
+def as_dict(ts: TrainingSet) -> dict:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in asdict(ts).items()}

@@ -1,0 +1,218 @@
+"""Evaluation of a retrained version and its parent on the same benchmarks (stored in ``version.metrics``).
+
+* ``held_out_identities``: TAR at FAR 1e-3 / 1e-4 over all pairs and rank-1 / rank-5 identification
+  (one gallery face per identity, seeded) on the faces of the labeled identities the retraining held out
+  before training (no training row used them). With few faces the 1e-4 point has too few impostor
+  pairs and is reported as null.
+* ``clustering``: each run with ``options.truth_from_folders``: its disjoint (clustered) faces embedded by
+  each version, clustered with the run's method and settings, scored against the source folders' names.
+* ``lfw_pairs``: the LFW View 2 protocol (``pairs.txt``, 10 folds) read from
+  ``FACECURATE_SHARED_DATA/lfw`` (``settings.SHARED_DATA``); skipped, with the reason, when that folder
+  is absent. Its crops (YuNet + 5-point alignment) are kept in ``ARTIFACT_ROOT/benchmarks/`` and each
+  version's result in a report artifact, so a version is scored once.
+
+Every benchmark stores, per version id, the headline numbers and ROC points (at most ``ROC_POINTS``)
+that the UI draws.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from pipeline.clustering_metrics import evaluate_clustering
+from pipeline.evaluate import evaluate_features, lfw_verification, read_lfw_pairs, summary
+from pipeline.features import FeatureSet, atomic_path
+
+from ..models import Artifact, RecognizerVersion
+from . import artifacts
+from .embeddings import load_crops
+from .versions import embedder_for
+
+ROC_POINTS = 120
+FARS = (1e-3, 1e-4)
+BATCH = 64
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _thin(roc: dict) -> dict:
+    far, tar = np.asarray(roc["far"]), np.asarray(roc["tar"])
+    if len(far) > ROC_POINTS:
+        keep = np.unique(np.linspace(0, len(far) - 1, ROC_POINTS).astype(int))
+        far, tar = far[keep], tar[keep]
+    return {"far": [float(f) for f in far], "tar": [float(t) for t in tar]}
+
+
+def embed_crops(version: RecognizerVersion, crops: np.ndarray, ctx=None, what: str = "") -> np.ndarray:
+    embedder = embedder_for(version, _device())
+    out = []
+    for s in range(0, len(crops), BATCH):
+        if ctx is not None:
+            ctx.check_cancel()
+            ctx.progress(s, len(crops), stage="evaluate", benchmark=what, version=version.pk)
+        out.append(embedder.embed(crops[s:s + BATCH]))
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
+def held_out_benchmark(versions: list[RecognizerVersion], face_ids: np.ndarray, identity: np.ndarray, ctx=None) -> dict:
+    n_ids = len(np.unique(identity))
+    if n_ids < 2:
+        return {"skipped": f"{n_ids} held-out identities (need 2 or more; raise holdout_fraction)"}
+    crops = load_crops(face_ids.tolist())
+    out = {"identities": int(n_ids), "faces": int(len(face_ids)), "fars": list(FARS), "versions": {}}
+    for v in versions:
+        emb = embed_crops(v, crops, ctx, "held_out_identities")
+        rep = evaluate_features(FeatureSet(emb, np.asarray([str(f) for f in face_ids]), identity.astype(str)),
+                                fars=FARS, name=v.name)
+        out["versions"][str(v.pk)] = {**summary(rep), "roc": _thin(rep["verification"]["roc"]),
+                                      "num_impostor_pairs": rep["verification"]["num_impostor"]}
+    return out
+
+
+def clustering_benchmark(versions: list[RecognizerVersion], run_ids: list[int], ctx=None) -> dict:
+    from facecurate.runs.models import PipelineRun, RunFace
+    from facecurate.runs.services.stages import truth_names
+    from pipeline.cluster import cluster
+
+    runs = [r for r in PipelineRun.objects.filter(pk__in=run_ids).order_by("pk") if r.options.get("truth_from_folders")]
+    if not runs:
+        return {"skipped": "no run of this retraining has ground truth (options.truth_from_folders)"}
+    out = {"runs": []}
+    for run in runs:
+        ids = np.asarray(list(RunFace.objects.filter(run=run, overlap_state=0).order_by("face_id")
+                              .values_list("face_id", flat=True)), np.int64)
+        if len(ids) < 2:
+            out["runs"].append({"run": run.pk, "skipped": f"{len(ids)} clustered faces"})
+            continue
+        truth, crops = truth_names(ids), load_crops(ids.tolist())
+        entry = {"run": run.pk, "method": run.method, "params": run.params, "faces": int(len(ids)),
+                 "identities": int(len(np.unique(truth))), "versions": {}}
+        for v in versions:
+            labels = cluster(embed_crops(v, crops, ctx, f"clustering run {run.pk}"), run.method, **run.params)
+            entry["versions"][str(v.pk)] = {k: (round(x, 6) if isinstance(x, float) else x)
+                                            for k, x in evaluate_clustering(truth, labels).items()}
+        out["runs"].append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- LFW pairs
+def lfw_root() -> Path:
+    return Path(settings.SHARED_DATA) / "lfw"
+
+
+def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray]:
+    """(relative paths, aligned crops) of every image in pairs.txt; detected once, then read from the artifact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.faces import FaceDetector, detect_and_align, read_image
+
+    rel = "benchmarks/lfw-pairs-crops.npz"
+    path = artifacts.artifact_path(rel)
+    if path.is_file():
+        arrays = artifacts.read_npz(rel)
+        return arrays["paths"], arrays["crops"]
+    images = lfw_root() / "images_deepfunneled"
+    wanted = sorted({p for a, b, _, _ in read_lfw_pairs(lfw_root() / "pairs.txt") for p in (a, b)})
+    det = FaceDetector()
+    paths, crops = [], []
+
+    def one(name: str):
+        return detect_and_align(read_image(images / name), det).crop
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, (name, crop) in enumerate(zip(wanted, pool.map(one, wanted, chunksize=16))):
+            if crop is not None:
+                paths.append(name)
+                crops.append(crop)
+            if ctx is not None and i % 64 == 0:
+                ctx.check_cancel()
+                ctx.progress(i, len(wanted), stage="evaluate", benchmark="lfw_pairs: detect and align")
+    arrays = {"paths": np.asarray(paths, dtype=str), "crops": np.stack(crops)}
+    artifacts.write_npz(rel, Artifact.Kind.REPORT, None, **arrays)
+    return arrays["paths"], arrays["crops"]
+
+
+def lfw_benchmark(versions: list[RecognizerVersion], ctx=None) -> dict:
+    pairs = lfw_root() / "pairs.txt"
+    if not pairs.is_file() or not (lfw_root() / "images_deepfunneled").is_dir():
+        return {"skipped": f"LFW not found at {lfw_root()} (pairs.txt and images_deepfunneled/; set "
+                           "FACECURATE_SHARED_DATA)"}
+    out = {"protocol": "LFW View 2, 10 folds, cosine, threshold from the other 9 folds", "source": str(lfw_root()),
+           "versions": {}}
+    paths = crops = None
+    for v in versions:
+        rel = f"benchmarks/lfw-pairs-version-{v.pk}.json"
+        path = artifacts.artifact_path(rel)
+        if path.is_file():
+            out["versions"][str(v.pk)] = json.loads(path.read_text())
+            continue
+        if crops is None:
+            paths, crops = _lfw_crops(ctx)
+        t0 = time.perf_counter()
+        emb = embed_crops(v, crops, ctx, "lfw_pairs")
+        res = lfw_verification(FeatureSet(emb, paths, None), pairs, allow_missing=True)
+        entry = {"lfw_mean": res["mean"], "lfw_std": res["std"], "auc": res["auc"], "num_pairs": res["num_pairs"],
+                 "num_missing": res["num_missing"], "embed_seconds": round(time.perf_counter() - t0, 1),
+                 "roc": _thin(res["roc"])}
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(entry))
+        artifacts.record(rel, Artifact.Kind.REPORT)
+        out["versions"][str(v.pk)] = entry
+    return out
+
+
+def evaluate_version(version: RecognizerVersion, parent: RecognizerVersion, *, held_out: tuple, run_ids: list[int],
+                     lfw_pairs: bool = True, ctx=None) -> dict:
+    """The new version and its parent on the same benchmarks (see the module docstring)."""
+    versions = [parent, version]
+    t0 = time.perf_counter()
+    benchmarks = {
+        "held_out_identities": held_out_benchmark(versions, *held_out, ctx=ctx),
+        "clustering": clustering_benchmark(versions, run_ids, ctx=ctx),
+        "lfw_pairs": lfw_benchmark(versions, ctx=ctx) if lfw_pairs else {
+            "skipped": "not asked for (option lfw_pairs is false)"},
+    }
+    return {"evaluated_at": timezone.now().isoformat(), "compared_with": parent.pk, "device": _device(),
+            "evaluate_seconds": round(time.perf_counter() - t0, 1), "benchmarks": benchmarks}
+
+
+def compare(a: RecognizerVersion, b: RecognizerVersion) -> dict | None:
+    """Side by side on the benchmarks one of them was evaluated on with the other; None when neither was."""
+    for holder in (a, b):
+        bench = (holder.metrics or {}).get("benchmarks") or {}
+        found = any(str(a.pk) in (x.get("versions") or {}) and str(b.pk) in (x.get("versions") or {})
+                    for x in [*bench.values(), *(bench.get("clustering", {}).get("runs") or [])])
+        if found:
+            return {"a": a.pk, "b": b.pk, "evaluated_on": holder.pk, "evaluated_at": holder.metrics.get("evaluated_at"),
+                    "rows": _rows(bench, a, b), "benchmarks": bench}
+    return None
+
+
+def _rows(bench: dict, a: RecognizerVersion, b: RecognizerVersion) -> list[dict]:
+    rows = []
+
+    def add(name: str, versions: dict) -> None:
+        va, vb = versions.get(str(a.pk), {}), versions.get(str(b.pk), {})
+        for key in sorted(set(va) | set(vb)):
+            x, y = va.get(key), vb.get(key)
+            if key == "roc" or not all(isinstance(z, (int, float)) or z is None for z in (x, y)):
+                continue
+            rows.append({"benchmark": name, "metric": key, "a": x, "b": y,
+                         "delta": None if x is None or y is None else y - x})
+
+    for name, x in bench.items():
+        if name == "clustering":
+            for run in x.get("runs", []):
+                add(f"clustering run {run['run']}", run.get("versions", {}))
+        elif "versions" in x:
+            add(name, x["versions"])
+    return rows
