@@ -10,7 +10,7 @@ from rest_framework.routers import DefaultRouter
 from facecurate.accounts.views import LoginView, TokenView
 from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet, ImageViewSet
 from facecurate.jobs.api import JobViewSet
-from facecurate.runs.api import ClusterViewSet, RecognizerViewSet, RunViewSet
+from facecurate.runs.api import ClusterViewSet, RecognizerViewSet, ReviewActionViewSet, RunViewSet
 from facecurate.web import views
 
 router = DefaultRouter()
@@ -22,6 +22,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("runs", RunViewSet, basename="run")
 router.register("clusters", ClusterViewSet, basename="cluster")
 router.register("recognizers", RecognizerViewSet, basename="recognizer")
+router.register("review-actions", ReviewActionViewSet, basename="review-action")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
