@@ -35,6 +35,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("media/<path:path>", views.media, name="media"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-page"),
+    path("runs/<int:pk>/", views.run_report, name="run-page"),
+    path("runs/<int:pk>/review/", views.run_queue, name="queue-page"),
+    path("clusters/<int:pk>/", views.cluster_review, name="cluster-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),
 ]
