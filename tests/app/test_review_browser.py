@@ -225,3 +225,55 @@ def test_review_in_the_browser(glint_run, live_server):
     assert Cluster.objects.filter(run=run, review_state="confirmed").count() == 1
     assert seen["pending_after"] == 0  # confirmed: out of the pending queue
     assert_consistent(run)
+
+
+def test_home_staff_start_run_cancel_rerun_and_recoveries(worker, live_server):
+    """Staff start a run from the home page and watch it finish; a job the sweeper requeued says so; a
+    failed run offers re-run, a queued one cancel."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from django.utils import timezone
+
+    from facecurate.jobs.models import Job
+    from facecurate.recognition.services.versions import active_version
+    from facecurate.runs.models import PipelineRun
+
+    make_user("stella", "staff")
+    rows = np.flatnonzero(np.isin(reference_features("att").labels, [f"s{i}" for i in range(1, 11)]))
+    featured_dataset("att-ten", "att", rows, labeled=False)
+    old = featured_dataset("att-old", "att", rows[:20], labeled=False)
+    job = Job.objects.create(kind=Job.Kind.PIPELINE_RUN, dataset=old, state=Job.State.FAILED, error="boom\ntrace",
+                             recoveries=1, events=[{"at": timezone.now().isoformat(), "what": "requeued: worker "
+                                                    "stopped beating", "worker": "gpu-worker-7"}])
+    PipelineRun.objects.create(job=job, unlabeled_dataset=old, recognizer=active_version())
+    waiting_ds = featured_dataset("att-waiting", "att", rows[20:40], labeled=False)
+    waiting = Job.objects.create(kind=Job.Kind.PIPELINE_RUN, dataset=waiting_ds)  # queued, never sent to a worker
+    PipelineRun.objects.create(job=waiting, unlabeled_dataset=waiting_ds, recognizer=active_version())
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS + ["--no-first-run"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.set_default_timeout(60_000)
+            login(page, live_server.url, "stella")
+            page.wait_for_selector("#runs [data-testid=recovered]")
+            assert "recovered after a worker died" in page.inner_text("#runs [data-testid=recovered]")
+            assert "gpu-worker-7" in page.inner_text("#runs [data-testid=recovered]")
+            assert page.locator(f"#runs button[data-rerun='{job.pk}']").count() == 1
+            page.click(f"#runs button[data-cancel='{waiting.pk}']")
+            page.wait_for_selector(f"#runs button[data-rerun='{waiting.pk}']")
+            page.wait_for_selector("#start-run select[name=unlabeled_dataset] option", state="attached")
+            page.select_option("#start-run select[name=unlabeled_dataset]", label="att-ten")
+            page.click("#start-run button[type=submit]")
+            page.wait_for_selector("#runs tr[data-state=succeeded]", timeout=120_000)
+            assert page.inner_text("#start-run-error") == ""
+            page.wait_for_function("() => document.querySelector('#runs tr[data-state=succeeded] td:nth-child(6)')"
+                                   ".textContent !== '–'")
+            shot(page, "home-staff", full=True)
+        finally:
+            browser.close()
+    assert Job.objects.get(pk=waiting.pk).state == "cancelled"
+    run = PipelineRun.objects.exclude(job__in=[job, waiting]).get()
+    assert run.unlabeled_dataset.name == "att-ten" and run.created_by.username == "stella"
+    assert run.job.state == "succeeded"
