@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ART = Path(__file__).resolve().parents[1] / "artifacts" / "review"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-DOC_SHOTS = {"home", "report", "queue", "cluster", "help", "lease"}
+DOC_SHOTS = {"home-staff", "report", "queue", "cluster", "help", "lease"}
 
 
 def shot(page, name: str, full: bool = False) -> None:
