@@ -105,7 +105,7 @@
       let url = next;
       if (reset || !url) {
         grid.replaceChildren();
-        url = "/api/faces/?dataset=" + id + "&limit=200" + (statusFilter.value ? "&status=" + statusFilter.value : "");
+        url = "/api/images/?dataset=" + id + "&limit=200" + (statusFilter.value ? "&status=" + statusFilter.value : "");
       }
       const page = await api(url);
       page.results.forEach((f) => grid.appendChild(faceTile(f)));

@@ -313,10 +313,15 @@
         el("td", {text: c.assigned_identity_name || c.name || ""}), el("td", {text: held}),
       ]);
     }
+    let loadSeq = 0;
     async function loadPage(reset) {
+      // a newer filter wins: answers to older requests are dropped
+      const seq = reset ? ++loadSeq : loadSeq;
       const url = reset ? "/api/runs/" + runId + "/clusters/?" + query() : next;
-      if (reset) { tbody.replaceChildren(); rank = 0; }
+      if (!url) return;
       const page = await api(url);
+      if (seq !== loadSeq) return;
+      if (reset) { tbody.replaceChildren(); rank = 0; cursor = -1; }
       page.results.forEach((c) => tbody.appendChild(row(c)));
       next = page.next;
       more.hidden = !next;
