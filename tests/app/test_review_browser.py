@@ -111,6 +111,7 @@ def test_review_in_the_browser(glint_run, live_server):
             anna.fill("input[name=min_size]", "5")
             anna.dispatch_event("#queue-filters", "change")
             anna.wait_for_function("() => location.search.includes('min_size=5')")
+            anna.wait_for_selector("#queue[data-loaded*='min_size=5']", state="attached")
             anna.click("h1")  # leave the input: the queue's keys work outside fields
             anna.wait_for_selector("#queue tbody tr[data-cluster]")
             sizes = [int(x) for x in anna.locator("#queue tbody tr[data-cluster] td:nth-child(3)").all_inner_texts()]

@@ -321,7 +321,7 @@
       if (!url) return;
       const page = await api(url);
       if (seq !== loadSeq) return;
-      if (reset) { tbody.replaceChildren(); rank = 0; cursor = -1; }
+      if (reset) { tbody.replaceChildren(); rank = 0; cursor = -1; tbody.parentNode.dataset.loaded = String(query()); }
       page.results.forEach((c) => tbody.appendChild(row(c)));
       next = page.next;
       more.hidden = !next;
