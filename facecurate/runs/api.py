@@ -78,7 +78,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Response({"detail": str(exc), "code": "run_refused"}, status=exc.status)
         body = RunSerializer(run, context={"request": request}).data
         url = request.build_absolute_uri(reverse("job-detail", kwargs={"pk": run.job_id}))
-        return Response({**body, "job_url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["url"])})
+        return Response({**body, "job_url": url}, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": str(body["url"])})
 
     @extend_schema(request=None, responses={200: RunSerializer, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])

@@ -126,7 +126,8 @@ def test_review_in_the_browser(glint_run, live_server):
             cid = int(first)
             assert anna.url.endswith(f"/clusters/{cid}/")
             anna.wait_for_function(
-                "() => [...document.querySelectorAll('#faces img')].slice(0, 6).every(i => i.complete && i.naturalWidth > 0)")
+                "() => [...document.querySelectorAll('#faces img')].slice(0, 6)"
+                ".every(i => i.complete && i.naturalWidth > 0)")
             anna.wait_for_selector("#merges li[data-cluster]")
             pms = [float(x) for x in anna.eval_on_selector_all("#faces .face .pm", "els => els.map(e => e.dataset.p)")]
             assert pms == sorted(pms, reverse=True)  # most doubtful first
@@ -221,7 +222,8 @@ def test_review_in_the_browser(glint_run, live_server):
     merged = Cluster.objects.get(pk=seen["merged"])
     assert merged.size > 0 and merged.review_state == "pending"  # the merge was undone
     acts = list(ReviewAction.objects.filter(run=run).order_by("id").values_list("kind", "user__username", "undone_at"))
-    assert [(k, u) for k, u, _ in acts] == [("reject", "anna"), ("move", "anna"), ("merge", "anna"), ("confirm", "anna")]
+    assert [(k, u) for k, u, _ in acts] == [("reject", "anna"), ("move", "anna"), ("merge", "anna"),
+                                            ("confirm", "anna")]
     assert [bool(x) for *_, x in acts] == [False, False, True, False]
     assert Cluster.objects.filter(run=run, review_state="confirmed").count() == 1
     assert seen["pending_after"] == 0  # confirmed: out of the pending queue

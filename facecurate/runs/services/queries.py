@@ -58,7 +58,8 @@ def cluster_page(run: PipelineRun, *, state: str = "pending", min_size: int | No
     if cursor:
         value, last_id = decode_cursor(cursor)
         qs = qs.filter(Q(**{f"{field}__lt": value}) | Q(**{field: value, "id__gt": last_id}))
-    page = list(qs.select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by").order_by(order, "id")[:limit + 1])
+    qs = qs.select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by")
+    page = list(qs.order_by(order, "id")[:limit + 1])
     more = len(page) > limit
     page = page[:limit]
     nxt = encode_cursor([getattr(page[-1], field), page[-1].pk]) if more and page else None
