@@ -11,7 +11,7 @@ from facecurate.accounts.views import LoginView, TokenView
 from facecurate.datasets.api import DatasetViewSet, FaceViewSet, IdentityViewSet, ImageViewSet
 from facecurate.jobs.api import JobViewSet
 from facecurate.recognition.api import RecognizerViewSet, RetrainingViewSet
-from facecurate.runs.api import ClusterViewSet, RunViewSet
+from facecurate.runs.api import ClusterViewSet, ReviewActionViewSet, RunViewSet
 from facecurate.web import views
 from facecurate.web.retrain_views import retrain_page
 
@@ -25,6 +25,7 @@ router.register("runs", RunViewSet, basename="run")
 router.register("clusters", ClusterViewSet, basename="cluster")
 router.register("recognizers", RecognizerViewSet, basename="recognizer")
 router.register("retrainings", RetrainingViewSet, basename="retraining")
+router.register("review-actions", ReviewActionViewSet, basename="review-action")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -38,6 +39,9 @@ urlpatterns = [
     path("media/<path:path>", views.media, name="media"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-page"),
     path("retrain/", retrain_page, name="retrain-page"),
+    path("runs/<int:pk>/", views.run_report, name="run-page"),
+    path("runs/<int:pk>/review/", views.run_queue, name="queue-page"),
+    path("clusters/<int:pk>/", views.cluster_review, name="cluster-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),
 ]

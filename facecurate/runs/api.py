@@ -8,23 +8,36 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from facecurate.accounts.permissions import IsStaffRole
+from facecurate.accounts.permissions import IsAnnotator, IsStaffRole
 from facecurate.datasets.models import Face
 from facecurate.datasets.serializers import media_url
 from facecurate.jobs.services import JobConflict, cancel_job
 from facecurate.recognition.models import RecognizerVersion
 from facecurate.recognition.services.versions import promote
 
-from .models import Cluster, PipelineRun
+from .models import Cluster, PipelineRun, ReviewAction
 from .serializers import (
+    AssignRequest,
     ClusterSerializer,
+    ConfirmRequest,
+    FacesRequest,
+    IdentityMatchSerializer,
+    LeaseRequest,
+    MergeRequest,
+    MoveRequest,
+    NotAFaceRequest,
+    ReviewActionSerializer,
+    ReviewErrorSerializer,
+    ReviewOutcomeSerializer,
+    SkipRequest,
+    SplitRequest,
     RecognizerSerializer,
     RunCreateSerializer,
     RunFaceSerializer,
     RunReportSerializer,
     RunSerializer,
 )
-from .services import queries
+from .services import queries, review
 from .services.start import RunRequestError, start_run
 
 
@@ -65,7 +78,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Response({"detail": str(exc), "code": "run_refused"}, status=exc.status)
         body = RunSerializer(run, context={"request": request}).data
         url = request.build_absolute_uri(reverse("job-detail", kwargs={"pk": run.job_id}))
-        return Response({**body, "job_url": url}, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        return Response({**body, "job_url": url}, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": str(body["url"])})
 
     @extend_schema(request=None, responses={200: RunSerializer, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
@@ -106,9 +120,124 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response({"results": data, "next": next_url})
 
 
+    @extend_schema(parameters=[OpenApiParameter("q", str, description="part of the name (ignoring case)"),
+                               OpenApiParameter("limit", int, description="1..50, default 20")],
+                   responses={200: IdentityMatchSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def identities(self, request, pk=None):
+        """Type-ahead over the names of the run's labeled identities (names starting with ``q`` first).
+        Only finds; creating an identity is the explicit ``new_identity`` of a cluster's assign."""
+        limit = min(max(_int_param(request, "limit") or 20, 1), 50)
+        rows = queries.identity_search(self.get_object(), request.query_params.get("q", ""), limit)
+        return Response([{"id": i.pk, "name": i.name, "dataset": i.dataset_id, "dataset_name": i.dataset.name}
+                         for i in rows])
+
+
+_ERRORS = {400: ReviewErrorSerializer, 403: ReviewErrorSerializer, 404: ReviewErrorSerializer,
+           409: ReviewErrorSerializer}
+
+
+def _review_schema(request_serializer, summary: str):
+    return extend_schema(request=request_serializer, responses={200: ReviewOutcomeSerializer, **_ERRORS},
+                         description=summary)
+
+
+def _outcome(request, outcome: review.Outcome, status_code=200) -> Response:
+    ctx = {"request": request}
+    return Response({
+        "action": ReviewActionSerializer(outcome.action, context=ctx).data if outcome.action else None,
+        "clusters": ClusterSerializer(outcome.clusters, many=True, context=ctx).data,
+        "results": outcome.results,
+        "created_cluster": outcome.created_cluster.pk if outcome.created_cluster else None,
+    }, status=status_code)
+
+
 class ClusterViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = Cluster.objects.select_related("assigned_identity", "lease_user", "run")
+    """A run's clusters: read (annotators and staff) and review (one POST per decision, see the actions).
+    Every review POST sends the cluster's ``version``; a stale one, or a cluster another annotator holds
+    (lease), gets 409 with the reason, and nothing changes."""
+
+    queryset = Cluster.objects.select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by", "run")
     serializer_class = ClusterSerializer
+
+    def _do(self, request, serializer_class, call):
+        data = serializer_class(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            outcome = call(data.validated_data)
+        except review.ReviewError as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        return _outcome(request, outcome)
+
+    def _id(self):
+        if not str(self.kwargs["pk"]).isdigit():
+            from django.http import Http404
+            raise Http404("no such cluster")
+        return int(self.kwargs["pk"])
+
+    @_review_schema(ConfirmRequest, "The cluster is one person (optionally named).")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def confirm(self, request, pk=None):
+        return self._do(request, ConfirmRequest,
+                        lambda v: review.confirm(request.user, self._id(), v["version"], name=v.get("name")))
+
+    @_review_schema(FacesRequest, "These faces do not belong: they leave the cluster (excluded 'rejected').")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def reject(self, request, pk=None):
+        return self._do(request, FacesRequest,
+                        lambda v: review.reject(request.user, self._id(), v["version"], v["faces"]))
+
+    @_review_schema(MoveRequest, "Move these faces to another cluster of the same run.")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def move(self, request, pk=None):
+        return self._do(request, MoveRequest, lambda v: review.move(
+            request.user, self._id(), v["version"], v["faces"], v["target"], v.get("target_version")))
+
+    @_review_schema(SplitRequest, "Split these faces off into a new cluster.")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def split(self, request, pk=None):
+        return self._do(request, SplitRequest, lambda v: review.split(
+            request.user, self._id(), v["version"], v["faces"], name=v.get("name")))
+
+    @_review_schema(MergeRequest, "Merge another cluster of the run into this one.")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def merge(self, request, pk=None):
+        return self._do(request, MergeRequest, lambda v: review.merge(
+            request.user, self._id(), v["version"], v["other"], v.get("other_version")))
+
+    @_review_schema(AssignRequest, "The cluster is a known identity (or, explicitly, a new one).")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def assign(self, request, pk=None):
+        def call(v):
+            if "new_identity" in v:
+                return review.assign_new_identity(request.user, self._id(), v["version"],
+                                                  v["new_identity"]["dataset"], v["new_identity"]["name"])
+            return review.assign(request.user, self._id(), v["version"], v["identity"])
+        return self._do(request, AssignRequest, call)
+
+    @_review_schema(NotAFaceRequest, "These detections (or, with no faces, the whole cluster) are not faces.")
+    @action(detail=True, methods=["post"], url_path="not-a-face", permission_classes=[IsAnnotator])
+    def not_a_face(self, request, pk=None):
+        return self._do(request, NotAFaceRequest,
+                        lambda v: review.not_a_face(request.user, self._id(), v["version"], v.get("faces") or None))
+
+    @_review_schema(SkipRequest, "Leave the cluster for later (recorded; releases your lease).")
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def skip(self, request, pk=None):
+        return self._do(request, SkipRequest, lambda v: review.skip(request.user, self._id(), v.get("version")))
+
+    @extend_schema(request=LeaseRequest, responses={200: ClusterSerializer, **_ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def lease(self, request, pk=None):
+        """Hold the cluster while it is open (acquire, then renew every minute; release on leaving).
+        Another annotator's lease: 409 naming them."""
+        data = LeaseRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            c = review.lease(request.user, self._id(), data.validated_data["op"], data.validated_data["seconds"])
+        except review.ReviewError as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        return Response(ClusterSerializer(c, context={"request": request}).data)
 
     @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
                    responses={200: RunFaceSerializer(many=True)})
@@ -146,3 +275,43 @@ class RecognizerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
     def promote(self, request, pk=None):
         return Response(RecognizerSerializer(promote(self.get_object())).data)
+
+
+class ReviewActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The review audit log, newest first: who did what to which cluster, and when; undo."""
+
+    serializer_class = ReviewActionSerializer
+
+    def get_queryset(self):
+        qs = ReviewAction.objects.select_related("user", "undone_by").order_by("-id")
+        params = self.request.query_params
+        for key, fld in (("run", "run_id"), ("cluster", "cluster_id")):
+            if params.get(key):
+                qs = qs.filter(**{fld: params[key]}) if params[key].isdigit() else qs.none()
+        if params.get("user") == "me":
+            qs = qs.filter(user=self.request.user)
+        elif params.get("user"):
+            qs = qs.filter(user__username=params["user"])
+        if params.get("undone") in ("0", "false"):
+            qs = qs.filter(undone_at__isnull=True)
+        elif params.get("undone") in ("1", "true"):
+            qs = qs.filter(undone_at__isnull=False)
+        return qs
+
+    @extend_schema(parameters=[OpenApiParameter("run", int), OpenApiParameter("cluster", int),
+                               OpenApiParameter("user", str, description="a user name, or 'me'"),
+                               OpenApiParameter("undone", bool)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: ReviewOutcomeSerializer, **_ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
+    def undo(self, request, pk=None):
+        """Put back what the action changed; 409 when a later action changed the same rows."""
+        if not str(pk).isdigit():
+            return Response({"detail": "no such action", "code": "unknown_action"}, status=404)
+        try:
+            outcome = review.undo(request.user, int(pk))
+        except review.ReviewError as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        return _outcome(request, outcome)

@@ -92,6 +92,9 @@ class Cluster(models.Model):
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="Who made the last review change (named on a 409).")
+    changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-priority", "id"]
@@ -163,4 +166,5 @@ class ReviewAction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "-created_at"], name="review_user_idx")]
+        indexes = [models.Index(fields=["user", "-created_at"], name="review_user_idx"),
+                   models.Index(fields=["run", "-id"], name="review_run_idx")]

@@ -7,7 +7,7 @@ from facecurate.datasets.serializers import media_url
 from facecurate.jobs.serializers import JobSerializer
 from facecurate.recognition.models import RecognizerVersion
 
-from .models import Cluster, PipelineRun, RunFace
+from .models import Cluster, PipelineRun, ReviewAction, RunFace
 
 
 class RunCreateSerializer(serializers.Serializer):
@@ -59,12 +59,14 @@ class ClusterSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="cluster-detail")
     assigned_identity_name = serializers.CharField(source="assigned_identity.name", read_only=True, default=None)
     lease_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Cluster
         fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "review_state",
                   "name", "assigned_identity", "assigned_identity_name", "carried_from", "version", "lease_user",
-                  "lease_until", "reviewed_at"]
+                  "lease_until", "reviewed_by", "reviewed_at", "changed_by", "changed_at"]
         read_only_fields = fields
 
 
@@ -101,3 +103,125 @@ class RecognizerSerializer(serializers.ModelSerializer):
         model = RecognizerVersion
         fields = ["id", "name", "kind", "parent", "config", "metrics", "training_summary", "is_active", "created_at"]
         read_only_fields = fields
+
+
+class ReviewActionSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewAction
+        fields = ["id", "run", "cluster", "user", "kind", "summary", "payload", "created_at", "undone_at", "undone_by"]
+        read_only_fields = fields
+
+    def get_summary(self, a) -> str:
+        """One line saying what the action did."""
+        p = a.payload or {}
+        n = len(p.get("faces") or [])
+        target = p.get("target")
+        return {
+            "confirm": f"confirmed cluster {a.cluster_id}",
+            "reject": f"rejected {n} face(s) from cluster {a.cluster_id}",
+            "move": f"moved {n} face(s) from cluster {a.cluster_id} to {target}",
+            "split": f"split {n} face(s) off cluster {a.cluster_id} into {target}",
+            "merge": f"merged cluster {target} into {a.cluster_id} ({n} faces)",
+            "assign": f"assigned cluster {a.cluster_id} to identity {p.get('identity')}",
+            "not_a_face": f"marked {n} face(s) of cluster {a.cluster_id} not a face",
+            "skip": f"skipped cluster {a.cluster_id}",
+        }.get(a.kind, a.kind)
+
+
+def _version_field():
+    return serializers.IntegerField(min_value=1, help_text="The cluster's version you are looking at (409 if stale).")
+
+
+def _faces_field(required=True):
+    return serializers.ListField(child=serializers.IntegerField(), required=required, allow_empty=not required,
+                                 max_length=5000, help_text="Run-face ids (RunFace.id) of this cluster.")
+
+
+class ConfirmRequest(serializers.Serializer):
+    version = _version_field()
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class FacesRequest(serializers.Serializer):
+    version = _version_field()
+    faces = _faces_field()
+
+
+class NotAFaceRequest(serializers.Serializer):
+    version = _version_field()
+    faces = _faces_field(required=False)
+
+
+class MoveRequest(serializers.Serializer):
+    version = _version_field()
+    faces = _faces_field()
+    target = serializers.IntegerField(help_text="The cluster (same run) the faces go to.")
+    target_version = serializers.IntegerField(required=False, min_value=1)
+
+
+class SplitRequest(serializers.Serializer):
+    version = _version_field()
+    faces = _faces_field()
+    name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class MergeRequest(serializers.Serializer):
+    version = _version_field()
+    other = serializers.IntegerField(help_text="The cluster (same run) merged into this one.")
+    other_version = serializers.IntegerField(required=False, min_value=1)
+
+
+class NewIdentity(serializers.Serializer):
+    dataset = serializers.IntegerField(help_text="A labeled dataset of the run.")
+    name = serializers.CharField(max_length=255)
+
+
+class AssignRequest(serializers.Serializer):
+    version = _version_field()
+    identity = serializers.IntegerField(required=False, help_text="A known identity of the run's labeled datasets.")
+    new_identity = NewIdentity(required=False, help_text="Create this identity (explicitly) and assign it.")
+
+    def validate(self, data):
+        if ("identity" in data) == ("new_identity" in data):
+            raise serializers.ValidationError("send exactly one of identity and new_identity")
+        return data
+
+
+class SkipRequest(serializers.Serializer):
+    version = serializers.IntegerField(required=False, min_value=1)
+
+
+class LeaseRequest(serializers.Serializer):
+    op = serializers.ChoiceField(choices=["acquire", "renew", "release"], default="acquire")
+    seconds = serializers.IntegerField(required=False, min_value=10, max_value=900, default=120)
+
+
+class FaceResult(serializers.Serializer):
+    id = serializers.IntegerField()
+    ok = serializers.BooleanField()
+    code = serializers.CharField(required=False)
+    detail = serializers.CharField(required=False)
+
+
+class ReviewOutcomeSerializer(serializers.Serializer):
+    action = ReviewActionSerializer(allow_null=True)
+    clusters = ClusterSerializer(many=True)
+    results = FaceResult(many=True)
+    created_cluster = serializers.IntegerField(allow_null=True)
+
+
+class ReviewErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    results = FaceResult(many=True, required=False)
+
+
+class IdentityMatchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    dataset = serializers.IntegerField()
+    dataset_name = serializers.CharField()

@@ -73,3 +73,33 @@ def media(request, path: str):
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _annotator_page(request, template: str, context: dict | None = None):
+    if not is_annotator(request.user):
+        return render(request, "facecurate/no_role.html", status=403)
+    return render(request, template, {**(context or {}), **_role_context(request)})
+
+
+@login_required
+def run_report(request, pk: int):
+    from facecurate.runs.models import PipelineRun
+
+    run = get_object_or_404(PipelineRun.objects.select_related("unlabeled_dataset"), pk=pk)
+    return _annotator_page(request, "facecurate/run.html", {"run": run})
+
+
+@login_required
+def run_queue(request, pk: int):
+    from facecurate.runs.models import PipelineRun
+
+    run = get_object_or_404(PipelineRun.objects.select_related("unlabeled_dataset"), pk=pk)
+    return _annotator_page(request, "facecurate/queue.html", {"run": run})
+
+
+@login_required
+def cluster_review(request, pk: int):
+    from facecurate.runs.models import Cluster
+
+    cluster = get_object_or_404(Cluster.objects.select_related("run__unlabeled_dataset"), pk=pk)
+    return _annotator_page(request, "facecurate/cluster.html", {"cluster": cluster, "run": cluster.run})

@@ -58,7 +58,8 @@ def cluster_page(run: PipelineRun, *, state: str = "pending", min_size: int | No
     if cursor:
         value, last_id = decode_cursor(cursor)
         qs = qs.filter(Q(**{f"{field}__lt": value}) | Q(**{field: value, "id__gt": last_id}))
-    page = list(qs.select_related("assigned_identity").order_by(order, "id")[:limit + 1])
+    qs = qs.select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by")
+    page = list(qs.order_by(order, "id")[:limit + 1])
     more = len(page) > limit
     page = page[:limit]
     nxt = encode_cursor([getattr(page[-1], field), page[-1].pk]) if more and page else None
@@ -124,3 +125,16 @@ def suggestions(cluster: Cluster, k: int = 5) -> dict:
             out["identities"].append({"identity": ident, "name": names.get(ident, "?"), "score": float(sims[i]),
                                       "faces": _sample_faces(Face.objects.filter(identity_id=ident).order_by("id"))})
     return out
+
+
+def identity_search(run: PipelineRun, q: str = "", limit: int = 20) -> list[Identity]:
+    """Identities of the run's labeled datasets whose name contains ``q`` (ignoring case): names that
+    start with it first, then alphabetical. Never creates anything."""
+    qs = Identity.objects.filter(dataset__in=run.labeled_datasets.all()).select_related("dataset")
+    q = (q or "").strip()
+    if q:
+        qs = qs.filter(name__icontains=q)
+    rows = list(qs.order_by("name", "id")[:max(limit * 5, 100)])
+    low = q.casefold()
+    rows.sort(key=lambda i: (not i.name.casefold().startswith(low), i.name.casefold(), i.pk))
+    return rows[:limit]

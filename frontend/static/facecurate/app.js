@@ -34,11 +34,11 @@
       tbody.replaceChildren();
       if (!page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "6", text: "No datasets yet."})]));
       page.results.forEach((d) => {
-        const c = d.face_counts;
+        const c = d.image_counts || d.face_counts;
         tbody.appendChild(el("tr", {"data-dataset": String(d.id)}, [
           el("td", {}, [el("a", {href: "/datasets/" + d.id + "/", text: d.name})]),
           el("td", {text: d.kind + (d.aligned ? " (aligned)" : "")}),
-          el("td", {text: String(c.ok)}), el("td", {text: String(c.no_face)}),
+          el("td", {text: String(d.face_count !== undefined ? d.face_count : c.ok)}), el("td", {text: String(c.no_face)}),
           el("td", {text: String(c.error)}), el("td", {text: String(c.pending)}),
         ]));
       });
@@ -85,7 +85,7 @@
 
     async function counts() {
       const d = await api("/api/datasets/" + id + "/");
-      const c = d.face_counts;
+      const c = d.image_counts || d.face_counts;
       document.getElementById("counts").textContent =
         c.total + " images: " + c.ok + " faces, " + c.no_face + " without a face, " + c.error + " errors, " +
         c.pending + " pending" + (d.kind === "labeled" ? ", " + d.identity_count + " identities" : "");
@@ -105,7 +105,7 @@
       let url = next;
       if (reset || !url) {
         grid.replaceChildren();
-        url = "/api/faces/?dataset=" + id + "&limit=200" + (statusFilter.value ? "&status=" + statusFilter.value : "");
+        url = "/api/images/?dataset=" + id + "&limit=200" + (statusFilter.value ? "&status=" + statusFilter.value : "");
       }
       const page = await api(url);
       page.results.forEach((f) => grid.appendChild(faceTile(f)));

@@ -1,0 +1,797 @@
+/* facecurate review UI: home (runs, recognizers), a run's report (Fig. 3, Fig. 4c as inline SVG), the
+   review queue (keyset pages, filters, position kept) and the cluster page (selection, keyboard, leases,
+   versions, undo). Plain JS over the REST API; nothing from outside this server. */
+(function () {
+  "use strict";
+  const fc = window.facecurate;
+  const api = fc.api;
+  const cfg = window.FACECURATE || {};
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => {
+      if (v === null || v === undefined) return;
+      if (k === "text") node.textContent = v;
+      else if (k === "on") Object.entries(v).forEach(([ev, fn]) => node.addEventListener(ev, fn));
+      else node.setAttribute(k, v);
+    });
+    (children || []).forEach((c) => { if (c) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
+    return node;
+  }
+  const post = (url, body) => api(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                        body: JSON.stringify(body || {})});
+  const fmt = (x, d) => (x === null || x === undefined) ? "–" : Number(x).toFixed(d === undefined ? 3 : d);
+  const fmtP = (p) => (p === null || p === undefined) ? "–" : (p >= 0.01 || p === 0 ? p.toFixed(2) : p.toExponential(0));
+  const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(2) + " %";
+  function ready(name) {
+    performance.mark("fc-interactive");
+    document.body.dataset.ready = name || "1";
+  }
+
+  // --- home: runs and recognizers ------------------------------------------------------------------------
+
+  function jobState(job) {
+    let s = job.state + (job.stage ? " · " + job.stage : "");
+    if (job.state === "running" || job.state === "queued") {
+      s += " · " + job.progress_current + "/" + job.progress_total;
+      if (job.progress_info && job.progress_info.eta_s) s += " · ETA " + Math.round(job.progress_info.eta_s) + " s";
+    }
+    return s;
+  }
+
+  function recoveryNote(job) {
+    if (!job.recoveries) return null;
+    const ev = (job.events || []).filter((e) => /requeued/.test(e.what)).pop();
+    return el("span", {"class": "note", "data-testid": "recovered",
+                       text: "recovered after a worker died" + (job.recoveries > 1 ? " (" + job.recoveries + "×)" : "") +
+                             (ev && ev.worker ? " · was on " + ev.worker : "")});
+  }
+
+  async function homeRuns() {
+    const tbody = document.querySelector("#runs tbody");
+    const runsById = {};
+    function row(run) {
+      const job = run.job;
+      const cells = [
+        el("td", {}, [el("a", {href: "/runs/" + run.id + "/", text: "run " + run.id})]),
+        el("td", {text: run.unlabeled_dataset_name}),
+        el("td", {text: String(run.labeled_datasets.length)}),
+        el("td", {text: run.method}),
+        el("td", {"class": "state"}, [el("span", {"data-job-state": job.state, text: jobState(job)}),
+          (job.state === "running" || job.state === "queued") ?
+            el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}) : null,
+          recoveryNote(job), job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
+        el("td", {text: run.counts && run.counts.clusters !== undefined ? String(run.counts.clusters) : "–"}),
+        el("td", {text: run.reviewed ? (run.reviewed.confirmed + run.reviewed.dismissed) + " / " +
+          (run.reviewed.pending + run.reviewed.confirmed + run.reviewed.dismissed) : "–"}),
+      ];
+      const actions = el("td", {"class": "actions"});
+      if (job.state === "succeeded") actions.appendChild(el("a", {href: "/runs/" + run.id + "/review/", text: "review"}));
+      if (cfg.staff && (job.state === "running" || job.state === "queued")) {
+        actions.appendChild(el("button", {type: "button", "class": "secondary", "data-cancel": job.id, text: "Cancel",
+          on: {click: () => jobAction(job.id, "cancel")}}));
+      }
+      if (cfg.staff && (job.state === "failed" || job.state === "cancelled")) {
+        actions.appendChild(el("button", {type: "button", "data-rerun": job.id, text: "Re-run",
+          on: {click: () => jobAction(job.id, "rerun")}}));
+      }
+      cells.push(actions);
+      return el("tr", {"data-run": String(run.id), "data-state": job.state}, cells);
+    }
+    async function jobAction(id, what) {
+      try { await post("/api/jobs/" + id + "/" + what + "/"); } catch (e) { alert(e.message); }
+      await load();
+    }
+    let active = [];
+    async function load() {
+      const page = await api("/api/runs/?limit=50");
+      tbody.replaceChildren();
+      if (!page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "8", text: "No runs yet."})]));
+      page.results.forEach((r) => { runsById[r.id] = r; tbody.appendChild(row(r)); });
+      active = page.results.filter((r) => r.job.state === "running" || r.job.state === "queued");
+    }
+    async function poll() {
+      // live progress of the running jobs from the jobs API; the whole list again when one finishes
+      try {
+        if (active.length) {
+          let finished = false;
+          for (const run of active) {
+            const job = await api("/api/jobs/" + run.job.id + "/");
+            run.job = job;
+            const tr = tbody.querySelector('tr[data-run="' + run.id + '"]');
+            if (tr) tr.replaceWith(row(run));
+            if (job.state !== "running" && job.state !== "queued") finished = true;
+          }
+          if (finished) await load();
+        } else {
+          await load();
+        }
+      } catch (e) { /* keep polling through a blip */ }
+      setTimeout(poll, active.length ? 1000 : 5000);
+    }
+    const recs = document.querySelector("#recognizers tbody");
+    api("/api/recognizers/?limit=50").then((page) => {
+      recs.replaceChildren(...page.results.map((v) => el("tr", {"data-recognizer": String(v.id)}, [
+        el("td", {text: v.name}), el("td", {text: v.kind}), el("td", {text: v.is_active ? "active" : ""}),
+        el("td", {text: new Date(v.created_at).toLocaleString()}),
+        el("td", {text: Object.entries(v.metrics || {}).filter(([, x]) => typeof x === "number").slice(0, 4)
+          .map(([k, x]) => k + " " + fmt(x, 4)).join(", ")}),
+      ])));
+      if (!page.results.length) recs.appendChild(el("tr", {}, [el("td", {colspan: "5", text: "None yet."})]));
+    });
+    const form = document.getElementById("start-run");
+    if (form) {
+      const ds = (await api("/api/datasets/?limit=500")).results;
+      const sel = form.querySelector("select[name=unlabeled_dataset]");
+      sel.replaceChildren(...ds.filter((d) => d.kind === "unlabeled").map((d) => el("option", {value: d.id, text: d.name})));
+      document.getElementById("labeled-choices").replaceChildren(...ds.filter((d) => d.kind === "labeled").map((d) =>
+        el("label", {"class": "check"}, [el("input", {type: "checkbox", name: "labeled", value: d.id}), d.name])));
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const f = new FormData(form);
+        const out = document.getElementById("start-run-error");
+        out.textContent = "";
+        try {
+          await post("/api/runs/", {unlabeled_dataset: Number(f.get("unlabeled_dataset")),
+            labeled_datasets: f.getAll("labeled").map(Number), method: f.get("method"),
+            truth_from_folders: f.get("truth_from_folders") === "on"});
+          await load();
+        } catch (e) { out.textContent = e.message; }
+      });
+    }
+    await load();
+    setTimeout(poll, 1000);
+  }
+
+  // --- the paper's figures as inline SVG -----------------------------------------------------------------
+
+  const COLORS = {disjoint: "#1f77b4", overlap: "#ff7f0e", wrong: "#d62728", mixture: "#222"};
+  const LINES = {otsu: ["#000", "6 4", "Otsu"], disjoint_upper: ["#1f77b4", "2 3", "disjoint 95% quantile"],
+                 overlap_lower: ["#ff7f0e", "2 3", "overlap 5% quantile"], wrong_upper: ["#d62728", "2 3", "wrong-mode 95% quantile"]};
+  const SVG = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, text) {
+    const n = document.createElementNS(SVG, tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => n.setAttribute(k, v));
+    if (text !== undefined) n.textContent = text;
+    return n;
+  }
+
+  function drawReport(box, report, kind, logy) {
+    box.replaceChildren();
+    const hist = report && report.histogram;
+    if (!hist || !hist.edges || !hist.edges.length) {
+      box.appendChild(el("p", {"class": "muted", "data-testid": kind + "-empty",
+        text: (report && report.message) || "Nothing to draw: this run has no such report."}));
+      return;
+    }
+    const W = 620, H = 300, L = 48, R = 12, T = 12, B = 40;
+    const edges = hist.edges, dens = hist.density || hist.counts;
+    const curves = report.curves || {};
+    const thr = report.thresholds || {};
+    let x0 = edges[0], x1 = edges[edges.length - 1];
+    Object.values(thr).forEach((v) => { if (v !== null && v !== undefined) { x0 = Math.min(x0, v); x1 = Math.max(x1, v); } });
+    let ymax = Math.max(...dens, 1e-9);
+    Object.entries(curves).forEach(([k, v]) => { if (k !== "x") ymax = Math.max(ymax, ...v.filter(Number.isFinite)); });
+    ymax *= logy ? 2 : 1.08;
+    const ymin = logy ? Math.max(ymax * 1e-4, Math.min(...dens.filter((d) => d > 0))) / 2 : 0;
+    const X = (x) => L + (x - x0) / ((x1 - x0) || 1) * (W - L - R);
+    const Y = logy
+      ? (y) => T + (1 - (Math.log(Math.max(y, ymin)) - Math.log(ymin)) / (Math.log(ymax) - Math.log(ymin))) * (H - T - B)
+      : (y) => T + (1 - Math.min(y, ymax) / ymax) * (H - T - B);
+    const svg = s("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "class": "plot", "data-kind": kind,
+                          "aria-label": (report.labels && report.labels.x) || kind});
+    // axes and ticks
+    svg.appendChild(s("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444"}));
+    svg.appendChild(s("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#444"}));
+    for (let i = 0; i <= 5; i++) {
+      const xv = x0 + (x1 - x0) * i / 5;
+      svg.appendChild(s("text", {x: X(xv), y: H - B + 14, "text-anchor": "middle", "class": "tick"}, xv.toFixed(2)));
+    }
+    const yticks = logy ? (() => { const t = []; for (let e = Math.ceil(Math.log10(ymin)); e <= Math.floor(Math.log10(ymax)); e++) t.push(Math.pow(10, e)); return t; })()
+      : [0, 1, 2, 3, 4, 5].map((i) => ymax * i / 5);
+    yticks.forEach((yv) => svg.appendChild(s("text", {x: L - 4, y: Y(yv) + 3, "text-anchor": "end", "class": "tick"},
+      logy ? (yv >= 1 ? String(yv) : yv.toExponential(0)) : yv.toFixed(1))));
+    svg.appendChild(s("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "class": "axis"},
+                      (report.labels && report.labels.x) || "score"));
+    svg.appendChild(s("text", {x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`,
+                               "text-anchor": "middle", "class": "axis"}, logy ? "density (log)" : "density"));
+    // histogram
+    const bars = s("g", {"class": "bars", "data-testid": kind + "-bars"});
+    for (let i = 0; i < dens.length; i++) {
+      if (!dens[i]) continue;
+      const base = logy ? H - B : Y(0);
+      bars.appendChild(s("rect", {x: X(edges[i]), y: Y(dens[i]), width: Math.max(0.5, X(edges[i + 1]) - X(edges[i]) - 0.3),
+                                  height: Math.max(0, base - Y(dens[i])), fill: "#cfd3da", stroke: "#9aa1ab", "stroke-width": 0.4}));
+    }
+    svg.appendChild(bars);
+    const legend = [];
+    // Weibull fits
+    Object.entries(curves).forEach(([k, v]) => {
+      if (k === "x" || !Array.isArray(v)) return;
+      const pts = curves.x.map((x, i) => Number.isFinite(v[i]) ? X(x).toFixed(1) + "," + Y(v[i]).toFixed(1) : null).filter(Boolean);
+      svg.appendChild(s("polyline", {points: pts.join(" "), fill: "none", stroke: COLORS[k] || "#555",
+        "stroke-width": k === "mixture" ? 1 : 2, "stroke-dasharray": k === "mixture" ? "4 3" : "",
+        "class": "curve", "data-curve": k}));
+      legend.push([k === "mixture" ? "mixture" : "Weibull: " + ((report.labels && report.labels[k]) || k), COLORS[k] || "#555",
+                   k === "mixture" ? "4 3" : ""]);
+    });
+    // thresholds
+    Object.entries(thr).forEach(([k, v]) => {
+      if (v === null || v === undefined || !LINES[k]) return;  // the decision rules repeat the quantiles
+      const [color, dash, name] = LINES[k];
+      svg.appendChild(s("line", {x1: X(v), x2: X(v), y1: T, y2: H - B, stroke: color, "stroke-dasharray": dash,
+                                 "stroke-width": 1.4, "class": "threshold", "data-threshold": k}));
+      legend.push([name + " = " + Number(v).toFixed(3), color, dash]);
+    });
+    legend.forEach(([text, color, dash], i) => {
+      const y = T + 10 + i * 14;
+      svg.appendChild(s("line", {x1: W - R - 190, x2: W - R - 170, y1: y, y2: y, stroke: color, "stroke-dasharray": dash, "stroke-width": 2}));
+      svg.appendChild(s("text", {x: W - R - 165, y: y + 4, "class": "legend"}, text));
+    });
+    box.appendChild(svg);
+    if (report.message) box.appendChild(el("p", {"class": "muted small", text: report.message}));
+  }
+
+  async function reportPage(runId) {
+    const run = await api("/api/runs/" + runId + "/");
+    const c = run.counts || {}, rv = run.reviewed || {};
+    const items = [["faces", c.faces], ["overlap (known people)", c.overlap], ["disjoint (new people)", c.disjoint],
+      ["rejected (uncertain)", c.rejected], ["clusters", c.clusters], ["singletons", c.singletons],
+      ["largest cluster", c.largest_cluster], ["reviewed clusters", (rv.confirmed || 0) + (rv.dismissed || 0)],
+      ["confirmed", rv.confirmed], ["pending", rv.pending]];
+    document.getElementById("counts").replaceChildren(...items.map(([k, v]) => el("div", {}, [
+      el("dt", {text: k}), el("dd", {"data-count": k.split(" ")[0], text: v === undefined ? "–" : String(v)})])));
+    document.getElementById("job-line").textContent = jobState(run.job);
+    const rec = recoveryNote(run.job);
+    if (rec) document.getElementById("job-line").appendChild(rec);
+    [["fig3", run.overlap_report, false], ["fig4c", run.uncertainty_report, true]].forEach(([id, rep, log]) => {
+      const box = document.getElementById(id);
+      const plot = el("div");
+      const tog = el("input", {type: "checkbox", "data-testid": id + "-log"});
+      tog.checked = log;
+      tog.addEventListener("change", () => drawReport(plot, rep, id, tog.checked));
+      box.replaceChildren(plot, el("label", {"class": "check small"}, [tog, "log density (the wrong mode is small)"]));
+      drawReport(plot, rep, id, log);
+    });
+    const m = run.metrics || {};
+    const box = document.getElementById("metrics");
+    if (!Object.keys(m).length) {
+      box.textContent = "No ground truth for this run (start it with “folders name the people” to measure).";
+    } else {
+      const rows = [];
+      const add = (k, v) => rows.push(el("tr", {}, [el("th", {text: k}), el("td", {text: v})]));
+      if (m.truth) add("ground truth", m.truth);
+      if (m.known_faces !== undefined) add("faces of known / new people", m.known_faces + " / " + m.unknown_faces);
+      if (m.overlap_fnr_rejected_as_miss !== undefined) add("overlap: known faces missed (FNR)", pct(m.overlap_fnr_rejected_as_miss));
+      if (m.disjoint_fpr !== undefined) add("overlap: new faces taken as known (FPR)", pct(m.disjoint_fpr));
+      Object.entries(m.clustering || {}).forEach(([k, v]) => {
+        if (typeof v === "number") add("clustering " + k.replace(/_/g, " "), Math.abs(v) <= 1 ? fmt(v, 4) : String(v));
+      });
+      box.replaceChildren(el("table", {"class": "list metrics"}, rows));
+    }
+    ready("report");
+  }
+
+  // --- the review queue ------------------------------------------------------------------------------------
+
+  function queueKey(runId) { return "fc-queue-" + runId; }
+  function queueFilters(runId) {
+    try { return JSON.parse(sessionStorage.getItem(queueKey(runId)) || "{}"); } catch (e) { return {}; }
+  }
+
+  async function queuePage(runId) {
+    const form = document.getElementById("queue-filters");
+    const tbody = document.querySelector("#queue tbody");
+    const more = document.getElementById("queue-more");
+    const params = new URLSearchParams(location.search);
+    const saved = queueFilters(runId);
+    // the URL wins, then what this tab had last
+    const f = {state: params.get("state") || saved.state || "pending", min_size: params.get("min_size") || saved.min_size || "",
+               max_size: params.get("max_size") || saved.max_size || "", ordering: params.get("ordering") || saved.ordering || "priority"};
+    form.querySelector(`input[name=state][value="${f.state}"]`).checked = true;
+    form.min_size.value = f.min_size; form.max_size.value = f.max_size; form.ordering.value = f.ordering;
+    let next = null, rank = 0, cursor = -1;
+    const rows = () => [...tbody.querySelectorAll("tr[data-cluster]")];
+
+    function query() {
+      const q = new URLSearchParams({state: f.state, ordering: f.ordering, limit: "100"});
+      if (f.min_size) q.set("min_size", f.min_size);
+      if (f.max_size) q.set("max_size", f.max_size);
+      return q;
+    }
+    function remember(extra) {
+      sessionStorage.setItem(queueKey(runId), JSON.stringify(Object.assign({}, queueFilters(runId), f, extra || {})));
+    }
+    function row(c) {
+      rank += 1;
+      const held = c.lease_user && c.lease_until && new Date(c.lease_until) > new Date() ? c.lease_user : "";
+      return el("tr", {"data-cluster": String(c.id), "data-state": c.review_state, tabindex: "-1"}, [
+        el("td", {text: String(rank)}),
+        el("td", {}, [el("a", {href: "/clusters/" + c.id + "/", text: "cluster " + c.id + (c.number === null ? " (new)" : "")})]),
+        el("td", {text: String(c.size)}), el("td", {text: fmt(c.priority, 3)}), el("td", {text: fmt(c.max_p_minus, 3)}),
+        el("td", {text: c.review_state}),
+        el("td", {text: c.assigned_identity_name || c.name || ""}), el("td", {text: held}),
+      ]);
+    }
+    let loadSeq = 0;
+    async function loadPage(reset) {
+      // a newer filter wins: answers to older requests are dropped
+      const seq = reset ? ++loadSeq : loadSeq;
+      const url = reset ? "/api/runs/" + runId + "/clusters/?" + query() : next;
+      if (!url) return;
+      const page = await api(url);
+      if (seq !== loadSeq) return;
+      if (reset) { tbody.replaceChildren(); rank = 0; cursor = -1; tbody.parentNode.dataset.loaded = String(query()); }
+      page.results.forEach((c) => tbody.appendChild(row(c)));
+      next = page.next;
+      more.hidden = !next;
+      if (reset && !page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "8", text: "No clusters here."})]));
+      remember({pages: Math.max(1, Math.ceil(rank / 100))});
+    }
+    function focusRow(i) {
+      const all = rows();
+      if (!all.length) return;
+      cursor = Math.max(0, Math.min(i, all.length - 1));
+      all.forEach((r) => r.classList.remove("cursor"));
+      all[cursor].classList.add("cursor");
+      all[cursor].scrollIntoView({block: "nearest"});
+    }
+    async function counts() {
+      const run = await api("/api/runs/" + runId + "/");
+      const r = run.reviewed;
+      document.getElementById("queue-counts").textContent = r.pending + " pending · " + r.confirmed + " confirmed · " +
+        r.dismissed + " dismissed · " + (run.counts.clusters || 0) + " clusters at the start";
+    }
+    form.addEventListener("change", async () => {
+      const fd = new FormData(form);
+      f.state = fd.get("state"); f.min_size = fd.get("min_size"); f.max_size = fd.get("max_size"); f.ordering = fd.get("ordering");
+      const q = new URLSearchParams(query()); q.delete("limit");
+      history.replaceState(null, "", "?" + q);
+      remember({pages: 1, last: null, scroll: 0});
+      await loadPage(true);
+    });
+    more.addEventListener("click", () => loadPage(false));
+    tbody.addEventListener("click", (ev) => {
+      const tr = ev.target.closest("tr[data-cluster]");
+      if (tr) remember({last: tr.dataset.cluster, scroll: window.scrollY});
+    });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.target.matches("input, select, textarea")) return;
+      if (ev.key === "j" || ev.key === "ArrowDown") { focusRow(cursor + 1); ev.preventDefault(); }
+      else if (ev.key === "k" || ev.key === "ArrowUp") { focusRow(cursor - 1); ev.preventDefault(); }
+      else if (ev.key === "Enter" && cursor >= 0) {
+        const tr = rows()[cursor];
+        remember({last: tr.dataset.cluster, scroll: window.scrollY});
+        location.href = "/clusters/" + tr.dataset.cluster + "/";
+      }
+    });
+    const q = new URLSearchParams(query()); q.delete("limit");
+    if (location.search !== "?" + q) history.replaceState(null, "", "?" + q);
+    await loadPage(true);
+    // back from a cluster: the same pages, the same place
+    const pages = Math.min(saved.pages || 1, 20);
+    for (let i = 1; i < pages && next; i++) await loadPage(false);
+    ready("queue");
+    if (saved.last) {
+      const i = rows().findIndex((r) => r.dataset.cluster === String(saved.last));
+      if (i >= 0) { focusRow(i); rows()[i].classList.add("last-open"); }
+      else if (saved.scroll) window.scrollTo(0, saved.scroll);
+    }
+    counts();
+  }
+
+  // --- a cluster ---------------------------------------------------------------------------------------------
+
+  async function clusterPage(clusterId, runId) {
+    const grid = document.getElementById("faces");
+    const msg = document.getElementById("msg");
+    const leaseMsg = document.getElementById("lease-msg");
+    const selCount = document.getElementById("sel-count");
+    const target = document.getElementById("target-input");
+    const nameInput = document.getElementById("name-input");
+    const search = document.getElementById("identity-search");
+    const matches = document.getElementById("identity-matches");
+    const moreBtn = document.getElementById("faces-more");
+    let cluster = null, faces = [], nextFaces = null, focus = 0, anchor = null, readOnly = false;
+    let suggestions = {merges: [], identities: []}, labeledSets = [];
+    const selected = new Set();
+    const opened = performance.now();
+
+    function say(text, kind) {
+      msg.hidden = !text;
+      msg.className = "banner " + (kind || "ok");
+      msg.textContent = text || "";
+    }
+    function info() {
+      const c = cluster;
+      document.getElementById("c-info").textContent = c.size + " faces · " + c.review_state +
+        (c.name ? " · " + c.name : "") + (c.assigned_identity_name && c.assigned_identity_name !== c.name ? " · " + c.assigned_identity_name : "") +
+        " · Σp- " + fmt(c.priority, 2) + " · max p- " + fmt(c.max_p_minus, 3) + " · v" + c.version +
+        (c.number === null ? " · made in review" : "");
+      document.getElementById("faces-count").textContent = faces.length + " of " + c.size + " faces shown";
+      document.title = "Cluster " + c.id + " (" + c.size + ") · facecurate";
+    }
+    function updateSel() {
+      grid.querySelectorAll(".face").forEach((t) => {
+        const on = selected.has(Number(t.dataset.rf));
+        t.classList.toggle("selected", on);
+        t.setAttribute("aria-selected", on ? "true" : "false");
+      });
+      selCount.textContent = selected.size + " selected";
+    }
+    function tile(f, i) {
+      const p = f.p_minus === null ? null : f.p_minus;
+      const t = el("figure", {"class": "face tile" + (p !== null && p >= 0.5 ? " doubtful" : ""), "data-rf": String(f.id),
+                              "data-index": String(i), role: "option", "aria-selected": "false",
+                              title: "run-face " + f.id + " · p- " + fmt(p, 4) + (f.predicted_identity_name ? " · looks like " + f.predicted_identity_name : "")}, [
+        f.thumbnail_url || f.crop_url ? el("img", {src: f.thumbnail_url || f.crop_url, alt: "face " + f.id, loading: "lazy",
+                                                    decoding: "async", width: "112", height: "112"}) : el("div", {"class": "noimg", text: "no image"}),
+        el("figcaption", {}, [el("span", {"class": "pm", "data-p": String(p), text: "p- " + fmtP(p)}),
+          el("button", {type: "button", "class": "link photo-btn", title: "source photo (o)", text: "photo"})]),
+      ]);
+      return t;
+    }
+    function render() {
+      grid.replaceChildren(...faces.map(tile));
+      focus = Math.min(focus, Math.max(0, faces.length - 1));
+      setFocus(focus, false);
+      updateSel();
+      info();
+    }
+    function setFocus(i, scroll) {
+      const tiles = grid.children;
+      if (!tiles.length) return;
+      focus = Math.max(0, Math.min(i, tiles.length - 1));
+      [...tiles].forEach((t) => t.classList.remove("focus"));
+      tiles[focus].classList.add("focus");
+      if (scroll !== false) tiles[focus].scrollIntoView({block: "nearest"});
+    }
+    async function loadFaces(reset) {
+      const url = reset ? "/api/clusters/" + clusterId + "/faces/?limit=200" : nextFaces;
+      if (!url) return;
+      const page = await api(url);
+      if (reset) { faces = []; grid.replaceChildren(); }
+      const start = faces.length;
+      faces = faces.concat(page.results);
+      const frag = document.createDocumentFragment();
+      page.results.forEach((f, k) => frag.appendChild(tile(f, start + k)));
+      grid.appendChild(frag);
+      nextFaces = page.next;
+      moreBtn.hidden = !nextFaces;
+      if (reset) setFocus(0, false);
+      updateSel();
+      info();
+    }
+    async function loadCluster() {
+      cluster = await api("/api/clusters/" + clusterId + "/");
+      info();
+    }
+    function setCluster(list) {
+      (list || []).forEach((c) => { if (c.id === clusterId) cluster = c; });
+      info();
+    }
+
+    // leases: hold the cluster while it is open; someone else's -> read-only with their name
+    async function lease(op) {
+      try {
+        const c = await post("/api/clusters/" + clusterId + "/lease/", {op: op, seconds: 120});
+        if (op !== "release") {
+          cluster.lease_user = c.lease_user; cluster.lease_until = c.lease_until;
+          if (readOnly) { readOnly = false; leaseMsg.hidden = true; document.body.classList.remove("read-only"); }
+        }
+      } catch (e) {
+        if (e.status === 409) {
+          readOnly = true;
+          document.body.classList.add("read-only");
+          leaseMsg.hidden = false;
+          leaseMsg.textContent = e.message;
+        }
+      }
+    }
+    window.addEventListener("pagehide", () => {
+      if (readOnly) return;
+      fetch("/api/clusters/" + clusterId + "/lease/", {method: "POST", keepalive: true, credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRFToken": cfg.csrfToken}, body: JSON.stringify({op: "release"})});
+    });
+
+    // navigation: next in the queue after this one (keyset cursor of the queue's order), previous from a trail
+    const trailKey = "fc-trail-" + runId;
+    const trail = JSON.parse(sessionStorage.getItem(trailKey) || "[]");
+    if (trail[trail.length - 1] !== clusterId) { trail.push(clusterId); sessionStorage.setItem(trailKey, JSON.stringify(trail.slice(-200))); }
+    let openPriority = null, openSize = null;
+    async function goNext() {
+      const f = queueFilters(runId);
+      const ordering = f.ordering || "priority";
+      const value = ordering === "size" ? openSize : openPriority;
+      const cur = btoa(JSON.stringify([value, clusterId])).replace(/\+/g, "-").replace(/\//g, "_");
+      const q = new URLSearchParams({state: f.state || "pending", ordering: ordering, limit: "1", cursor: cur});
+      if (f.min_size) q.set("min_size", f.min_size);
+      if (f.max_size) q.set("max_size", f.max_size);
+      const page = await api("/api/runs/" + runId + "/clusters/?" + q);
+      if (page.results.length) {
+        sessionStorage.setItem(queueKey(runId), JSON.stringify(Object.assign({}, f, {last: String(page.results[0].id)})));
+        location.href = "/clusters/" + page.results[0].id + "/";
+      } else { say("That was the last cluster of the queue.", "ok"); }
+    }
+    function goPrev() {
+      const t = JSON.parse(sessionStorage.getItem(trailKey) || "[]");
+      while (t.length && t[t.length - 1] === clusterId) t.pop();
+      const prev = t.pop();
+      sessionStorage.setItem(trailKey, JSON.stringify(t));
+      if (prev) location.href = "/clusters/" + prev + "/"; else location.href = "/runs/" + runId + "/review/";
+    }
+
+    // actions
+    function selectedIds() { return [...selected]; }
+    function needSel() {
+      if (!selected.size) { say("Select faces first (click, Shift+click, x, or a for all).", "warn"); return false; }
+      return true;
+    }
+    function targetId() {
+      const v = Number(target.value);
+      if (!v) { say("Choose a target cluster: keys 1–5 pick a suggestion, or type its id.", "warn"); return null; }
+      return v;
+    }
+    async function act(kind, body, after) {
+      if (readOnly) { say(leaseMsg.textContent || "Someone else has this cluster open.", "warn"); return null; }
+      const path = kind === "not_a_face" ? "not-a-face" : kind;
+      try {
+        const out = await post("/api/clusters/" + clusterId + "/" + path + "/", Object.assign({version: cluster.version}, body || {}));
+        setCluster(out.clusters);
+        if (after) await after(out);
+        loadHistory();
+        return out;
+      } catch (e) {
+        if (e.status === 409 && e.body && e.body.code === "stale_version") {
+          say(e.message, "bad");
+          const reload = el("button", {type: "button", text: "Reload", on: {click: () => refresh()}});
+          msg.appendChild(document.createTextNode(" ")); msg.appendChild(reload);
+        } else {
+          say(e.message, "bad");
+        }
+        return null;
+      }
+    }
+    function dropFaces(ids) {
+      const gone = new Set(ids);
+      faces = faces.filter((f) => !gone.has(f.id));
+      ids.forEach((i) => selected.delete(i));
+      render();
+    }
+    async function refresh() {
+      selected.clear();
+      await loadCluster();
+      await loadFaces(true);
+      loadSuggestions();
+    }
+    const actions = {
+      confirm: async (name) => {
+        const body = name !== undefined ? {name: name} : {};
+        const out = await act("confirm", body);
+        if (out) { say("Confirmed cluster " + clusterId + (out.clusters[0].name ? " as " + out.clusters[0].name : "") + ". u undoes; n goes on.", "ok"); }
+      },
+      reject: async () => {
+        if (!needSel()) return;
+        const ids = selectedIds();
+        const out = await act("reject", {faces: ids});
+        if (out) { dropFaces(ids); say("Rejected " + ids.length + " face(s): they left the cluster.", "ok"); }
+      },
+      split: async () => {
+        if (!needSel()) return;
+        const ids = selectedIds();
+        const out = await act("split", {faces: ids});
+        if (out) { dropFaces(ids); say("Split " + ids.length + " face(s) into new cluster " + out.created_cluster + ".", "ok"); target.value = out.created_cluster; }
+      },
+      move: async () => {
+        if (!needSel()) return;
+        const t = targetId();
+        if (!t) return;
+        const ids = selectedIds();
+        const out = await act("move", {faces: ids, target: t});
+        if (out) { dropFaces(ids); say("Moved " + ids.length + " face(s) to cluster " + t + ".", "ok"); loadSuggestions(); }
+      },
+      merge: async () => {
+        const t = targetId();
+        if (!t) return;
+        const out = await act("merge", {other: t});
+        if (out) { say("Merged cluster " + t + " into this one (" + out.results.length + " faces).", "ok"); await loadFaces(true); loadSuggestions(); }
+      },
+      not_a_face: async () => {
+        const ids = selectedIds();
+        const out = await act("not_a_face", ids.length ? {faces: ids} : {});
+        if (out) {
+          if (ids.length) { dropFaces(ids); say(ids.length + " face(s) marked not a face.", "ok"); }
+          else { await loadFaces(true); say("The whole cluster is marked not a face.", "ok"); }
+        }
+      },
+      skip: async () => { const out = await act("skip", {}); if (out) await goNext(); },
+      assign: async (identity, name) => {
+        const out = await act("assign", {identity: identity});
+        if (out) say("Assigned to " + name + ".", "ok");
+      },
+      undo: async () => {
+        const page = await api("/api/review-actions/?run=" + runId + "&user=me&undone=false&limit=20");
+        const last = page.results.find((a) => a.kind !== "skip");
+        if (!last) { say("Nothing of yours to undo in this run.", "warn"); return; }
+        await undo(last);
+      },
+      next: goNext, prev: async () => goPrev(),
+    };
+    async function undo(a) {
+      try {
+        await post("/api/review-actions/" + a.id + "/undo/");
+        say("Undone: " + a.summary + ".", "ok");
+        await refresh();
+        loadHistory();
+      } catch (e) { say(e.message, "bad"); }
+    }
+
+    // history (from the server: survives reloads)
+    async function loadHistory() {
+      const page = await api("/api/review-actions/?run=" + runId + "&user=me&limit=8");
+      document.getElementById("history").replaceChildren(...page.results.map((a) => el("li", {"data-action": String(a.id), "data-kind": a.kind}, [
+        el("span", {"class": a.undone_at ? "undone" : "", text: a.summary}),
+        a.undone_at || a.kind === "skip" ? el("span", {"class": "muted", text: a.undone_at ? " (undone)" : ""}) :
+          el("button", {type: "button", "class": "link", text: "undo", on: {click: () => undo(a)}}),
+      ])));
+    }
+
+    // suggestions: clusters to merge and identities, a few faces each
+    async function loadSuggestions() {
+      try { suggestions = await api("/api/clusters/" + clusterId + "/suggestions/"); } catch (e) { return; }
+      document.getElementById("merges").replaceChildren(...suggestions.merges.map((m, i) => el("li", {"data-cluster": String(m.id)}, [
+        el("button", {type: "button", "class": "pick", text: (i + 1) + " · cluster " + m.id + " · " + m.size + " faces · sim " + fmt(m.similarity, 2),
+          on: {click: () => { target.value = m.id; }}}),
+        el("div", {"class": "thumbs"}, m.thumbnails.filter(Boolean).map((u) => el("img", {src: u, alt: "", loading: "lazy"}))),
+      ])));
+      if (!suggestions.merges.length) document.getElementById("merges").appendChild(el("li", {"class": "muted", text: "none"}));
+      document.getElementById("identities").replaceChildren(...suggestions.identities.map((s) => el("li", {"data-identity": String(s.identity)}, [
+        el("button", {type: "button", "class": "pick", text: s.name + " · score " + fmt(s.score, 2),
+          on: {click: () => actions.assign(s.identity, s.name)}}),
+        el("div", {"class": "thumbs"}, s.thumbnails.filter(Boolean).map((u) => el("img", {src: u, alt: "", loading: "lazy"}))),
+      ])));
+      if (!suggestions.identities.length) document.getElementById("identities").appendChild(el("li", {"class": "muted", text: "none (no labeled set)"}));
+    }
+
+    // identity type-ahead: finds only; creating is its own, explicit button
+    let searchSeq = 0, found = [];
+    async function runSearch() {
+      const q = search.value.trim();
+      const seq = ++searchSeq;
+      found = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
+      if (seq !== searchSeq) return;
+      matches.replaceChildren(...found.map((m, i) => el("li", {"class": i === 0 ? "first" : "", "data-identity": String(m.id)}, [
+        el("button", {type: "button", "class": "pick", text: m.name + " · " + m.dataset_name, on: {click: () => actions.assign(m.id, m.name)}})])));
+      const exact = found.some((m) => m.name.toLowerCase() === q.toLowerCase());
+      const box = document.getElementById("identity-create");
+      box.hidden = !q || exact || !labeledSets.length;
+      document.getElementById("identity-create-btn").textContent = "Create new identity “" + q + "” and assign";
+    }
+    search.addEventListener("input", runSearch);
+    search.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") { ev.preventDefault(); if (found.length) actions.assign(found[0].id, found[0].name); }
+      if (ev.key === "Escape") { search.blur(); }
+    });
+    document.getElementById("identity-create-btn").addEventListener("click", async () => {
+      const name = search.value.trim();
+      const ds = Number(document.getElementById("identity-dataset").value);
+      if (!name || !ds) return;
+      if (!window.confirm("Create a new identity “" + name + "”? (Use a match above if it is someone known.)")) return;
+      const out = await act("assign", {new_identity: {dataset: ds, name: name}});
+      if (out) say("Created identity " + name + " and assigned this cluster to it.", "ok");
+    });
+
+    // selection with the mouse
+    grid.addEventListener("click", (ev) => {
+      const t = ev.target.closest(".face");
+      if (!t) return;
+      const i = Number(t.dataset.index);
+      if (ev.target.closest(".photo-btn")) { showPhoto(faces[i]); return; }
+      if (ev.shiftKey && anchor !== null) {
+        const [a, b] = anchor < i ? [anchor, i] : [i, anchor];
+        for (let k = a; k <= b; k++) selected.add(faces[k].id);
+      } else {
+        const id = faces[i].id;
+        if (selected.has(id)) selected.delete(id); else selected.add(id);
+        anchor = i;
+      }
+      setFocus(i, false);
+      updateSel();
+    });
+    moreBtn.addEventListener("click", () => loadFaces(false));
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting) && nextFaces) loadFaces(false); })
+        .observe(moreBtn);
+    }
+
+    // the source photo with the face's box
+    const photo = document.getElementById("photo");
+    function showPhoto(f) {
+      if (!f || !f.image_url) { say("No source photo for this face.", "warn"); return; }
+      const img = document.getElementById("photo-img"), rect = document.getElementById("photo-rect");
+      rect.hidden = true;
+      img.onload = () => {
+        if (f.box) {
+          const [x, y, w, h] = f.box, W = img.naturalWidth, H = img.naturalHeight;
+          Object.assign(rect.style, {left: (100 * x / W) + "%", top: (100 * y / H) + "%", width: (100 * w / W) + "%", height: (100 * h / H) + "%"});
+          rect.hidden = false;
+        }
+      };
+      img.src = f.image_url;
+      document.getElementById("photo-cap").textContent = "run-face " + f.id + " · image " + f.image + (f.box ? " · box " + f.box.join(", ") : "");
+      photo.hidden = false;
+    }
+    document.getElementById("photo-close").addEventListener("click", () => { photo.hidden = true; });
+    const help = document.getElementById("help");
+    document.getElementById("help-btn").addEventListener("click", () => { help.hidden = false; });
+    document.getElementById("help-close").addEventListener("click", () => { help.hidden = true; });
+    document.getElementById("toolbar").addEventListener("click", (ev) => {
+      const b = ev.target.closest("button[data-act]");
+      if (!b) return;
+      if (b.dataset.act === "confirm") actions.confirm(nameInput.value.trim() || undefined);
+      else actions[b.dataset.act]();
+    });
+    nameInput.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") { ev.preventDefault(); actions.confirm(nameInput.value.trim()); nameInput.blur(); }
+      if (ev.key === "Escape") nameInput.blur();
+    });
+
+    // the keyboard
+    function columns() {
+      const tiles = grid.children;
+      if (tiles.length < 2) return 1;
+      const top = tiles[0].offsetTop;
+      let n = 0;
+      while (n < tiles.length && tiles[n].offsetTop === top) n++;
+      return Math.max(1, n);
+    }
+    document.addEventListener("keydown", (ev) => {
+      if (ev.target.matches("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      const k = ev.key;
+      if (k === "Escape") { help.hidden = true; photo.hidden = true; selected.clear(); updateSel(); return; }
+      if (k === "?") { help.hidden = !help.hidden; ev.preventDefault(); return; }
+      const keys = {
+        ArrowRight: () => setFocus(focus + 1), ArrowLeft: () => setFocus(focus - 1), l: () => setFocus(focus + 1), h: () => setFocus(focus - 1),
+        ArrowDown: () => setFocus(focus + columns()), ArrowUp: () => setFocus(focus - columns()),
+        x: () => toggle(), " ": () => toggle(),
+        a: () => { faces.forEach((f) => selected.add(f.id)); updateSel(); },
+        o: () => showPhoto(faces[focus]),
+        c: () => actions.confirm(), C: () => nameInput.focus(),
+        r: () => actions.reject(), Delete: () => actions.reject(), s: () => actions.split(),
+        m: () => actions.move(), g: () => actions.merge(), f: () => actions.not_a_face(), k: () => actions.skip(),
+        n: () => actions.next(), p: () => actions.prev(), u: () => actions.undo(), i: () => search.focus(),
+      };
+      if (/^[1-5]$/.test(k)) {
+        const m = suggestions.merges[Number(k) - 1];
+        if (m) { target.value = m.id; say("Target: cluster " + m.id + " (m moves the selection there, g merges it in).", "ok"); }
+        ev.preventDefault();
+        return;
+      }
+      if (keys[k]) { ev.preventDefault(); keys[k](); }
+    });
+    function toggle() {
+      const f = faces[focus];
+      if (!f) return;
+      if (selected.has(f.id)) selected.delete(f.id); else selected.add(f.id);
+      anchor = focus;
+      updateSel();
+    }
+
+    // open: the cluster, its lease, its first page of faces; then the rest
+    await loadCluster();
+    openPriority = cluster.priority; openSize = cluster.size;
+    await Promise.all([lease("acquire"), loadFaces(true)]);
+    ready("cluster");
+    document.body.dataset.openMs = String(Math.round(performance.now() - opened));
+    setInterval(() => { if (!document.hidden) lease(readOnly ? "acquire" : "renew"); }, readOnly ? 15000 : 45000);
+    loadSuggestions();
+    loadHistory();
+    api("/api/runs/" + runId + "/").then((run) => api("/api/datasets/?kind=labeled&limit=500").then((page) => {
+      labeledSets = page.results.filter((d) => run.labeled_datasets.indexOf(d.id) >= 0);
+      document.getElementById("identity-dataset").replaceChildren(...labeledSets.map((d) => el("option", {value: d.id, text: d.name})));
+    })).catch(() => {});
+    runSearch().catch(() => {});
+  }
+
+  Object.assign(fc, {homeRuns, reportPage, queuePage, clusterPage, drawReport});
+})();
