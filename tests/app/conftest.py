@@ -51,6 +51,7 @@ def celery_app_for_tests(tmp_path_factory):
             "data_folder_in": str(folder / "in"),
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # kombu's default is ./control in the cwd
             "store_processed": False,
             "polling_interval": 0.1,
         }
