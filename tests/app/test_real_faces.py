@@ -49,9 +49,11 @@ def test_att_faces_labeled(worker, staff_client, make_dataset, shared_import_roo
     assert [(r["name"], r["code"]) for r in job.result["rejected"]] == [("att_faces/README", "not_an_image")]
     assert _counts(ds["id"]) == {"pending": 0, "ok": 400, "no_face": 0, "error": 0}
     assert staff_client.get(f"/api/datasets/{ds['id']}/").json()["identity_count"] == 40
-    face = StoredImage.objects.filter(dataset_id=ds["id"], identity__name="s1").order_by("source_name").first()
+    image = StoredImage.objects.filter(dataset_id=ds["id"], identity__name="s1").order_by("source_name").first()
+    face = image.faces.get(is_primary=True)
+    assert face.identity.name == "s1"
     crop = np.asarray(Image.open(media_path(face.crop)))
-    assert crop.shape == (112, 112, 3) and (face.width, face.height) == (92, 112)
+    assert crop.shape == (112, 112, 3) and (image.width, image.height) == (92, 112)
 
 
 def test_lfw_subset_via_manifest(worker, staff_client, make_dataset, shared_import_root):
@@ -72,7 +74,8 @@ def test_lfw_subset_via_manifest(worker, staff_client, make_dataset, shared_impo
     job = wait_for_job(resp.json()["job"], timeout=600)
     assert job.state == "succeeded", job.error
     assert _counts(ds["id"]) == {"pending": 0, "ok": 150, "no_face": 0, "error": 0}
-    boxes = np.array(list(StoredImage.objects.filter(dataset_id=ds["id"]).values_list("box", flat=True)))
+    boxes = np.array(list(Face.objects.filter(dataset_id=ds["id"], is_primary=True).values_list("box", flat=True)))
+    assert len(boxes) == 150 and Face.objects.filter(dataset_id=ds["id"], identity__isnull=False).count() == 150
     centres = boxes[:, :2] + boxes[:, 2:] / 2
     # Deep-funneled LFW has the subject centred: the kept face is the central one.
     assert np.median(np.abs(centres - 125)) < 15
@@ -100,4 +103,5 @@ def test_glint_sample_unlabeled_aligned(worker, staff_client, make_dataset, shar
     # The kept crop is the original aligned crop, pixel for pixel.
     one = faces.order_by("source_name").first()
     original = np.asarray(Image.open(django_settings.IMPORT_ROOT / one.source_name).convert("RGB"))
-    assert np.array_equal(np.asarray(Image.open(media_path(one.crop))), original)
+    crop = one.faces.get().crop
+    assert np.array_equal(np.asarray(Image.open(media_path(crop))), original)

@@ -42,11 +42,16 @@ class Trace:
     bcubed_f: list[float] = field(default_factory=list)
     clusters_visited: int = 0
 
-    def summary(self, target: float = 0.99) -> dict:
-        reach = next((i for i, f in enumerate(self.pairwise_f) if f >= target), None)
+    def actions_to(self, target: float) -> int | None:
+        return next((i for i, f in enumerate(self.pairwise_f) if f >= target), None)
+
+    def summary(self, targets=(0.99,)) -> dict:
         at = lambda k: self.pairwise_f[min(k, len(self.pairwise_f) - 1)]  # noqa: E731
+        half = self.pairwise_f[0] + (1.0 - self.pairwise_f[0]) / 2
         return {"order": self.order, "actions": len(self.actions), "clusters_visited": self.clusters_visited,
-                "start_pairwise_f": self.pairwise_f[0], f"actions_to_pairwise_f_{target}": reach,
+                "start_pairwise_f": self.pairwise_f[0],
+                **{f"actions_to_pairwise_f_{t}": self.actions_to(t) for t in targets},
+                "actions_to_half_the_gap": self.actions_to(half),
                 "pairwise_f_after_100": at(100), "pairwise_f_after_500": at(500), "final_pairwise_f": self.pairwise_f[-1],
                 "final_bcubed_f": self.bcubed_f[-1], "action_counts": dict(Counter(self.actions))}
 
