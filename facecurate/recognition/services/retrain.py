@@ -182,6 +182,14 @@ def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
 def training_set(g: Gathered, opts: dict) -> tuple[TrainingSet, np.ndarray, dict]:
     """The TrainingSet, the face id of each of its rows, and the whole report (gather + build rules)."""
     ts = build_training_set(g.labeled_identity, g.unlabeled, retrain_config(opts))
+    missing = ts.report["dropped"].get("p_minus_missing", 0)
+    used = sum(ts.report["kept"].get(s, 0) for s in ("pseudo", "overlap"))
+    if opts["weighting"] == "soft" and missing and missing >= used:
+        # Soft weighting is (1 - p-)^gamma: with no p- there is nothing to weight by. Dropping those faces
+        # silently would train on the labeled set alone and call it a pseudo-label run.
+        raise JobFailed(f"soft weighting needs p-, but {missing} pseudo-labeled faces have none (their run's p- fit "
+                        f"was degenerate; see the run's uncertainty report) against {used} that do: use "
+                        "weighting 'hard', or review and confirm those clusters (confirmed clusters count as p- 0)")
     face_ids = ts.face_id.copy()
     lab = ts.source == "labeled"
     face_ids[lab] = g.labeled_face_ids[ts.row[lab]]

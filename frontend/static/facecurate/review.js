@@ -232,6 +232,35 @@
     if (report.message) box.appendChild(el("p", {"class": "muted small", text: report.message}));
   }
 
+  const ORDER_COLORS = {priority: "#1f77b4", paper: "#ff7f0e", size: "#2ca02c", random: "#7f7f7f"};
+
+  function drawCurves(box, sim) {
+    const W = 620, H = 280, L = 52, R = 12, T = 12, B = 40;
+    const all = Object.values(sim.curves).flat();
+    const xmax = Math.max(...all.map((p) => p[0]), 1);
+    const ymin = Math.min(...all.map((p) => p[1])), ymax = 1;
+    const X = (x) => L + x / xmax * (W - L - R);
+    const Y = (y) => T + (1 - (y - ymin) / ((ymax - ymin) || 1)) * (H - T - B);
+    const svg = s("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "class": "plot", "aria-label": "pairwise F per action"});
+    svg.appendChild(s("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444"}));
+    svg.appendChild(s("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#444"}));
+    for (let i = 0; i <= 4; i++) {
+      const xv = Math.round(xmax * i / 4), yv = ymin + (ymax - ymin) * i / 4;
+      svg.appendChild(s("text", {x: X(xv), y: H - B + 14, "text-anchor": "middle", "class": "tick"}, String(xv)));
+      svg.appendChild(s("text", {x: L - 4, y: Y(yv) + 3, "text-anchor": "end", "class": "tick"}, yv.toFixed(3)));
+    }
+    svg.appendChild(s("text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", "class": "axis"}, "review actions"));
+    Object.entries(sim.curves).forEach(([order, pts], i) => {
+      const color = ORDER_COLORS[order] || "#555";
+      svg.appendChild(s("polyline", {points: pts.map((p) => X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1)).join(" "),
+        fill: "none", stroke: color, "stroke-width": 2, "class": "curve", "data-curve": order}));
+      const y = T + 10 + i * 14;
+      svg.appendChild(s("line", {x1: W - R - 120, x2: W - R - 100, y1: y, y2: y, stroke: color, "stroke-width": 2}));
+      svg.appendChild(s("text", {x: W - R - 95, y: y + 4, "class": "legend"}, order));
+    });
+    box.replaceChildren(svg);
+  }
+
   async function reportPage(runId) {
     const run = await api("/api/runs/" + runId + "/");
     const c = run.counts || {}, rv = run.reviewed || {};
@@ -268,6 +297,10 @@
         if (typeof v === "number") add("clustering " + k.replace(/_/g, " "), Math.abs(v) <= 1 ? fmt(v, 4) : String(v));
       });
       box.replaceChildren(el("table", {"class": "list metrics"}, rows));
+    }
+    if (m.simulated_review && m.simulated_review.curves) {
+      document.getElementById("simulated-card").hidden = false;
+      drawCurves(document.getElementById("simulated"), m.simulated_review);
     }
     ready("report");
   }
