@@ -44,6 +44,17 @@ def _queue_ingestion(n: int):
     return ds, job
 
 
+def _start_run_unsent(monkeypatch, user, ds):
+    """A run as the API starts it, but its task not sent to the test broker (where the in-thread session
+    worker of other tests could take it): the test sends it to the worker processes' broker."""
+    from facecurate.jobs.models import Job
+    from facecurate.runs.services.start import start_run
+
+    with monkeypatch.context() as m:
+        m.setattr(Job, "enqueue", lambda self, *args: None)
+        return start_run(user, ds, [])
+
+
 def _job(job_id):
     from facecurate.jobs.models import Job
 
@@ -81,13 +92,12 @@ def test_sigkill_mid_ingestion_then_a_new_worker_finishes_it(workers):
 
 
 @pytest.mark.parametrize("workers", BROKERS, indirect=True)
-def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers, staff_user):
+def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers, staff_user, monkeypatch):
     from facecurate.datasets.models import Face
     from facecurate.recognition.models import EmbeddingFile
     from facecurate.recognition.services import artifacts
     from facecurate.recognition.services.embeddings import load_embeddings
     from facecurate.runs.models import EmbedChunk, RunFace
-    from facecurate.runs.services.start import start_run
     from pipeline.cluster import cluster
 
     ds, job = _queue_ingestion(200)
@@ -96,7 +106,7 @@ def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers,
     wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
     workers.kill(a)
 
-    run = start_run(staff_user, ds, [])  # its task went to the test broker: send it to the workers' one
+    run = _start_run_unsent(monkeypatch, staff_user, ds)
     workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
     _kill_mid_job(workers, run.job_id,
                   lambda j: 1 <= EmbedChunk.objects.filter(run=run, state="done").count() < run.chunks.count(),
@@ -118,15 +128,14 @@ def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers,
 
 
 @pytest.mark.parametrize("workers", ["filesystem"], indirect=True)
-def test_two_workers_never_run_a_stage_or_chunk_twice(workers, staff_user):
+def test_two_workers_never_run_a_stage_or_chunk_twice(workers, staff_user, monkeypatch):
     from facecurate.runs.models import EmbedChunk
-    from facecurate.runs.services.start import start_run
 
     ds, job = _queue_ingestion(120)
     workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
     workers.start("a"), workers.start("b")
     wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
-    run = start_run(staff_user, ds, [])
+    run = _start_run_unsent(monkeypatch, staff_user, ds)
     for _ in range(3):  # the same message delivered three times, as a broker may
         workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
     job = wait_until(lambda: _job(run.job_id) if _job(run.job_id).is_terminal else None, 180,

@@ -22,3 +22,12 @@ def review_priority(labels: np.ndarray, p_minus: np.ndarray, features: np.ndarra
     prio = cluster_priority(np.asarray(labels, np.int64), np.asarray(p_minus, np.float64), features,
                             rule=cfg["rule"], merge_weight=cfg["merge_weight"], merge_floor=cfg.get("merge_floor", 0.0))
     return np.nan_to_num(prio, nan=0.0)
+
+
+def members_priority(run, p_minus) -> float:
+    """The priority of one cluster holding faces with these p- (the run's rule), for review changes."""
+    p = np.asarray([np.nan if v is None else v for v in p_minus], np.float64)
+    if p.size == 0:
+        return 0.0
+    cfg = {**FALLBACK, **((run.uncertainty_report or {}).get("priority") or {}), "merge_weight": 0.0}
+    return float(review_priority(np.zeros(p.size, np.int64), p, None, cfg)[0])

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import Avg, Count, Max
 from django.utils import timezone
 
 from facecurate.datasets.models import Dataset, Identity
 from facecurate.names import BadName, normalize_name
 
 from ..models import Cluster, PipelineRun, ReviewAction, RunFace
+from .priority import members_priority
 
 LEASE_SECONDS = 120
 MAX_FACES_PER_ACTION = 5000
@@ -142,12 +143,12 @@ def _restore(c: Cluster, snap: dict) -> None:
 
 
 def refresh_stats(c: Cluster) -> None:
-    """Size, mean/max p- and priority (sum of p-, as the store stage computes it) from the members."""
-    agg = RunFace.objects.filter(cluster=c).aggregate(n=Count("id"), mean=Avg("p_minus"), mx=Max("p_minus"),
-                                                      total=Sum("p_minus"))
+    """Size, mean/max p- and priority (the run's rule, as the store stage computes it) from the members.
+    (A merge term of the rule, if one is ever chosen, is left out here: it needs every centroid.)"""
+    agg = RunFace.objects.filter(cluster=c).aggregate(n=Count("id"), mean=Avg("p_minus"), mx=Max("p_minus"))
     c.size = agg["n"]
     c.mean_p_minus, c.max_p_minus = agg["mean"], agg["mx"]
-    c.priority = float(agg["total"] or 0.0)
+    c.priority = members_priority(c.run, RunFace.objects.filter(cluster=c).values_list("p_minus", flat=True))
 
 
 def _faces(cluster: Cluster, runface_ids) -> list[RunFace]:
