@@ -4,16 +4,7 @@
   const cfg = window.FACECURATE || {};
   const SVG = "http://www.w3.org/2000/svg";
 
-  async function api(url, options) {
-    options = options || {};
-    const headers = Object.assign({"Accept": "application/json"}, options.headers || {});
-    if (options.method && options.method !== "GET") headers["X-CSRFToken"] = cfg.csrfToken;
-    const resp = await fetch(url, Object.assign({credentials: "same-origin"}, options, {headers}));
-    let body = null;
-    try { body = await resp.json(); } catch (e) { body = null; }
-    if (!resp.ok) throw new Error((body && (body.detail || JSON.stringify(body))) || resp.statusText);
-    return body;
-  }
+  const api = window.facecurate.api;  // app.js: JSON, session auth and CSRF
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
