@@ -60,8 +60,8 @@ class Quality:
     """Pairwise and BCubed F of the run's current labeling of its clustered faces."""
 
     def __init__(self, run: PipelineRun) -> None:
-        rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
-                    .values_list("id", "face_id"))
+        rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False, face__is_primary=True)
+                    .order_by("id").values_list("id", "face_id"))  # faces the ground truth names
         self.run, self.ids = run, np.array([r[0] for r in rows])
         self.truth = truth_names(np.array([r[1] for r in rows]))
         self.truth_by_rf = dict(zip(self.ids.tolist(), self.truth.tolist()))

@@ -181,12 +181,16 @@ def _jsonable(obj):
 
 
 def truth_names(face_ids: np.ndarray) -> np.ndarray:
-    """Ground truth where the source files were in one folder per person: the parent folder's name."""
-    rows = dict(Face.objects.filter(id__in=face_ids.tolist()).values_list("id", "image__source_name"))
+    """Ground truth where the source files were in one folder per person: the parent folder's name, for
+    the image's primary face only. Other faces of the photo (people in the background) have no known
+    name: they get "" and are left out of every ground-truth measure."""
+    rows = {f: (src, primary) for f, src, primary in
+            Face.objects.filter(id__in=face_ids.tolist()).values_list("id", "image__source_name", "is_primary")}
     out = []
     for f in face_ids.tolist():
-        parts = PurePosixPath(rows[f].split(":", 1)[-1].replace("\\", "/")).parts
-        out.append(norm_name(parts[-2]) if len(parts) >= 2 else f"?{f}")
+        src, primary = rows[f]
+        parts = PurePosixPath(src.split(":", 1)[-1].replace("\\", "/")).parts
+        out.append(norm_name(parts[-2]) if primary and len(parts) >= 2 else "")
     return np.array(out)
 
 

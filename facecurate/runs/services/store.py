@@ -91,11 +91,15 @@ def _metrics(run, face_ids, ov, labels) -> dict:
     from pipeline.clustering_metrics import evaluate_clustering
 
     truth = truth_names(face_ids)
+    named = truth != ""  # primary faces: the folder names them; background faces are left out
+    face_ids, truth, labels = face_ids[named], truth[named], labels[named]
+    ov = {k: (v[named] if getattr(v, "shape", None) == named.shape else v) for k, v in ov.items()}
     known = {norm_name(n) for n in identity_names(
         run.labeled_datasets.values_list("identities__id", flat=True)).values()}
     is_known = np.array([t in known for t in truth])
     state = ov["state"]
-    out: dict = {"truth": "source folder names", "known_faces": int(is_known.sum()), "unknown_faces": int((~is_known).sum())}
+    out: dict = {"truth": "source folder names (primary faces only)", "faces_without_truth": int((~named).sum()),
+                 "known_faces": int(is_known.sum()), "unknown_faces": int((~is_known).sum())}
     if is_known.any():
         out["overlap_fnr_rejected_as_miss"] = float(np.mean(state[is_known] != 1))
         out["overlap_rejected_rate"] = float(np.mean(state[is_known] == -1))
