@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -83,7 +82,7 @@ def run_size(n: int, model_path: str, kinds: list[str]) -> dict:
     from pipeline.cluster import cluster
     from pipeline.clustering_metrics import evaluate_clustering
     from pipeline.gcn import GcnModel, deoverlap, predict
-    from pipeline.knn import build_knn
+    from pipeline.knn import build_knn, resolve_index
     from pipeline.proposals import generate_proposals
 
     faiss.omp_set_num_threads(2)
@@ -107,6 +106,7 @@ def run_size(n: int, model_path: str, kinds: list[str]) -> dict:
     strong = exact_sims >= STRONG
     knn = {}
     graph = None
+    auto = resolve_index(n, "auto")
     for kind in kinds:
         t0 = time.perf_counter()
         g = build_knn(emb, K, kind)
@@ -116,7 +116,7 @@ def run_size(n: int, model_path: str, kinds: list[str]) -> dict:
                      f"recall_sim_ge_{STRONG}": round(float(found[strong].mean()), 4),
                      "peak_rss_gib": round(peak_rss_gib(), 2)}
         print(n, kind, knn[kind], flush=True)
-        if graph is None or kind == "ivf" or (kind == "flat" and "ivf" not in kinds):
+        if graph is None or kind == auto:  # features -> labels use the index the product picks at this size
             graph = g
         else:
             del g
@@ -170,7 +170,7 @@ def ensure_model(path: Path) -> str:
 def write_md(res: dict, path: Path) -> None:
     g = res["matmul_gflops"]
     lines = ["# Clustering speed and memory", "", f"Command: `{res['command']}`  ",
-             f"Machine: {res['machine']}.  ",
+             f"Machine: {json.dumps(res['machine'])}.  ",
              f"Measured float32 matmul: **{g:.1f} GFLOP/s** (NumPy, 8192x128 @ 128x32768).  ",
              f"GCN-D checkpoint: {res['model']}; k={K}; data: {res['data']}", "",
              "## kNN graph", "",
@@ -212,15 +212,20 @@ def make_notes(res: dict) -> list[str]:
         if "flat" in r["knn"]:
             f = r["knn"]["flat"]["seconds"]
             lines.append(f"  Exact (flat) search ran at {2 * n**2 * DIM / f / 1e9:.0f} GFLOP/s effective ({f} s).")
+    from pipeline.knn import AUTO_FLAT_MAX, AUTO_IVF_MAX
+
+    lines.append(f"- `build_knn(index='auto')` searches exactly up to {AUTO_FLAT_MAX:,} faces, uses IVF up to "
+                 f"{AUTO_IVF_MAX:,} and HNSW above (pipeline/knn.py). Measured here, share of the cos >= {STRONG} "
+                 "edges each index found: " + "; ".join(
+                     f"N={r['n']:,}: " + ", ".join(f"{k} {v[f'recall_sim_ge_{STRONG}'] * 100:.0f} % in {v['seconds']} s"
+                                                   for k, v in r["knn"].items()) for r in res["sizes"]) + ".")
     lines += [
-        "- `build_knn(index='auto')` searches exactly up to 20,000 faces (a second or two here), uses IVF "
-        "(nlist = 4 sqrt(N), nprobe 64) up to 200,000 (2.6x faster than HNSW at 100k, 95 % of the strong edges) "
-        "and HNSW (M=32, efSearch 64) above: at 1M IVF found only 66 % of the cos >= 0.5 edges, HNSW 95 %. "
-        "The 1M HNSW row was run separately: `bench/clustering_speed.py --one 1000000 --kinds hnsw` "
-        "(merged into the .json by hand, same machine, same session).",
-        "- The machine was shared with three other agents' jobs while this ran, so times are upper bounds.",
-        "- GCN-D timings use the checkpoint trained by bench/clustering_quality.py on LFW (128-d SFace "
-        "features), applied to synthetic vectors: quality columns are a sanity check, not a result.",
+        f"- Load average while this ran (1, 5, 15 min), read at the end: {res['machine'].get('load_average_1_5_15')}; "
+        "other jobs on the machine make times upper bounds.",
+        ("- GCN-D timings use a checkpoint this script trained on 5,000 synthetic vectors (the LFW checkpoint of "
+         "bench/clustering_quality.py was not in the cache)" if "synthetic" in str(res["model"]) else
+         "- GCN-D timings use the checkpoint bench/clustering_quality.py trained on LFW (128-d SFace features)")
+        + ", applied to synthetic vectors: quality columns are a sanity check, not a result.",
     ]
     return lines
 
@@ -246,12 +251,12 @@ def main() -> int:
         return 0
     model = ensure_model(Path(args.model))
     res = {"command": "PYTHONPATH=. .venv/bin/python bench/clustering_speed.py " + " ".join(sys.argv[1:]),
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with 3 other agents' jobs, 24 GiB RAM",
+           "machine": None,
            "matmul_gflops": round(matmul_gflops(), 1), "model": model,
            "data": "synthetic clustered unit vectors (see bench/clustering_speed.py)", "sizes": []}
     print("matmul GFLOP/s", res["matmul_gflops"], flush=True)
     for n in args.sizes:
-        kinds = ["flat", "ivf", "hnsw"] if n <= 200_000 else ["ivf"]
+        kinds = ["flat", "ivf", "hnsw"] if n <= 200_000 else ["ivf", "hnsw"]
         cmd = [sys.executable, __file__, "--one", str(n), "--model", model, "--kinds", *kinds]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -261,6 +266,10 @@ def main() -> int:
         if not line:
             raise SystemExit(f"size {n} failed (rc {proc.returncode})")
         res["sizes"].append(json.loads(line[-1][7:]))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from machine import facts
+
+    res["machine"] = facts()
     res["notes"] = make_notes(res)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
