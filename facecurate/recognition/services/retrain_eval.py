@@ -88,8 +88,9 @@ def clustering_benchmark(versions: list[RecognizerVersion], run_ids: list[int], 
         return {"skipped": "no run of this retraining has ground truth (options.truth_from_folders)"}
     out = {"runs": []}
     for run in runs:
-        ids = np.asarray(list(RunFace.objects.filter(run=run, overlap_state=0).order_by("face_id")
-                              .values_list("face_id", flat=True)), np.int64)
+        # the faces the folder names: each photo's primary face (truth_names gives the others no name)
+        ids = np.asarray(list(RunFace.objects.filter(run=run, overlap_state=0, face__is_primary=True)
+                              .order_by("face_id").values_list("face_id", flat=True)), np.int64)
         if len(ids) < 2:
             out["runs"].append({"run": run.pk, "skipped": f"{len(ids)} clustered faces"})
             continue
