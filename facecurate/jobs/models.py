@@ -123,17 +123,6 @@ class Job(models.Model):
         if save:
             self.save()
 
-    def set_progress(self, current: int, total: int | None = None, *, stage: str | None = None) -> None:
-        fields = ["progress_current", "updated_at"]
-        self.progress_current = int(current)
-        if total is not None:
-            self.progress_total = int(total)
-            fields.append("progress_total")
-        if stage is not None:
-            self.stage = stage
-            fields.append("stage")
-        self.save(update_fields=fields)
-
     def enqueue(self, task=None, *args) -> None:
         """Send ``task(job_id, *args)`` once the surrounding transaction commits (task id stored now).
 

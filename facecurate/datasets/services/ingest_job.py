@@ -69,9 +69,10 @@ def _detect_stage(ctx: JobContext, offset: int, detector, on_image, chunk_size: 
                      .select_related("dataset"))
         found = [(image, process_image(image, detector)) for image in batch]
         with transaction.atomic():
-            for image, faces in found:
-                Face.objects.filter(image=image).delete()  # a half-done earlier attempt, never visible
-                Face.objects.bulk_create(faces)
+            # faces of an image put back to pending by hand (rows commit with their image, never half)
+            Face.objects.filter(image__in=[image for image, _ in found]).delete()
+            Face.objects.bulk_create([face for _, faces in found for face in faces])
+            for image, _ in found:
                 image.save()
         done += len(batch)
         for image, _ in found:

@@ -7,6 +7,7 @@ row is updated in place, so no file is orphaned and none silently goes stale.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,17 @@ def read_npz(artifact: Artifact | str, *, verify: bool = False) -> dict[str, np.
     if version != FORMAT_VERSION:
         raise ValueError(f"artifact {rel} has format version {version}, this code reads {FORMAT_VERSION}")
     return arrays
+
+
+@lru_cache(maxsize=16)
+def _read_cached(rel: str, sha256: str) -> dict[str, np.ndarray]:
+    arrays = read_npz(rel)
+    for a in arrays.values():
+        a.setflags(write=False)  # shared between callers
+    return arrays
+
+
+def read_npz_cached(artifact: Artifact) -> dict[str, np.ndarray]:
+    """``read_npz`` for readers that come back again and again (review requests, a run's stages), kept per
+    process by the recorded sha256: an artifact rewritten and re-recorded is read anew. Arrays are read-only."""
+    return _read_cached(artifact.path, artifact.sha256)

@@ -21,7 +21,7 @@ from .versions import embedder_for
 
 def embedded_ids(dataset_id: int, version: RecognizerVersion) -> np.ndarray:
     files = EmbeddingFile.objects.filter(dataset_id=dataset_id, recognizer=version).select_related("artifact")
-    parts = [artifacts.read_npz(f.artifact)["face_ids"] for f in files]
+    parts = [artifacts.read_npz_cached(f.artifact)["face_ids"] for f in files]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
 
@@ -74,7 +74,7 @@ def load_embeddings(dataset_id: int, version: RecognizerVersion, face_ids=None) 
     files = EmbeddingFile.objects.filter(dataset_id=dataset_id, recognizer=version).select_related("artifact")
     ids, embs = [], []
     for f in files.order_by("id"):
-        arrays = artifacts.read_npz(f.artifact)
+        arrays = artifacts.read_npz_cached(f.artifact)
         ids.append(arrays["face_ids"])
         embs.append(arrays["embeddings"])
     all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)

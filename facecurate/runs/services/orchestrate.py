@@ -70,10 +70,7 @@ def plan_embedding(ctx: JobContext, run: PipelineRun) -> bool:
         for ds in datasets:
             todo = missing_faces(ds, run.recognizer)
             chunks += [EmbedChunk(run=run, dataset_id=ds, face_ids=todo[s:s + size]) for s in range(0, len(todo), size)]
-        with transaction.atomic():
-            EmbedChunk.objects.bulk_create(chunks)
-            if not chunks:  # a marker so a re-run does not plan again
-                _mark(run, "embed", faces=0, chunks=0)
+        EmbedChunk.objects.bulk_create(chunks)
         total = sum(len(c.face_ids) for c in chunks)
         _mark(run, "embed", faces=total, chunks=len(chunks))
         ctx.progress(0, total, stage="embed", force=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.uncertainty import cluster_priority
-
-FALLBACK = {"rule": "expected_wrong", "merge_weight": 0.0, "merge_floor": 0.0}
+from pipeline.uncertainty.core import DEFAULT_PRIORITY as FALLBACK
 
 
 def review_priority(labels: np.ndarray, p_minus: np.ndarray, features: np.ndarray | None = None,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import json
-from functools import lru_cache
 
 import numpy as np
 from django.db.models import Q
@@ -72,16 +71,11 @@ def cluster_faces(cluster: Cluster):
             .order_by("-p_minus", "id"))
 
 
-@lru_cache(maxsize=8)
-def _npz(rel: str, sha: str) -> dict:
-    return artifacts.read_npz(rel)
-
-
 def run_artifact(run: PipelineRun, name: str) -> dict | None:
     from facecurate.recognition.models import Artifact
 
     art = Artifact.objects.filter(path=art_rel(run, name)).first()
-    return _npz(art.path, art.sha256) if art else None
+    return artifacts.read_npz_cached(art) if art else None
 
 
 def current_centroid(cluster: Cluster) -> np.ndarray | None:
