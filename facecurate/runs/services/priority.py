@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.uncertainty import cluster_priority
-from pipeline.uncertainty.core import DEFAULT_PRIORITY as FALLBACK
-
 
 def review_priority(labels: np.ndarray, p_minus: np.ndarray, features: np.ndarray | None = None,
                     config: dict | None = None) -> np.ndarray:
     """(K,) priority per cluster label 0..K-1 (0 for a label with no face)."""
-    cfg = {**FALLBACK, **(config or {})}
+    from pipeline.uncertainty import cluster_priority  # (imports torch: not at the web server's start)
+    from pipeline.uncertainty.core import DEFAULT_PRIORITY
+
+    cfg = {**DEFAULT_PRIORITY, **(config or {})}
     if cfg.get("merge_weight") and features is None:
         raise ValueError("the priority rule has a merge term: pass the features")
     prio = cluster_priority(np.asarray(labels, np.int64), np.asarray(p_minus, np.float64), features,
@@ -28,5 +28,5 @@ def members_priority(run, p_minus) -> float:
     p = np.asarray([np.nan if v is None else v for v in p_minus], np.float64)
     if p.size == 0:
         return 0.0
-    cfg = {**FALLBACK, **((run.uncertainty_report or {}).get("priority") or {}), "merge_weight": 0.0}
+    cfg = {**((run.uncertainty_report or {}).get("priority") or {}), "merge_weight": 0.0}
     return float(review_priority(np.zeros(p.size, np.int64), p, None, cfg)[0])

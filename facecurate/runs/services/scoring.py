@@ -44,12 +44,12 @@ def class_means(embeddings: np.ndarray, identity: np.ndarray) -> ClassMeans:
 
 def max_logits(cm: ClassMeans, emb: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(max cosine to a class mean, index of that class) per row."""
+    from pipeline.recognizer import max_logit_and_argmax  # (torch: imported in workers only)
+
     best = np.empty(len(emb), np.float32)
     arg = np.empty(len(emb), np.int64)
     for s in range(0, len(emb), chunk):
-        sims = emb[s:s + chunk] @ cm.means.T
-        arg[s:s + chunk] = sims.argmax(1)
-        best[s:s + chunk] = sims[np.arange(len(sims)), arg[s:s + chunk]]
+        best[s:s + chunk], arg[s:s + chunk] = max_logit_and_argmax(emb[s:s + chunk] @ cm.means.T)
     return best, arg
 
 
