@@ -1,14 +1,13 @@
 """Real-face datasets with real crops on disk (so retraining can read them) and a finished pipeline run
 built from the real pipeline functions (infomap clusters and p- on cached SFace features).
 
-* labeled: LFW identities (aligned crops from ``$FACECURATE_CACHE/crops/lfw_crops.npz``), PNGs written
+* labeled: LFW identities (detected and aligned from ../shared/data here), PNGs written
   under MEDIA_ROOT like ingestion writes them;
 * unlabeled: glint-sample people that are not in the labeled set (their files are aligned 112x112 crops,
   copied as the faces' crops), source names ``<Person>/<file>`` so the folders give ground truth.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,21 +15,27 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from tests.conftest import ROOT, reference_features, shared_path
+from tests.conftest import reference_features, shared_path
 
-CROP_CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache")) / "crops" / "lfw_crops.npz"
 LFW_PEOPLE = ["Alvaro_Uribe", "Andre_Agassi", "Ari_Fleischer", "Bill_Gates", "Guillermo_Coria",
               "Jennifer_Capriati", "John_Ashcroft", "Kofi_Annan"]
 GLINT_PEOPLE = ["Hugh Laurie", "James Spader", "Miley Cyrus", "Simon Cowell", "Tina Fey"]
 
 
 def lfw_crops(names, per_person: int):
-    if not CROP_CACHE.is_file():
-        pytest.skip(f"no aligned LFW crops at {CROP_CACHE} (bench/finetune_sface.py writes them)")
-    with np.load(CROP_CACHE, allow_pickle=False) as z:
-        paths = z["paths"]
-        want = [i for n in names for i in np.flatnonzero(np.char.startswith(paths, n + "/"))[:per_person]]
-        return paths[want].tolist(), z["crops"][want]
+    """(relative paths, aligned BGR crops) of the first ``per_person`` LFW images of each person, detected
+    and aligned here (a second for these few) as the product's detector does."""
+    from pipeline.faces import detect_and_align, read_image
+
+    root = shared_path("lfw", "images_deepfunneled")
+    paths, crops = [], []
+    for name in names:
+        for img in sorted((root / name).glob("*.jpg"))[:per_person]:
+            crop = detect_and_align(read_image(img)).crop
+            assert crop is not None, f"no face found in {img}"
+            paths.append(f"{name}/{img.name}")
+            crops.append(crop)
+    return paths, np.stack(crops)
 
 
 def _write_png(rel: str, bgr: np.ndarray) -> None:
