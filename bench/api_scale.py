@@ -295,7 +295,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.child:
         return child(args)
-    from machine import facts
+    from bench.harness import facts, write_results
 
     results = []
     for backend in args.backends.split(","):
@@ -309,8 +309,7 @@ def main() -> None:
         print(backend, "done", flush=True)
     result = {"command": "bench/api_scale.py " + " ".join(sys.argv[1:]), "args": vars(args),
               "machine": facts(**_versions()), "backends": results}
-    (RESULTS / "api_scale.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "api_scale.md").write_text(_md(result))
+    write_results("api_scale", result, _md(result))
     print(_md(result))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.extract_reference_features import CACHE  # noqa: E402
 
-from pipeline.cluster import METHODS, cluster  # noqa: E402
-from pipeline.clustering_metrics import evaluate_clustering  # noqa: E402
+from pipeline.clustering.methods import METHODS, cluster  # noqa: E402
+from pipeline.clustering.metrics import evaluate_clustering  # noqa: E402
 from pipeline.features import load_features  # noqa: E402
-from pipeline.gcn import GcnConfig, train_gcn  # noqa: E402
-from pipeline.knn import build_knn  # noqa: E402
-from pipeline.proposals import ProposalConfig  # noqa: E402
+from pipeline.clustering.gcn import GcnConfig, train_gcn  # noqa: E402
+from pipeline.clustering.knn import build_knn  # noqa: E402
+from pipeline.clustering.proposals import ProposalConfig  # noqa: E402
 
 FEATURES = CACHE / "features"  # honours FACECURATE_CACHE
 RESULTS = ROOT / "bench" / "results"
@@ -159,13 +158,19 @@ def run(args) -> dict:
         "gcn_config": cfg.to_dict(),
         "table": table,
         "tuning": tuning,
-        "machine": f"{platform.processor() or platform.machine()}, 2 CPU cores shared with 3 other jobs, torch {torch.__version__}",
+        "machine": facts(torch_threads=torch.get_num_threads()),
     }
+
+
+def facts(**extra) -> dict:
+    from bench.harness import facts as machine_facts
+
+    return machine_facts(**extra)
 
 
 def make_notes(res: dict) -> list[str]:
     """Why DEFAULT_METHOD is what it is, from the measured table."""
-    from pipeline.cluster import DEFAULT_METHOD
+    from pipeline.clustering.methods import DEFAULT_METHOD
 
     tuned = [r for r in res["table"] if r["note"].startswith("tuned")]
     lines = ["## Default method", ""]

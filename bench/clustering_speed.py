@@ -79,11 +79,11 @@ def run_size(n: int, model_path: str, kinds: list[str]) -> dict:
     import faiss
     import torch
 
-    from pipeline.cluster import cluster
-    from pipeline.clustering_metrics import evaluate_clustering
-    from pipeline.gcn import GcnModel, deoverlap, predict
-    from pipeline.knn import build_knn, resolve_index
-    from pipeline.proposals import generate_proposals
+    from pipeline.clustering.methods import cluster
+    from pipeline.clustering.metrics import evaluate_clustering
+    from pipeline.clustering.gcn import GcnModel, deoverlap, predict
+    from pipeline.clustering.knn import build_knn, resolve_index
+    from pipeline.clustering.proposals import generate_proposals
 
     faiss.omp_set_num_threads(2)
     torch.set_num_threads(2)
@@ -158,7 +158,7 @@ def ensure_model(path: Path) -> str:
     """The GCN-D checkpoint from the quality bench, else a small one trained on synthetic faces."""
     if path.is_file():
         return str(path)
-    from pipeline.gcn import GcnConfig, train_gcn
+    from pipeline.clustering.gcn import GcnConfig, train_gcn
 
     emb, labels = synthetic(5000, seed=7)
     model = train_gcn(emb, labels, GcnConfig(in_dim=DIM, epochs=5))
@@ -212,7 +212,7 @@ def make_notes(res: dict) -> list[str]:
         if "flat" in r["knn"]:
             f = r["knn"]["flat"]["seconds"]
             lines.append(f"  Exact (flat) search ran at {2 * n**2 * DIM / f / 1e9:.0f} GFLOP/s effective ({f} s).")
-    from pipeline.knn import AUTO_FLAT_MAX, AUTO_IVF_MAX
+    from pipeline.clustering.knn import AUTO_FLAT_MAX, AUTO_IVF_MAX
 
     lines.append(f"- `build_knn(index='auto')` searches exactly up to {AUTO_FLAT_MAX:,} faces, uses IVF up to "
                  f"{AUTO_IVF_MAX:,} and HNSW above (pipeline/knn.py). Measured here, share of the cos >= {STRONG} "
@@ -266,8 +266,7 @@ def main() -> int:
         if not line:
             raise SystemExit(f"size {n} failed (rc {proc.returncode})")
         res["sizes"].append(json.loads(line[-1][7:]))
-    sys.path.insert(0, str(ROOT / "bench"))
-    from machine import facts
+    from bench.harness import facts
 
     res["machine"] = facts()
     res["notes"] = make_notes(res)

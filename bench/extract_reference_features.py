@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.embedders import OnnxEmbedder  # noqa: E402
-from pipeline.extract import extract_features, list_images  # noqa: E402
+from pipeline.recognition.embedders import OnnxEmbedder  # noqa: E402
+from pipeline.recognition.extraction import extract_features, list_images  # noqa: E402
 from pipeline.features import save_features  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

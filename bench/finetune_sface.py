@@ -6,13 +6,13 @@
 Split: LFW identities with >= ``--min-images`` images (default 4: 610 identities, 6,733 images),
 shuffled by ``--seed``; the first half trains, the second half tests. ``--max-train-ids`` /
 ``--max-test-ids`` take a seeded subset of each half (defaults: 40 / 40 on CPU, all on CUDA).
-Faces are detected and aligned with ``pipeline.faces`` (in threads) and kept in a crop cache
+Faces are detected and aligned with ``pipeline.recognition.faces`` (in threads) and kept in a crop cache
 (``$FACECURATE_CACHE/crops/lfw_crops.npz``) so later runs skip detection.
 
 For each ``--trainable-blocks`` value (comma-separated; 15 = the whole network) the script
-fine-tunes SFace with ``pipeline.train.train_on_crops`` (CosFace, class-mean classifier start,
+fine-tunes SFace with ``pipeline.recognition.training.train_on_crops`` (CosFace, class-mean classifier start,
 frozen BatchNorm; the frozen trunk's activations are cached on CPU) and scores the test half with
-``pipeline.evaluate`` (TAR at FAR over all pairs, rank-1/5 identification) against the pretrained
+``pipeline.evaluation.verification`` (TAR at FAR over all pairs, rank-1/5 identification) against the pretrained
 SFace. With ``--pairs`` (default on CUDA) it also runs the LFW pairs protocol on all 6,000 pairs and
 on the pairs with no training-half identity. Writes ``bench/results/finetune_sface_<device>.json``
 with timings (faces/s) and the machine's facts.
@@ -35,12 +35,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluate import evaluate_features, read_lfw_pairs, summary  # noqa: E402
-from pipeline.faces import FaceDetector, detect_and_align, read_image  # noqa: E402
+from pipeline.evaluation.verification import evaluate_features, read_lfw_pairs, summary  # noqa: E402
+from pipeline.recognition.faces import FaceDetector, detect_and_align, read_image  # noqa: E402
 from pipeline.features import FeatureSet, atomic_save_npz  # noqa: E402
-from pipeline.recognizer import TorchEmbedder, load_recognizer  # noqa: E402
-from pipeline.sface_torch import NUM_STAGES, SFaceTorchEmbedder, load_sface_torch  # noqa: E402
-from pipeline.train import TrainConfig, load_checkpoint, train_on_crops  # noqa: E402
+from pipeline.recognition.models import TorchEmbedder, load_recognizer  # noqa: E402
+from pipeline.recognition.sface_torch import NUM_STAGES, SFaceTorchEmbedder, load_sface_torch  # noqa: E402
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.training import TrainConfig, train_on_crops  # noqa: E402
 
 DATA = Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache"))

@@ -1,5 +1,5 @@
 """Controlled overlap split on real faces (paper Sec. 4.2): false positive / negative rates of Otsu alone and of the
-Weibull thresholds (pipeline.overlap.separate_overlap).
+Weibull thresholds (pipeline.overlap.separation.separate_overlap).
 
 Protocol (per seed):
 
@@ -11,7 +11,7 @@ Protocol (per seed):
   disjoint; its 18 LFW identities are matched by name, "First Last" -> "First_Last").
 - Scores: max cosine logit over the labeled classes and its arg-max. ``--classifier prototype``: a cosine classifier
   whose weights are the L2-normalised class means of the labeled SFace features; ``--classifier mlp``: the
-  project's CosFace MLP head (pipeline.train.train, TrainConfig(backbone='mlp')) trained on the labeled features.
+  project's CosFace MLP head (pipeline.recognition.training.train, TrainConfig(backbone='mlp')) trained on the labeled features.
 
 Rates: FPR = disjoint faces marked overlap / all disjoint faces; FNR = overlap faces marked disjoint / all overlap
 faces (the paper's definition: a false positive wrongly merges a new identity into a labeled class). Rejected faces are
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.extract_reference_features import CACHE  # noqa: E402
 
-from pipeline.evt_plots import plot_report  # noqa: E402
+from pipeline.overlap.plots import plot_report  # noqa: E402
 from pipeline.features import FeatureSet, l2_normalize, load_features  # noqa: E402
-from pipeline.overlap import DISJOINT, OVERLAP, REJECTED, otsu_states, separate_overlap  # noqa: E402
+from pipeline.overlap.separation import DISJOINT, OVERLAP, REJECTED, otsu_states, separate_overlap  # noqa: E402
 
 FEATURES = CACHE / "features"  # honours FACECURATE_CACHE
 RESULTS = ROOT / "bench" / "results"
@@ -93,8 +93,8 @@ def prototype_scores(train: FeatureSet, emb: np.ndarray):
 def mlp_scores(train: FeatureSet, emb: np.ndarray, seed: int, epochs: int):
     import torch
 
-    from pipeline.recognizer import class_logits, load_recognizer, max_logit_and_argmax
-    from pipeline.train import TrainConfig, train as train_head
+    from pipeline.recognition.models import class_logits, load_recognizer, max_logit_and_argmax
+    from pipeline.recognition.training import TrainConfig, train as train_head
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,12 +29,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.embedders import OnnxEmbedder  # noqa: E402
-from pipeline.evaluate import evaluate_features, lfw_verification, plot_roc, summary, tar_at_far  # noqa: E402
-from pipeline.faces import FaceDetector, detect_and_align, read_image  # noqa: E402
+from pipeline.recognition.embedders import OnnxEmbedder  # noqa: E402
+from pipeline.evaluation.verification import evaluate_features, lfw_verification, plot_roc, summary, tar_at_far  # noqa: E402
+from pipeline.recognition.faces import FaceDetector, detect_and_align, read_image  # noqa: E402
 from pipeline.features import FeatureSet, load_features  # noqa: E402
-from pipeline.recognizer import MobileFaceNet, load_recognizer  # noqa: E402
-from pipeline.train import TrainConfig, load_checkpoint, train, train_on_crops  # noqa: E402
+from pipeline.recognition.models import MobileFaceNet, load_recognizer  # noqa: E402
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.training import TrainConfig, train, train_on_crops  # noqa: E402
 
 DATA = Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 from bench.extract_reference_features import CACHE  # noqa: E402
@@ -225,7 +226,7 @@ def markdown(r: dict) -> str:
         f"| MobileFaceNet (width 1) forward, batch 64, torch CPU | {tp['mobilefacenet_w1_cpu_forward_faces_per_s']} |",
         f"| whole-LFW extraction run (bench/extract_reference_features.py) | {r['lfw_extraction'].get('images_per_s')} |",
         "",
-        f"## CosFace MLP head on half of LFW", "",
+        "## CosFace MLP head on half of LFW", "",
         f"Identities with >= {sp['min_images']} images: {sp['eligible_identities']} ({sp['eligible_images']} images). "
         f"Sorted names, alternating: train {sp['train_identities']} ids / {sp['train_images']} images, "
         f"test {sp['test_identities']} ids / {sp['test_images']} images.", "",

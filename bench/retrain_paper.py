@@ -16,9 +16,9 @@ Model: pretrained SFace (the parent); each row fine-tunes its **last stage only*
 ``trainable_blocks=1``) with CosFace (s=64, m=0.35), loss weighted per face, on SFace's frozen trunk
 activations computed once for every face (no flip augmentation, so the cache is used as is).
 Pseudo-labels come from the parent's features as the product's run makes them: overlap separation
-(``pipeline.overlap.separate_overlap`` on max cosine logits to the labeled class means), Infomap
-(``pipeline.cluster``), p- (``pipeline.uncertainty.clustering_uncertainty``), and the training set
-from ``pipeline.retrain_set.build_training_set`` (clusters >= 2 faces, at most 50 faces each).
+(``pipeline.overlap.separation.separate_overlap`` on max cosine logits to the labeled class means), Infomap
+(``pipeline.clustering.methods``), p- (``pipeline.uncertainty.clustering_uncertainty``), and the training set
+from ``pipeline.retraining.training_set.build_training_set`` (clusters >= 2 faces, at most 50 faces each).
 
 Rows: parent; labeled only; + pseudo-labels hard; + soft gamma 1; + soft gamma 2; naive (no overlap
 separation: every unlabeled face clustered, overlap people become duplicate classes); oracle-corrected
@@ -31,9 +31,7 @@ bench/finetune_sface.py's CPU run (lr 1e-4, batch 32) with 3 epochs, fixed befor
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,17 +43,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pipeline.train as train_mod  # noqa: E402
-from pipeline.cluster import cluster  # noqa: E402
-from pipeline.clustering_metrics import evaluate_clustering  # noqa: E402
-from pipeline.evaluate import evaluate_features, summary  # noqa: E402
-from pipeline.faces import read_image  # noqa: E402
+import pipeline.recognition.training as train_mod  # noqa: E402
+from pipeline.clustering.methods import cluster  # noqa: E402
+from pipeline.clustering.metrics import evaluate_clustering  # noqa: E402
+from pipeline.evaluation.verification import evaluate_features, summary  # noqa: E402
+from pipeline.recognition.faces import read_image  # noqa: E402
 from pipeline.features import FeatureSet, l2_normalize, load_features  # noqa: E402
-from pipeline.overlap import separate_overlap  # noqa: E402
-from pipeline.recognizer import build_model  # noqa: E402
-from pipeline.retrain_set import RetrainConfig, UnlabeledFaces, build_training_set  # noqa: E402
-from pipeline.sface_torch import cache_trunk_activations, load_sface_torch, split_for_finetune  # noqa: E402
-from pipeline.train import TrainConfig, load_checkpoint, train_on_crops  # noqa: E402
+from pipeline.overlap.separation import separate_overlap  # noqa: E402
+from pipeline.recognition.models import build_model  # noqa: E402
+from pipeline.retraining.training_set import RetrainConfig, UnlabeledFaces, build_training_set  # noqa: E402
+from pipeline.recognition.sface_torch import cache_trunk_activations, load_sface_torch, split_for_finetune  # noqa: E402
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.training import TrainConfig, train_on_crops  # noqa: E402
 from pipeline.uncertainty import clustering_uncertainty  # noqa: E402
 
 DATA = Path(os.environ.get("FACECURATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -126,9 +125,9 @@ def score(backbone, acts, sets: dict, unl_idx, unl_truth) -> dict:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+    from bench.harness import facts
+
+    return facts(torch_threads=torch.get_num_threads(), load_average_1min=round(os.getloadavg()[0], 2))
 
 
 def main() -> None:
@@ -276,9 +275,9 @@ def main() -> None:
             np.ones(n_lab + len(i_unl), np.float32), {})
     res["rows"] = rows
     res["total_seconds"] = round(time.perf_counter() - t_all, 1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "retrain_paper.json").write_text(json.dumps(res, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    (OUT / "retrain_paper.md").write_text(markdown(res))
+    from bench.harness import write_results
+
+    write_results("retrain_paper", res, markdown(res), out_dir=OUT)
     print(f"wrote {OUT / 'retrain_paper.json'} in {res['total_seconds']} s", flush=True)
 
 
@@ -296,7 +295,7 @@ def markdown(res: dict) -> str:
              f"Overlap separation on the unlabeled part: {res['overlap']}.", "",
              f"Oracle: {res['oracle']}.", "",
              f"p- fits: {res['p_minus']}. A degenerate fit leaves p- NaN, and the soft rule of "
-             "pipeline.retrain_set drops faces with no p- estimate (p_minus_missing), so a soft row then trains "
+             "pipeline.retraining.training_set drops faces with no p- estimate (p_minus_missing), so a soft row then trains "
              "on the labeled part only.", "",
              "| row | pseudo faces | pseudo classes | pseudo pair precision | " + " | ".join(f"{a} {b}" for a, b in keys)
              + " | unlabeled re-clustered pairwise F |",

@@ -21,9 +21,7 @@ Writes bench/results/review_ui.json and review_ui.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -41,15 +39,9 @@ PASSWORD = "bench-password-1"
 
 
 def machine() -> dict:
-    mem = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        k, v = line.split(":", 1)
-        mem[k] = v.strip()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(int(mem["MemTotal"].split()[0]) / 2 ** 20, 1),
-            "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3], "python": platform.python_version(),
-            "platform": platform.platform(), "database": "SQLite (WAL), fresh file"}
+    from bench.harness import facts
+
+    return facts(database="SQLite (WAL), fresh file")
 
 
 def populate(media: Path, n_faces: int, n_clusters: int, seed: int = 0) -> dict:
@@ -274,10 +266,9 @@ def main() -> None:
     result = {"machine": facts, "data": made, "repeats": args.repeats, "server": "gunicorn, 2 workers, SQLite",
               "cluster_1000_faces": summarize(cluster), "queue_100k_clusters": summarize(queue), "api": api,
               "command": "PYTHONPATH=. FACECURATE_CACHE=/work/main/.cache .venv/bin/python bench/review_ui.py"}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "review_ui.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "review_ui.md").write_text(markdown(result))
+    from bench.harness import write_results
+
+    write_results("review_ui", result, markdown(result), out_dir=Path(args.out))
     print(markdown(result))
 
 
@@ -290,8 +281,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Review UI: time to first paint and to interactive", "",
         f"Command: `{r['command']}`  ",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared with other agents' jobs; load average at start "
-        f"{' '.join(m['loadavg_at_start'])}), {m['ram_gib']} GiB RAM; Chromium {m.get('chromium', '?')} headless; "
+        f"Machine: {m['cpu']}, {m['cpu_count']} cores (load average 1/5/15 min at start "
+        f"{m['load_average_1_5_15']}), {m['memory_gib']} GiB RAM; Chromium {m.get('chromium', '?')} headless; "
         f"{r['server']}.  ",
         f"Each page opened {r['repeats']} times in a fresh browser context after one warm-up; median (min–max), ms "
         "from navigation start.", "",

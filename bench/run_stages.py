@@ -78,7 +78,6 @@ def _ingest(env, user) -> dict:
     from django.db import transaction
 
     from facecurate.datasets.models import Dataset, Face
-    from facecurate.datasets.services import ingest
     from facecurate.jobs.models import Job
 
     unl = Dataset.objects.create(name="lfw-all", kind="unlabeled")
@@ -137,7 +136,7 @@ def _one_run(env, user, unl, lab, n_workers: int) -> dict:
 
 
 def _reset_embeddings() -> None:
-    from facecurate.recognition.models import Artifact, EmbeddingFile
+    from facecurate.recognition.models import EmbeddingFile
     from facecurate.recognition.services.artifacts import artifact_path
 
     for ef in EmbeddingFile.objects.select_related("artifact"):
@@ -178,7 +177,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from facecurate.accounts.roles import create_user
-    from machine import facts
+    from bench.harness import facts, write_results
 
     call_command("migrate", verbosity=0)
     user, _ = create_user("bench", role="staff")
@@ -187,9 +186,7 @@ def main() -> None:
     _reset_embeddings()
     runs.append(_one_run(env, user, unl, lab, 2))
     result = {"command": "bench/run_stages.py", "machine": facts(), "ingest": ingest, "runs": runs}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "run_stages.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "run_stages.md").write_text(_md(result))
+    write_results("run_stages", result, _md(result))
     print(_md(result))
 
 

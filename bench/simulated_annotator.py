@@ -142,7 +142,7 @@ def main() -> None:
     _setup()
     from facecurate.accounts.roles import create_user
     from facecurate.runs.services.simulate import ORDERS, Annotator, Quality, reset_review
-    from machine import facts
+    from bench.harness import facts, write_results
 
     user, _ = create_user("simulated", role="annotator")
     targets = [float(t) for t in args.targets.split(",")]
@@ -167,9 +167,7 @@ def main() -> None:
             ok = {o: s[key] for o, s in entry["summaries"].items() if s[key] is not None}
             entry["best_order"][key] = sorted(o for o in ok if ok[o] == min(ok.values())) if ok else None
         result["sets"][name] = entry
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "simulated_annotator.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "simulated_annotator.md").write_text(_md(result))
+    write_results("simulated_annotator", result, _md(result))
     _plot(result, RESULTS / "simulated_annotator.png")
     print(_md(result))
 

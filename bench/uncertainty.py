@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -37,11 +36,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.harness import facts  # noqa: E402
 
 from bench.clustering_quality import split_identities  # noqa: E402
 from bench.extract_reference_features import CACHE  # noqa: E402
 
-from pipeline.cluster import DEFAULT_METHOD, cluster  # noqa: E402
+from pipeline.clustering.methods import DEFAULT_METHOD, cluster  # noqa: E402
 from pipeline.features import load_features  # noqa: E402
 from pipeline.uncertainty.calibrated import design  # noqa: E402
 from pipeline.uncertainty import (  # noqa: E402
@@ -370,7 +370,7 @@ def run(args) -> dict:
         "criteria": {"clearly_better": f"AP >= {CLEAR_MARGIN} x best baseline AP",
                      "calibrated": f"max |mean predicted - observed| <= {MAX_CAL_DEV} over calibration bins with "
                                    ">= 30 faces"},
-        "machine": f"{platform.platform()}, 2 CPU threads, torch {torch.__version__}",
+        "machine": facts(torch_threads=torch.get_num_threads()),
     }
 
 

@@ -10,9 +10,9 @@ import logging
 import sys
 
 COMMAND_MODULES = (
-    "pipeline.cli_recognizer",  # embed, train, evaluate
-    "pipeline.cli_evt",  # separate-overlap, uncertainty
-    "pipeline.cli_cluster",  # knn, train-gcn, cluster, evaluate-clustering
+    "pipeline.cli.recognizer",  # embed, train, evaluate
+    "pipeline.cli.overlap",  # separate-overlap, uncertainty
+    "pipeline.cli.clustering",  # knn, train-gcn, cluster, evaluate-clustering
 )
 
 

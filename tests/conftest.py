@@ -43,8 +43,8 @@ def reference_features(name: str):
     if not path.is_file():
         if name != "att":
             pytest.skip(f"no cached SFace features at {path} (run bench/extract_reference_features.py {name})")
-        from pipeline.embedders import OnnxEmbedder
-        from pipeline.extract import extract_features, list_images
+        from pipeline.recognition.embedders import OnnxEmbedder
+        from pipeline.recognition.extraction import extract_features, list_images
 
         paths, labels = list_images(shared_path("att_faces"), labeled=True)
         save_features(path, extract_features(paths, OnnxEmbedder(), labels=labels).features)

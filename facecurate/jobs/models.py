@@ -128,7 +128,7 @@ class Job(models.Model):
 
         ``task`` is a Celery task or a task name; by default the task registered for ``kind``.
         """
-        from facecurate.celery import app
+        from celery import current_app as app  # the project's app (facecurate/__init__ loads it)
 
         task = task or KIND_TASKS[self.kind]
         self.task_id = str(uuid.uuid4())

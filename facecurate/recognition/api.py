@@ -11,14 +11,12 @@ from rest_framework.response import Response
 
 from facecurate.accounts.permissions import IsStaffRole
 from facecurate.jobs.models import Job
-from facecurate.runs.api import RecognizerViewSet as BaseRecognizerViewSet
-from facecurate.runs.serializers import RecognizerSerializer
 
 from .models import RecognizerVersion
-from .serializers import RetrainCreateSerializer, RetrainingSerializer
+from .serializers import RecognizerSerializer, RetrainCreateSerializer, RetrainingSerializer
 from .services.retrain import RetrainRequestError, start_retraining
 from .services.retrain_eval import compare
-from .services.versions import active_version
+from .services.versions import active_version, promote
 
 Comparison = inline_serializer("Comparison", {
     "a": serializers.IntegerField(), "b": serializers.IntegerField(), "evaluated_on": serializers.IntegerField(),
@@ -68,9 +66,17 @@ class RetrainingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                          "comparison": comparison})
 
 
-class RecognizerViewSet(BaseRecognizerViewSet):
+class RecognizerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Recognizer versions; exactly one is active (new runs use it). Staff promote a version; anyone with a
     role compares two versions on the benchmarks one was evaluated on."""
+
+    queryset = RecognizerVersion.objects.all()
+    serializer_class = RecognizerSerializer
+
+    @extend_schema(request=None, responses={200: RecognizerSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
+    def promote(self, request, pk=None):
+        return Response(RecognizerSerializer(promote(self.get_object())).data)
 
     @extend_schema(parameters=[OpenApiParameter("with", int, description="the other version (default: the parent)")],
                    responses={200: Comparison, 409: None})

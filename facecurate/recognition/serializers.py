@@ -12,6 +12,15 @@ from .models import RecognizerVersion
 from .services.retrain import DEFAULTS
 
 
+class RecognizerSerializer(serializers.ModelSerializer):
+    parent = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = RecognizerVersion
+        fields = ["id", "name", "kind", "parent", "config", "metrics", "training_summary", "is_active", "created_at"]
+        read_only_fields = fields
+
+
 class RetrainCreateSerializer(serializers.Serializer):
     parent = serializers.PrimaryKeyRelatedField(queryset=RecognizerVersion.objects.all(), required=False,
                                                 allow_null=True, help_text="Default: the active version.")

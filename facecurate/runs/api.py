@@ -12,8 +12,6 @@ from facecurate.accounts.permissions import IsAnnotator, IsStaffRole
 from facecurate.datasets.models import Face
 from facecurate.datasets.serializers import media_url
 from facecurate.jobs.services import JobConflict, cancel_job
-from facecurate.recognition.models import RecognizerVersion
-from facecurate.recognition.services.versions import promote
 
 from .models import Cluster, PipelineRun, ReviewAction
 from .serializers import (
@@ -31,7 +29,6 @@ from .serializers import (
     ReviewOutcomeSerializer,
     SkipRequest,
     SplitRequest,
-    RecognizerSerializer,
     RunCreateSerializer,
     RunFaceSerializer,
     RunReportSerializer,
@@ -263,18 +260,6 @@ class ClusterViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         idents = [{"identity": i["identity"], "name": i["name"], "score": i["score"],
                    "thumbnails": [media_url(thumbs[f]) for f in i["faces"]]} for i in s["identities"]]
         return Response({"merges": merges, "identities": idents})
-
-
-class RecognizerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Recognizer versions; exactly one is active (new runs use it). Staff promote a version."""
-
-    queryset = RecognizerVersion.objects.all()
-    serializer_class = RecognizerSerializer
-
-    @extend_schema(request=None, responses={200: RecognizerSerializer})
-    @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
-    def promote(self, request, pk=None):
-        return Response(RecognizerSerializer(promote(self.get_object())).data)
 
 
 class ReviewActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

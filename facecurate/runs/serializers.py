@@ -96,15 +96,6 @@ class RunFaceSerializer(serializers.ModelSerializer):
         return media_url(rf.face.image.file)
 
 
-class RecognizerSerializer(serializers.ModelSerializer):
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)
-
-    class Meta:
-        model = RecognizerVersion
-        fields = ["id", "name", "kind", "parent", "config", "metrics", "training_summary", "is_active", "created_at"]
-        read_only_fields = fields
-
-
 class ReviewActionSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)

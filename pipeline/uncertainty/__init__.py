@@ -8,7 +8,7 @@
 - :mod:`.paper`: the paper's literal Otsu + Weibull p- (``PMinusConfig(method="paper")``);
 - :mod:`.scores`: average precision, calibration tables, baseline scores, :func:`cluster_priority`.
 """
-from .calibrated import (
+from pipeline.uncertainty.calibrated import (
     CALIBRATION_PATH,
     Calibrator,
     LogisticPart,
@@ -18,9 +18,9 @@ from .calibrated import (
     load_calibrator,
     mixture_p_minus,
 )
-from .core import DEFAULT_PRIORITY, UncertaintyResult, clustering_uncertainty, cross_fit_folds, wrongly_clustered
-from .paper import MARGIN_LABELS, P_MINUS_METHODS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
-from .scores import (
+from pipeline.uncertainty.core import DEFAULT_PRIORITY, UncertaintyResult, clustering_uncertainty, cross_fit_folds, wrongly_clustered
+from pipeline.uncertainty.paper import MARGIN_LABELS, P_MINUS_METHODS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
+from pipeline.uncertainty.scores import (
     CALIBRATION_BINS,
     PRIORITY_RULES,
     ap_report,
@@ -32,7 +32,7 @@ from .scores import (
     nearest_cluster_similarity,
     precision_recall,
 )
-from .softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
+from pipeline.uncertainty.softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
 
 __all__ = [
     "SoftmaxConfig", "SoftmaxModel", "fit_softmax", "softmax_scores",

@@ -33,7 +33,7 @@ and regularisation chosen on an inner split of that half, and shipped in ``pipel
 (:func:`load_calibrator`). At run time the product has no ground truth; it applies these fixed parameters.
 
 :func:`mixture_p_minus` is the unsupervised alternative: the posterior of the low component of the two-component
-Weibull mixture (:func:`pipeline.evt.fit_weibull_mixture`) over ``u = (1 + assigned_margin) / 2`` -- a fit of
+Weibull mixture (:func:`pipeline.overlap.evt.fit_weibull_mixture`) over ``u = (1 + assigned_margin) / 2`` -- a fit of
 both modes over all margins, so nothing is truncated. Which of the two is calibrated is measured, not assumed.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evt import EvtError, MixtureConfig, fit_weibull_mixture
+from pipeline.overlap.evt import EvtError, MixtureConfig, fit_weibull_mixture
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 

@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from ..features import check_embeddings
-from ..overlap import score_histogram
-from ..progress import Progress
-from .calibrated import Calibrator, cluster_geometry, load_calibrator, mixture_p_minus
-from .paper import MARGIN_LABELS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
-from .scores import cluster_priority
-from .softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
+from pipeline.features import check_embeddings
+from pipeline.overlap.separation import score_histogram
+from pipeline.progress import Progress
+from pipeline.uncertainty.calibrated import Calibrator, cluster_geometry, load_calibrator, mixture_p_minus
+from pipeline.uncertainty.paper import MARGIN_LABELS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
+from pipeline.uncertainty.scores import cluster_priority
+from pipeline.uncertainty.softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
 
 #: review-priority settings used when the calibrator file names none
 DEFAULT_PRIORITY = {"rule": "expected_wrong", "merge_weight": 0.0, "merge_floor": 0.0}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evt import EvtError, OtsuResult, Weibull, fit_weibull, otsu
+from pipeline.overlap.evt import EvtError, OtsuResult, Weibull, fit_weibull, otsu
 
 P_MINUS_METHODS = ("calibrated", "mixture", "paper")
 

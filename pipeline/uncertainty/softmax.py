@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..features import check_embeddings
-from ..progress import Progress
+from pipeline.features import check_embeddings
+from pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
 

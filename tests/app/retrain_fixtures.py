@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import reference_features, shared_path
@@ -25,7 +24,7 @@ GLINT_PEOPLE = ["Hugh Laurie", "James Spader", "Miley Cyrus", "Simon Cowell", "T
 def lfw_crops(names, per_person: int):
     """(relative paths, aligned BGR crops) of the first ``per_person`` LFW images of each person, detected
     and aligned here (a second for these few) as the product's detector does."""
-    from pipeline.faces import detect_and_align, read_image
+    from pipeline.recognition.faces import detect_and_align, read_image
 
     root = shared_path("lfw", "images_deepfunneled")
     paths, crops = [], []
@@ -92,7 +91,7 @@ _GLINT_RUN: dict = {}
 def glint_clusters_and_p_minus():
     """Infomap labels and p- of the whole glint-sample (cached SFace features), as a run over it gives.
     (p- of a small clean subset alone is degenerate: one mode of margins, all NaN.)"""
-    from pipeline.cluster import cluster
+    from pipeline.clustering.methods import cluster
     from pipeline.uncertainty import clustering_uncertainty
 
     if not _GLINT_RUN:

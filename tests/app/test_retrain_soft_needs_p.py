@@ -7,7 +7,7 @@ import pytest
 
 from facecurate.jobs.runner import JobFailed
 from facecurate.recognition.services.retrain import Gathered, check_options, training_set
-from pipeline.retrain_set import UnlabeledFaces
+from pipeline.retraining.training_set import UnlabeledFaces
 
 
 def _gathered(p_minus: float) -> Gathered:

@@ -40,7 +40,7 @@ def glint_run(worker, staff_client):
 def test_run_rows_equal_the_pipeline_functions(glint_run, staff_client):
     from facecurate.runs.models import PipelineRun, RunFace
     from facecurate.runs.services import scoring
-    from pipeline.cluster import cluster
+    from pipeline.clustering.methods import cluster
     from pipeline.uncertainty import clustering_uncertainty
 
     run_id, labeled, unlabeled, known = glint_run

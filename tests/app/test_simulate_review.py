@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.app.conftest import wait_for_job
-from tests.app.run_fixtures import featured_dataset, rows_of
+from tests.app.run_fixtures import featured_dataset
 
 pytestmark = pytest.mark.slow
 

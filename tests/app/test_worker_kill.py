@@ -98,7 +98,7 @@ def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers,
     from facecurate.recognition.services import artifacts
     from facecurate.recognition.services.embeddings import load_embeddings
     from facecurate.runs.models import EmbedChunk, RunFace
-    from pipeline.cluster import cluster
+    from pipeline.clustering.methods import cluster
 
     ds, job = _queue_ingestion(200)
     workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))

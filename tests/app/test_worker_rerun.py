@@ -73,7 +73,7 @@ class DyingDetector:
     """The real detector, but the worker 'dies' inside the n-th detection."""
 
     def __init__(self, n):
-        from pipeline.faces import default_detector
+        from pipeline.recognition.faces import default_detector
 
         self.inner, self.n, self.calls = default_detector(), n, 0
 

@@ -22,7 +22,7 @@ def att_crops(n_ids: int = 6, per_id: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Small set of att_faces images resized to 112x112 BGR crops, with labels (fast, no detection)."""
     import cv2
 
-    from pipeline.faces import read_image
+    from pipeline.recognition.faces import read_image
 
     root = shared_path("att_faces")
     crops, labels = [], []

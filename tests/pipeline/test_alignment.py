@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.embedders import OnnxEmbedder
-from pipeline.evaluate import best_threshold, read_lfw_pairs
-from pipeline.faces import FaceDetector, align_face, bundled_model, primary_face, read_image
+from pipeline.recognition.embedders import OnnxEmbedder
+from pipeline.evaluation.verification import best_threshold, read_lfw_pairs
+from pipeline.recognition.faces import FaceDetector, align_face, bundled_model, primary_face, read_image
 from tests.pipeline.recognizer_data import shared_path
 
 #: Landmarks in the wrong order: mouth corners where the eyes go (an upside-down face).

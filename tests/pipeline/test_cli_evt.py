@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.evt_plots import plot_report
+from pipeline.overlap.plots import plot_report
 from pipeline.features import FeatureSet, load_features, save_features, save_labels
 from tests.pipeline.recognizer_data import att_features
 
@@ -122,7 +122,7 @@ def test_plot_report_rejects_non_reports(tmp_path):
 @pytest.mark.slow
 def test_separate_overlap_with_a_trained_checkpoint(att_split, capsys):
     torch = pytest.importorskip("torch")
-    from pipeline.train import TrainConfig, train
+    from pipeline.recognition.training import TrainConfig, train
 
     torch.set_num_threads(2)
     d, known, names = att_split

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.__main__ import main
 from pipeline.features import load_features, save_features
-from pipeline.train import load_checkpoint
+from pipeline.recognition.checkpoint import load_checkpoint
 from tests.pipeline.recognizer_data import att_features, shared_path
 
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.cluster import DEFAULT_METHOD, METHODS, cluster, relabel
-from pipeline.clustering_metrics import evaluate_clustering
+from pipeline.clustering.methods import DEFAULT_METHOD, METHODS, cluster, relabel
+from pipeline.clustering.metrics import evaluate_clustering
 from pipeline.features import FeatureSet, l2_normalize, save_features
 from tests.conftest import reference_features
 
@@ -61,8 +61,8 @@ def test_methods_on_real_faces(att_features, method, params, min_bcubed):
 
 @pytest.mark.slow
 def test_gcnd_end_to_end_on_real_faces(att_features):
-    from pipeline.gcn import GcnConfig, train_gcn
-    from pipeline.proposals import ProposalConfig
+    from pipeline.clustering.gcn import GcnConfig, train_gcn
+    from pipeline.clustering.proposals import ProposalConfig
 
     ids, _ = att_features.label_ids()
     train = ids < 20

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import normalized_mutual_info_score
 
-from pipeline.clustering_metrics import (
+from pipeline.clustering.metrics import (
     bcubed_prf,
     cluster_counts,
     contingency,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.evaluate import (
+from pipeline.evaluation.verification import (
     best_threshold,
     compare_reports,
     evaluate_features,

@@ -1,4 +1,4 @@
-"""pipeline.evt: Otsu's threshold, Weibull maximum likelihood, the two-component Weibull mixture."""
+"""pipeline.overlap.evt: Otsu's threshold, Weibull maximum likelihood, the two-component Weibull mixture."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from pipeline.evt import EvtError, MixtureConfig, Weibull, fit_weibull, fit_weibull_mixture, otsu, otsu_threshold
+from pipeline.overlap.evt import EvtError, MixtureConfig, Weibull, fit_weibull, fit_weibull_mixture, otsu, otsu_threshold
 
 
 def weibull_pair(n_low, n_high, k0=2.0, l0=0.2, a0=0.1, k1=1.8, l1=0.15, a1=0.95, seed=0):

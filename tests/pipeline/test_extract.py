@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.embedders import OnnxEmbedder
-from pipeline.extract import extract_features, list_images
+from pipeline.recognition.embedders import OnnxEmbedder
+from pipeline.recognition.extraction import extract_features, list_images
 from tests.conftest import shared_path
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pipeline.features import l2_normalize
-from pipeline.gcn import GcnConfig, GcnModel, GCND, deoverlap, make_batch, predict, proposal_targets, train_gcn
-from pipeline.knn import build_knn
-from pipeline.proposals import ProposalConfig, Proposals, generate_proposals
+from pipeline.clustering.gcn import GcnConfig, GcnModel, GCND, deoverlap, make_batch, predict, proposal_targets, train_gcn
+from pipeline.clustering.knn import build_knn
+from pipeline.clustering.proposals import ProposalConfig, Proposals, generate_proposals
 
 def test_proposal_targets_hand_example():
     labels = np.array([0, 0, 0, 1, 1, 2])  # class sizes 3, 2, 1

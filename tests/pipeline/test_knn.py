@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import knn as knn_mod
+from pipeline.clustering import knn as knn_mod
 from pipeline.features import l2_normalize
-from pipeline.knn import KnnGraph, build_knn
+from pipeline.clustering.knn import KnnGraph, build_knn
 
 
 def clustered(n: int, d: int = 32, centres: int = 20, noise: float = 0.3, seed: int = 0) -> np.ndarray:

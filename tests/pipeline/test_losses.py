@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.losses import CosFaceLoss, CosFaceMargin, weighted_cross_entropy
+from pipeline.recognition.losses import CosFaceLoss, CosFaceMargin, weighted_cross_entropy
 
 
 def _cosines(b: int = 6, c: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""pipeline.overlap.separate_overlap: overlap / disjoint / rejected from max-logits, degenerate answers, real faces."""
+"""pipeline.overlap.separation.separate_overlap: overlap / disjoint / rejected from max-logits, degenerate answers, real faces."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from pipeline.features import l2_normalize
-from pipeline.overlap import (
+from pipeline.overlap.separation import (
     DISJOINT,
     OVERLAP,
     REJECTED,

@@ -6,8 +6,8 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.features import l2_normalize
-from pipeline.knn import KnnGraph, build_knn
-from pipeline.proposals import ProposalConfig, Proposals, generate_proposals, split_components
+from pipeline.clustering.knn import KnnGraph, build_knn
+from pipeline.clustering.proposals import ProposalConfig, Proposals, generate_proposals, split_components
 
 
 def graph_from_edges(n: int, edges: list[tuple[int, int, float]], k: int = 4) -> KnnGraph:
@@ -109,7 +109,7 @@ def test_level2_needs_embeddings():
 
 def test_real_faces_proposals_mostly_pure():
     from tests.conftest import reference_features
-    from pipeline.gcn import proposal_targets
+    from pipeline.clustering.gcn import proposal_targets
 
     fs = reference_features("glint")
     ids, _ = fs.label_ids()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.features import l2_normalize
-from pipeline.recognizer import (
+from pipeline.recognition.models import (
     CosineClassifier,
     FeatureHeadEmbedder,
     MLPHead,
@@ -18,7 +18,7 @@ from pipeline.recognizer import (
     load_recognizer,
     max_logit_and_argmax,
 )
-from pipeline.train import TrainConfig, train, train_on_crops
+from pipeline.recognition.training import TrainConfig, train, train_on_crops
 from tests.pipeline.recognizer_data import att_crops, att_features
 
 
@@ -151,7 +151,7 @@ def test_load_recognizer_rejects_other_files(tmp_path):
 
 
 def test_make_embedder_follows_the_settings(att_head, monkeypatch, tmp_path):
-    from pipeline.recognizer import make_embedder
+    from pipeline.recognition.models import make_embedder
 
     feats, rec = att_head
     monkeypatch.delenv("FACECURATE_EMBEDDER_ONNX", raising=False)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.retrain_set import DROP_REASONS, RetrainConfig, UnlabeledFaces, build_training_set
+from pipeline.retraining.training_set import DROP_REASONS, RetrainConfig, UnlabeledFaces, build_training_set
 
 NAN = float("nan")
 

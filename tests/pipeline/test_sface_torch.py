@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import sface_torch as st
+from pipeline.recognition import sface_torch as st
 from tests.conftest import shared_path
 
 
@@ -17,7 +17,7 @@ def model() -> st.SFaceNet:
 @pytest.fixture(scope="module")
 def lfw_crops() -> np.ndarray:
     """30 real LFW faces (one image each of 30 identities, names sorted) detected and aligned."""
-    from pipeline.faces import detect_and_align, read_image
+    from pipeline.recognition.faces import detect_and_align, read_image
 
     root = shared_path("lfw", "images_deepfunneled")
     dirs = sorted(d for d in root.iterdir() if d.is_dir())
@@ -48,7 +48,7 @@ def test_blocked_dequantization_matches_onnx_reference() -> None:
 
 
 def test_graph_is_the_mapped_chain() -> None:
-    from pipeline.faces import bundled_model
+    from pipeline.recognition.faces import bundled_model
 
     ops = [layer[0] for layer in st.read_onnx_layers(bundled_model("recognizer"))]
     assert ops.count("Conv") == 27 and ops.count("PRelu") == 27 and ops.count("Gemm") == 1
@@ -56,7 +56,7 @@ def test_graph_is_the_mapped_chain() -> None:
 
 
 def test_matches_onnx_embedder_on_real_lfw_faces(model: st.SFaceNet, lfw_crops: np.ndarray) -> None:
-    from pipeline.embedders import OnnxEmbedder
+    from pipeline.recognition.embedders import OnnxEmbedder
 
     onnx_emb = OnnxEmbedder().embed(lfw_crops)
     torch_emb = st.SFaceTorchEmbedder(model, batch_size=16).embed(lfw_crops)

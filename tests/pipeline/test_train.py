@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from pipeline.features import FeatureSet
-from pipeline.recognizer import class_logits, load_recognizer
-from pipeline.train import TrainConfig, load_checkpoint, train
+from pipeline.recognition.models import class_logits, load_recognizer
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.training import TrainConfig, train
 from tests.pipeline.recognizer_data import att_features, shared_path
 
 
@@ -87,7 +88,7 @@ def test_zero_weights_leave_the_model_untouched(tmp_path):
     cfg = _cfg(optimizer="sgd", weight_decay=0.0, classifier_init="random")
     path = train(cfg, data, weights=np.zeros(len(data)), out_path=tmp_path / "z.pt")
     torch.manual_seed(cfg.seed)
-    from pipeline.recognizer import build_model
+    from pipeline.recognition.models import build_model
 
     init = build_model(vars(cfg), 10, 128).state_dict()
     trained = _state(path)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.recognizer import TorchEmbedder, build_model, class_logits, load_recognizer, make_embedder
-from pipeline.sface_torch import NUM_STAGES, load_sface_torch
-from pipeline.train import TrainConfig, load_checkpoint, train_on_crops
+from pipeline.recognition.models import TorchEmbedder, build_model, class_logits, load_recognizer, make_embedder
+from pipeline.recognition.sface_torch import NUM_STAGES, load_sface_torch
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.training import TrainConfig, train_on_crops
 from tests.pipeline.recognizer_data import att_crops
 
 
@@ -58,7 +59,7 @@ def test_cached_trunk_trains_like_the_full_network(tmp_path, crops):
 def test_zero_weights_keep_sface_and_embedder_matches_onnx(tmp_path, crops):
     """Zero loss weights leave SFace as it was (all stages trainable, no trunk cache): the checkpoint's
     TorchEmbedder then gives the ONNX SFace embeddings, so checkpoint, loading and input form agree."""
-    from pipeline.embedders import OnnxEmbedder
+    from pipeline.recognition.embedders import OnnxEmbedder
 
     x, y = crops[0][:8], crops[1][:8]  # two people, four faces each
     cfg = _cfg(trainable_blocks=None, epochs=1, optimizer="sgd", weight_decay=0.0, batch_size=8)

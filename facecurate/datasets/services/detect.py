@@ -1,7 +1,7 @@
 """Detection in the worker: one stored image in, its faces (aligned crops, thumbnails) out.
 
 Every face YuNet finds at least ``MIN_FACE_PX`` wide and scored at least ``MIN_FACE_SCORE`` is kept,
-best score first. The *primary* face (largest, most central; :func:`pipeline.faces.primary_face`) of
+best score first. The *primary* face (largest, most central; :func:`pipeline.recognition.faces.primary_face`) of
 a labeled image carries the image's identity and is always kept, whatever its size; the other faces
 of a labeled image are kept without identity. An aligned dataset's image is itself the one crop.
 Files are written atomically (temp then rename) before the rows, so a crash leaves no row without
@@ -24,7 +24,7 @@ from .storage import media_path, write_atomic
 
 @lru_cache(maxsize=1)
 def ingestion_detector():
-    from pipeline.faces import FaceDetector
+    from pipeline.recognition.faces import FaceDetector
 
     return FaceDetector(score_threshold=min(0.6, settings.MIN_FACE_SCORE), max_side=settings.DETECT_MAX_SIDE)
 
@@ -55,7 +55,7 @@ def thumbnail_bytes(image_bgr: np.ndarray, box=None) -> bytes:
 
 def keep_detections(dets: list, image_shape, *, labeled: bool) -> tuple[list, int | None]:
     """(kept detections, index of the primary one among them or None); see the module docstring."""
-    from pipeline.faces import primary_face
+    from pipeline.recognition.faces import primary_face
 
     big_enough = [d for d in dets
                   if min(float(d.box[2]), float(d.box[3])) >= settings.MIN_FACE_PX and d.score >= settings.MIN_FACE_SCORE]
@@ -90,7 +90,7 @@ def _aligned_faces(image: Image, pixels: np.ndarray, detector) -> list[Face]:
         pixels, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
     dets = detector.detect(crop)
     image.num_faces = len(dets)
-    from pipeline.faces import primary_face
+    from pipeline.recognition.faces import primary_face
 
     p = primary_face(dets, crop.shape)
     det = None
@@ -104,7 +104,7 @@ def _aligned_faces(image: Image, pixels: np.ndarray, detector) -> list[Face]:
 
 def process_image(image: Image, detector=None) -> list[Face]:
     """Decode, detect, align; write crops and thumbnails; set the image's status. Returns unsaved Faces."""
-    from pipeline.faces import align_face
+    from pipeline.recognition.faces import align_face
 
     detector = detector or ingestion_detector()
     image.error, image.thumbnail, image.num_faces = "", "", None

@@ -7,7 +7,7 @@ Two halves:
   (empty, not an image, too many pixels, duplicate) and registered as a ``pending`` Image of the job.
   A file that fails gets a per-file error; the rest of the batch goes on.
 * **processing** (in the worker, under :mod:`facecurate.jobs.runner`): every pending image of the job
-  is decoded, its faces detected (pipeline.faces) and each kept face aligned, with its crop and
+  is decoded, its faces detected (pipeline.recognition.faces) and each kept face aligned, with its crop and
   thumbnail written; then the image is marked ``ok``, ``no_face`` or ``error`` and its Face rows are
   created in the same transaction. Only pending images are touched, so a job whose worker died is
   finished by the next worker without duplicates.
@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import stat
-import time
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -30,8 +29,6 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count
-from django.utils import timezone
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecurate.jobs.models import Job
@@ -39,7 +36,7 @@ from facecurate.names import BadName, normalize_name
 
 from ..models import Dataset, Identity
 from ..models import Image as StoredImage
-from .storage import SpooledUpload, TooLarge, sweep_temp_files, write_atomic
+from .storage import SpooledUpload, TooLarge
 
 log = logging.getLogger(__name__)
 

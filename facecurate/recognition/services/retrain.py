@@ -3,7 +3,7 @@
 ``start_retraining`` checks the request and queues a Job of kind ``retrain`` (Celery task
 ``facecurate.ml.retrain``, "gpu" queue). ``retrain_work`` is what that job runs under the job runner:
 
-1. **gather** (:func:`gather`): DB rows -> the inputs of :func:`pipeline.retrain_set.build_training_set`.
+1. **gather** (:func:`gather`): DB rows -> the inputs of :func:`pipeline.retraining.training_set.build_training_set`.
    Review rules: faces a reviewer excluded (``RunFace.excluded != ''``) and faces of dismissed clusters
    are left out; faces with no cluster are left out (``unclustered``); moved or merged faces count
    under their current ``RunFace.cluster``; a confirmed cluster counts with p- = 0; a cluster with an
@@ -14,7 +14,7 @@
 2. **unchanged?** The sha256 of (parent, the training rows' face ids, classes and weights, settings) is
    compared with earlier versions' ``config.input_hash``: a match ends the job with
    ``{"unchanged": true, "version": <id>}`` and no new version.
-3. **train** (:func:`pipeline.train.train_on_crops`, CosFace weighted by the rows' weights): progress
+3. **train** (:func:`pipeline.recognition.training.train_on_crops`, CosFace weighted by the rows' weights): progress
    per step (epoch, loss, faces/s, ETA), a cancel check between batches, a checkpoint every epoch
    under ``ARTIFACT_ROOT/checkpoints/``; a re-run (or a requeue after a dead worker) resumes there.
 4. A new ``RecognizerVersion`` (kind checkpoint, its own file, ``parent`` set; never the parent's file),
@@ -35,7 +35,7 @@ from django.db import transaction
 from facecurate.datasets.models import Dataset, Face
 from facecurate.jobs.models import Job
 from facecurate.jobs.runner import JobContext, JobFailed
-from pipeline.retrain_set import RetrainConfig, TrainingSet, UnlabeledFaces, build_training_set
+from pipeline.retraining.training_set import RetrainConfig, TrainingSet, UnlabeledFaces, build_training_set
 
 from ..models import Artifact, RecognizerVersion
 from . import artifacts
@@ -97,7 +97,7 @@ def retrain_config(opts: dict) -> RetrainConfig:
 
 
 def train_config(opts: dict, **extra):
-    from pipeline.train import TrainConfig
+    from pipeline.recognition.training import TrainConfig
 
     return TrainConfig(backbone=opts["backbone"], trainable_blocks=opts["trainable_blocks"],
                        epochs=int(opts["epochs"]), lr=opts["lr"], batch_size=int(opts["batch_size"]),
@@ -223,7 +223,8 @@ def _train(ctx: JobContext, parent: RecognizerVersion, ts: TrainingSet, face_ids
            digest: str) -> tuple[str, dict]:
     """Train (or resume) the job's checkpoint; returns its path relative to ARTIFACT_ROOT and the attempts."""
     from facecurate.recognition.services.embeddings import load_crops
-    from pipeline.train import load_checkpoint, train_on_crops
+    from pipeline.recognition.checkpoint import load_checkpoint
+    from pipeline.recognition.training import train_on_crops
 
     job = ctx.job
     rel = f"checkpoints/retrain-{job.pk}.pt"
@@ -268,7 +269,7 @@ def _train(ctx: JobContext, parent: RecognizerVersion, ts: TrainingSet, face_ids
 
 def _new_version(job: Job, parent: RecognizerVersion, rel: str, opts: dict, digest: str, report: dict,
                  training: dict) -> RecognizerVersion:
-    from pipeline.train import load_checkpoint
+    from pipeline.recognition.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(artifacts.artifact_path(rel))
     m = ckpt["metrics"]

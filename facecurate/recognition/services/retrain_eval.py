@@ -24,8 +24,8 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from pipeline.clustering_metrics import evaluate_clustering
-from pipeline.evaluate import evaluate_features, lfw_verification, read_lfw_pairs, summary
+from pipeline.clustering.metrics import evaluate_clustering
+from pipeline.evaluation.verification import evaluate_features, lfw_verification, read_lfw_pairs, summary
 from pipeline.features import FeatureSet, atomic_path
 
 from ..models import Artifact, RecognizerVersion
@@ -81,7 +81,7 @@ def held_out_benchmark(versions: list[RecognizerVersion], face_ids: np.ndarray, 
 def clustering_benchmark(versions: list[RecognizerVersion], run_ids: list[int], ctx=None) -> dict:
     from facecurate.runs.models import PipelineRun, RunFace
     from facecurate.runs.services.stages import truth_names
-    from pipeline.cluster import cluster
+    from pipeline.clustering.methods import cluster
 
     runs = [r for r in PipelineRun.objects.filter(pk__in=run_ids).order_by("pk") if r.options.get("truth_from_folders")]
     if not runs:
@@ -114,7 +114,7 @@ def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray]:
     """(relative paths, aligned crops) of every image in pairs.txt; detected once, then read from the artifact."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.faces import FaceDetector, detect_and_align, read_image
+    from pipeline.recognition.faces import FaceDetector, detect_and_align, read_image
 
     rel = "benchmarks/lfw-pairs-crops.npz"
     path = artifacts.artifact_path(rel)

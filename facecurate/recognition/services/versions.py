@@ -37,7 +37,7 @@ def promote(version: RecognizerVersion) -> RecognizerVersion:
 
 def embedder_for(version: RecognizerVersion, device: str = "cpu"):
     """The pipeline Embedder of a version (crops in, L2-normalised features out)."""
-    from pipeline.recognizer import make_embedder
+    from pipeline.recognition.models import make_embedder
 
     key = (version.pk, device)
     with _LOCK:

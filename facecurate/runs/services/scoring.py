@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.overlap import DISJOINT, OVERLAP, REJECTED, OverlapConfig, separate_overlap
+from pipeline.overlap.separation import DISJOINT, OVERLAP, REJECTED, OverlapConfig, separate_overlap
 
 #: Cosine used when the labeled set is too small to give a reference (about SFace's verification threshold).
 FALLBACK_THRESHOLD = 0.363
@@ -44,7 +44,7 @@ def class_means(embeddings: np.ndarray, identity: np.ndarray) -> ClassMeans:
 
 def max_logits(cm: ClassMeans, emb: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(max cosine to a class mean, index of that class) per row."""
-    from pipeline.recognizer import max_logit_and_argmax  # (torch: imported in workers only)
+    from pipeline.recognition.models import max_logit_and_argmax  # (torch: imported in workers only)
 
     best = np.empty(len(emb), np.float32)
     arg = np.empty(len(emb), np.int64)
@@ -85,7 +85,7 @@ def equal_error_threshold(genuine: np.ndarray, impostor: np.ndarray) -> float:
 
 
 def separate(scores: np.ndarray, argmax: np.ndarray, threshold: float, config: OverlapConfig | None = None):
-    """pipeline.overlap.separate_overlap with the reference threshold for one mode, and the veto above."""
+    """pipeline.overlap.separation.separate_overlap with the reference threshold for one mode, and the veto above."""
     cfg = replace(config or OverlapConfig(), one_mode_threshold=threshold)
     result = separate_overlap(scores, argmax, cfg)
     note = None

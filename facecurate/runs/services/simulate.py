@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.clustering_metrics import bcubed_prf, pairwise_prf
+from pipeline.clustering.metrics import bcubed_prf, pairwise_prf
 
 from ..models import Cluster, PipelineRun, RunFace
 from . import review

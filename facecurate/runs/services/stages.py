@@ -91,7 +91,7 @@ def _hist(x: np.ndarray, bins: int = 40) -> dict | None:
 
 
 def run_overlap_config(run: PipelineRun):
-    from pipeline.overlap import OverlapConfig
+    from pipeline.overlap.separation import OverlapConfig
 
     conf = run.options.get("overlap_confidence")
     return OverlapConfig(confidence=float(conf)) if conf else OverlapConfig()
@@ -115,7 +115,7 @@ def locked_clusters(run: PipelineRun) -> dict[int, list[int]]:
 
 
 def cluster_stage(ctx, run: PipelineRun) -> None:
-    from pipeline.cluster import cluster
+    from pipeline.clustering.methods import cluster
 
     ov = artifacts.read_npz(art_rel(run, "overlap"))
     face_ids, state = ov["face_ids"], ov["state"]

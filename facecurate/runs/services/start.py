@@ -23,7 +23,7 @@ class RunRequestError(ValueError):
 
 
 def check_method(method: str, params: dict) -> None:
-    from pipeline.cluster import METHODS
+    from pipeline.clustering.methods import METHODS
 
     if method not in METHODS:
         raise RunRequestError(f"unknown clustering method {method!r}; choose from {', '.join(sorted(METHODS))}")

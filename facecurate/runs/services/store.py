@@ -88,7 +88,7 @@ def _counts(state, labels) -> dict:
 
 def _metrics(run, face_ids, ov, labels) -> dict:
     """Overlap error rates and clustering quality against the source folders' names (ground truth)."""
-    from pipeline.clustering_metrics import evaluate_clustering
+    from pipeline.clustering.metrics import evaluate_clustering
 
     truth = truth_names(face_ids)
     named = truth != ""  # primary faces: the folder names them; background faces are left out

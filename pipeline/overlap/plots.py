@@ -1,6 +1,6 @@
 """The paper's Fig. 3 (overlap max-logits) and Fig. 4c (class margins) drawn from a report dict / JSON.
 
-Both reports (``pipeline.overlap.separate_overlap(...).report`` and ``pipeline.uncertainty`` reports) carry the
+Both reports (``pipeline.overlap.separation.separate_overlap(...).report`` and ``pipeline.uncertainty`` reports) carry the
 same keys, so one function draws either:
 
 - ``histogram``: ``edges``, ``density`` (the score histogram);
@@ -13,7 +13,6 @@ The web UI can draw the same numbers from the JSON.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -28,11 +27,6 @@ _LINE_STYLE = {
     "overlap_lower": ("tab:orange", ":", "overlap 5% quantile"),
     "wrong_upper": ("tab:red", ":", "wrong-mode 95% quantile"),
 }
-
-
-def load_report(path: str | Path) -> dict:
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def plot_report(report: dict, path: str | Path, *, title: str | None = None, logy: bool = False) -> Path:

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .progress import Progress
-from .features import atomic_save_npz, check_embeddings
+from pipeline.progress import Progress
+from pipeline.features import atomic_save_npz, check_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .progress import Progress
-from .features import l2_normalize
-from .knn import KnnGraph, build_knn
+from pipeline.progress import Progress
+from pipeline.features import l2_normalize
+from pipeline.clustering.knn import KnnGraph, build_knn
 
 
 

@@ -27,10 +27,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .progress import Progress
-from .features import atomic_path, check_embeddings
-from .knn import KnnGraph, build_knn
-from .proposals import ProposalConfig, Proposals, generate_proposals
+from pipeline.progress import Progress
+from pipeline.features import atomic_path, check_embeddings
+from pipeline.clustering.knn import KnnGraph, build_knn
+from pipeline.clustering.proposals import ProposalConfig, Proposals, generate_proposals
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "facecurate-gcnd-v1"

@@ -301,9 +301,6 @@ class WeibullMixture:
     def n_params(self) -> int:
         return 7  # two shapes, two scales, two locations (grid), one weight
 
-    def component_logpdf(self, s) -> tuple[np.ndarray, np.ndarray]:
-        return self.low.logpdf(s), self.high.logpdf(s)
-
     def pdf(self, s) -> np.ndarray:
         return self.weight_low * self.low.pdf(s) + self.weight_high * self.high.pdf(s)
 

@@ -1,17 +1,17 @@
 """The project's trainable CosFace recognizer: a backbone plus a cosine classifier.
 
-Three backbones share one model form and one training loop (``pipeline.train``):
+Three backbones share one model form and one training loop (``pipeline.recognition.training``):
 
 - ``MLPHead`` ('mlp'): a small MLP over a frozen embedder's features (e.g. SFace's 128-d).
   With ``residual=True`` (default when in and out sizes match) its last layer starts at zero, so
   an untrained head is the identity and training starts from the frozen embedder's quality.
 - ``MobileFaceNet`` ('mobilefacenet'): an image backbone over aligned 112x112 crops
   (Chen et al. 2018), with a width multiplier so CPU tests can run a tiny one.
-- ``SFaceNet`` ('sface'): the pretrained SFace network itself (``pipeline.sface_torch``), fine-tuned
+- ``SFaceNet`` ('sface'): the pretrained SFace network itself (``pipeline.recognition.sface_torch``), fine-tuned
   whole or only in its last ``trainable_blocks`` stages; its embeddings start as SFace's.
 
 ``CosineClassifier`` returns cosine logits in [-1, 1]; the CosFace margin and scale live in
-``pipeline.losses`` and only touch training. At inference ``class_logits`` gives the cosine
+``pipeline.recognition.losses`` and only touch training. At inference ``class_logits`` gives the cosine
 logits over the labeled classes, and ``max_logit_and_argmax`` what later stages need.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedders import Embedder, check_crops
-from .features import check_embeddings
+from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.embedders import Embedder, check_crops
+from pipeline.features import check_embeddings
 
 IMAGE_BACKBONES = ("mobilefacenet", "sface")
 PRETRAINED_BACKBONES = ("sface",)  # start from published weights
@@ -180,7 +181,7 @@ def build_model(config: dict[str, Any], num_classes: int, input_dim: int | None 
         out_dim = int(config.get("embedding_dim") or 128)
         backbone = MobileFaceNet(out_dim, float(config.get("width", 1.0)))
     elif name == "sface":
-        from .sface_torch import EMBEDDING_DIM, SFaceNet, load_sface_torch
+        from pipeline.recognition.sface_torch import EMBEDDING_DIM, SFaceNet, load_sface_torch
 
         out_dim = int(config.get("embedding_dim") or EMBEDDING_DIM)
         if out_dim != EMBEDDING_DIM:
@@ -275,9 +276,7 @@ class Recognizer:
 
 
 def load_recognizer(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
-    """Load a checkpoint written by ``pipeline.train.train`` for inference."""
-    from .train import load_checkpoint
-
+    """Load a checkpoint written by ``pipeline.recognition.training.train`` for inference."""
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")
     model = build_model(ckpt["config"], len(ckpt["class_names"]), ckpt.get("input_dim"), pretrained=False)
     model.load_state_dict(ckpt["model"])
@@ -351,7 +350,7 @@ def make_embedder(*, checkpoint: str | Path | None = None, onnx_model: str | Pat
     an image-backbone ``checkpoint`` the trained network itself."""
     import os
 
-    from .embedders import OnnxEmbedder
+    from pipeline.recognition.embedders import OnnxEmbedder
 
     rec = load_recognizer(checkpoint, device) if checkpoint else None
     if rec is not None and rec.backbone in IMAGE_BACKBONES:

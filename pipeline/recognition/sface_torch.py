@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedders import check_crops
-from .faces import bundled_model
+from pipeline.recognition.embedders import check_crops
+from pipeline.recognition.faces import bundled_model
 
 #: (name, in channels, out channels, depthwise stride) of the 13 depthwise-separable blocks.
 SFACE_BLOCKS = (

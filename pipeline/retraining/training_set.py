@@ -159,120 +159,165 @@ def build_training_set(labeled_identity: np.ndarray, unlabeled: UnlabeledFaces,
     if not isinstance(unlabeled, UnlabeledFaces):
         raise ValueError(f"unlabeled must be an UnlabeledFaces, got {type(unlabeled).__name__}")
     labeled = _check_labeled(labeled_identity)
-    u = unlabeled
-    n = len(u)
-    identities = np.unique(labeled)  # labeled class k <-> identities[k]
-    dropped = {r: 0 for r in DROP_REASONS}
-    keep = np.zeros(n, bool)
-    cls = np.full(n, -1, np.int64)
-    src = np.full(n, "", dtype=object)
-    p = u.p_minus.copy()
-    nan = np.isnan(p)
+    st = _State.start(labeled, unlabeled, config)
+    _overlap_faces(st)
+    _cluster_faces(st)
+    return _assemble(st, labeled)
 
-    def drop(mask: np.ndarray, reason: str) -> None:
-        dropped[reason] += int(mask.sum())
 
-    # 2. overlap state
-    drop(u.overlap_state == -1, "overlap_rejected")
+@dataclass
+class _State:
+    """The builder's working arrays over the unlabeled faces (one entry each)."""
+
+    u: UnlabeledFaces
+    config: RetrainConfig
+    identities: np.ndarray  # labeled class k <-> identities[k]
+    keep: np.ndarray
+    cls: np.ndarray
+    src: np.ndarray
+    p: np.ndarray
+    nan: np.ndarray
+    dropped: dict[str, int]
+    clusters: dict[str, int]
+    pseudo_keys: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, labeled: np.ndarray, u: UnlabeledFaces, config: RetrainConfig) -> "_State":
+        n = len(u)
+        return cls(u=u, config=config, identities=np.unique(labeled), keep=np.zeros(n, bool),
+                   cls=np.full(n, -1, np.int64), src=np.full(n, "", dtype=object), p=u.p_minus.copy(),
+                   nan=np.isnan(u.p_minus), dropped={r: 0 for r in DROP_REASONS},
+                   clusters={"clusters": 0, "confirmed": 0, "joined_labeled": 0, "pseudo_identities": 0,
+                             "too_small": 0, "over_max_clusters": 0, "capped": 0})
+
+    def drop(self, mask: np.ndarray, reason: str) -> None:
+        self.dropped[reason] += int(np.count_nonzero(mask))
+
+
+def _overlap_faces(st: _State) -> None:
+    """Rule 2: rejected faces go; overlap faces go, or join the labeled identity they were predicted as."""
+    u, config = st.u, st.config
+    st.drop(u.overlap_state == -1, "overlap_rejected")
     over = u.overlap_state == 1
     if config.overlap == "discard":
-        drop(over, "overlap_discarded")
-    else:
-        known = over & np.isin(u.predicted_identity, identities)
-        drop(over & ~known, "overlap_unknown_identity")
-        missing = known & nan & config.soft
-        drop(missing, "p_minus_missing")
-        ok = known & ~missing
-        keep[ok] = True
-        cls[ok] = np.searchsorted(identities, u.predicted_identity[ok])
-        src[ok] = "overlap"
+        st.drop(over, "overlap_discarded")
+        return
+    known = over & np.isin(u.predicted_identity, st.identities)
+    st.drop(over & ~known, "overlap_unknown_identity")
+    missing = known & st.nan & config.soft
+    st.drop(missing, "p_minus_missing")
+    ok = known & ~missing
+    st.keep[ok] = True
+    st.cls[ok] = np.searchsorted(st.identities, u.predicted_identity[ok])
+    st.src[ok] = "overlap"
 
-    # 3.-7. clusters of disjoint faces
+
+def _group_clusters(u: UnlabeledFaces, rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The (run, cluster) keys of ``rows`` in sorted order and each key's member rows: one sort, no mask per cluster."""
+    keys, inv = np.unique(np.stack([u.run_id[rows], u.cluster_id[rows]], 1), axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind="stable")
+    return keys, np.split(rows[order], np.cumsum(np.bincount(inv, minlength=len(keys)))[:-1])
+
+
+def _cluster_faces(st: _State) -> None:
+    """Rules 3-8 for the clustered disjoint faces: confirmed, assigned, too small, the largest kept, capped."""
+    u = st.u
     disjoint = u.overlap_state == 0
-    drop(disjoint & (u.cluster_id == -1), "unclustered")
+    st.drop(disjoint & (u.cluster_id == -1), "unclustered")
     clustered = np.flatnonzero(disjoint & (u.cluster_id >= 0))
-    cluster_report = {"clusters": 0, "confirmed": 0, "joined_labeled": 0, "pseudo_identities": 0,
-                      "too_small": 0, "over_max_clusters": 0, "capped": 0}
-    pseudo_keys: list[tuple[int, int]] = []
-    if clustered.size:
-        keys, inv = np.unique(np.stack([u.run_id[clustered], u.cluster_id[clustered]], 1), axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        cluster_report["clusters"] = len(keys)
-        members = [clustered[inv == c] for c in range(len(keys))]
-        candidates = []  # (cluster index, kept member rows) of would-be pseudo-identities
-        for c, rows in enumerate(members):
-            conf, ident = u.cluster_confirmed[rows], u.cluster_assigned_identity[rows]
-            if (conf != conf[0]).any() or (ident != ident[0]).any():
-                raise ValueError(f"cluster (run {keys[c][0]}, id {keys[c][1]}) has mixed cluster_confirmed or "
-                                 "cluster_assigned_identity values; they are per-cluster decisions")
-            if conf[0]:
-                p[rows] = 0.0  # 5. a confirmed cluster counts as p- = 0
-                cluster_report["confirmed"] += 1
-            elif config.soft:
-                drop(nan[rows], "p_minus_missing")
-                rows = rows[~nan[rows]]
-            if ident[0] >= 0:
-                if not np.isin(ident[0], identities):
-                    raise ValueError(f"cluster (run {keys[c][0]}, id {keys[c][1]}) is assigned to identity {ident[0]}, "
-                                     "which has no labeled faces")
-                cluster_report["joined_labeled"] += 1
-                cls[rows] = int(np.searchsorted(identities, ident[0]))
-            elif len(rows) < config.min_cluster_size:  # 6.
-                drop(np.ones(len(rows), bool), "cluster_too_small")
-                cluster_report["too_small"] += 1
-                continue
-            else:
-                candidates.append((c, rows))
-                continue
-            _accept(rows, keep, src, p, u, config, dropped, cluster_report)
-        if config.max_clusters is not None and len(candidates) > config.max_clusters:
-            order = sorted(range(len(candidates)), key=lambda i: (-len(candidates[i][1]), tuple(keys[candidates[i][0]])))
-            chosen = set(order[: config.max_clusters])
-            for i in range(len(candidates)):
-                if i not in chosen:
-                    drop(np.ones(len(candidates[i][1]), bool), "max_clusters")
-                    cluster_report["over_max_clusters"] += 1
-            candidates = [candidates[i] for i in sorted(chosen)]
-        for j, (c, rows) in enumerate(candidates):  # 8. keys are sorted, so candidates are in key order
-            cls[rows] = len(identities) + j
-            pseudo_keys.append((int(keys[c][0]), int(keys[c][1])))
-            _accept(rows, keep, src, p, u, config, dropped, cluster_report)
-        cluster_report["pseudo_identities"] = len(pseudo_keys)
+    if not clustered.size:
+        return
+    keys, members = _group_clusters(u, clustered)
+    st.clusters["clusters"] = len(keys)
+    candidates = []  # (cluster index, kept member rows) of would-be pseudo-identities
+    for c, rows in enumerate(members):
+        rows = _cluster_rows(st, tuple(keys[c]), rows)
+        if rows is not None:
+            candidates.append((c, rows))
+    for j, (c, rows) in enumerate(_limit_clusters(st, keys, candidates)):  # keys are sorted: candidates in key order
+        st.cls[rows] = len(st.identities) + j
+        st.pseudo_keys.append((int(keys[c][0]), int(keys[c][1])))
+        _accept(st, rows)
+    st.clusters["pseudo_identities"] = len(st.pseudo_keys)
 
-    # weights of the kept unlabeled faces
-    kept = np.flatnonzero(keep)
-    w_unl = np.ones(len(kept), np.float64)
-    if config.soft:
-        w_unl = np.power(1.0 - p[kept], config.gamma)
+
+def _cluster_rows(st: _State, key: tuple[int, int], rows: np.ndarray) -> np.ndarray | None:
+    """One cluster's decision: joined to its assigned labeled identity (accepted here, None), dropped as too
+    small (None), or its usable rows as a would-be pseudo-identity."""
+    u = st.u
+    conf, ident = u.cluster_confirmed[rows], u.cluster_assigned_identity[rows]
+    if (conf != conf[0]).any() or (ident != ident[0]).any():
+        raise ValueError(f"cluster (run {key[0]}, id {key[1]}) has mixed cluster_confirmed or "
+                         "cluster_assigned_identity values; they are per-cluster decisions")
+    if conf[0]:
+        st.p[rows] = 0.0  # 5. a confirmed cluster counts as p- = 0
+        st.clusters["confirmed"] += 1
+    elif st.config.soft:
+        st.drop(st.nan[rows], "p_minus_missing")
+        rows = rows[~st.nan[rows]]
+    if ident[0] >= 0:
+        if not np.isin(ident[0], st.identities):
+            raise ValueError(f"cluster (run {key[0]}, id {key[1]}) is assigned to identity {ident[0]}, "
+                             "which has no labeled faces")
+        st.clusters["joined_labeled"] += 1
+        st.cls[rows] = int(np.searchsorted(st.identities, ident[0]))
+        _accept(st, rows)
+        return None
+    if len(rows) < st.config.min_cluster_size:  # 6.
+        st.drop(np.ones(len(rows), bool), "cluster_too_small")
+        st.clusters["too_small"] += 1
+        return None
+    return rows
+
+
+def _limit_clusters(st: _State, keys: np.ndarray, candidates: list) -> list:
+    """Rule 7: only the ``max_clusters`` largest pseudo-identities (ties by key), in key order."""
+    limit = st.config.max_clusters
+    if limit is None or len(candidates) <= limit:
+        return candidates
+    order = sorted(range(len(candidates)), key=lambda i: (-len(candidates[i][1]), tuple(keys[candidates[i][0]])))
+    chosen = set(order[:limit])
+    for i, (_, rows) in enumerate(candidates):
+        if i not in chosen:
+            st.drop(np.ones(len(rows), bool), "max_clusters")
+            st.clusters["over_max_clusters"] += 1
+    return [candidates[i] for i in sorted(chosen)]
+
+
+def _assemble(st: _State, labeled: np.ndarray) -> TrainingSet:
+    """Labeled rows first, then the kept unlabeled faces with their weights; the report."""
+    u, config, identities = st.u, st.config, st.identities
+    kept = np.flatnonzero(st.keep)
+    w_unl = np.power(1.0 - st.p[kept], config.gamma) if config.soft else np.ones(len(kept), np.float64)
     n_lab = len(labeled)
-    class_index = np.concatenate([np.searchsorted(identities, labeled), cls[kept]]).astype(np.int64)
-    weight = np.concatenate([np.ones(n_lab), w_unl]).astype(np.float32)
-    source = np.concatenate([np.full(n_lab, "labeled", dtype=object), src[kept]]).astype(str)
-    class_identity = np.concatenate([identities, np.full(len(pseudo_keys), -1)]).astype(np.int64)
-    class_cluster = np.concatenate([np.full((len(identities), 2), -1), np.asarray(pseudo_keys, np.int64).reshape(-1, 2)])
-    assert sum(dropped.values()) + len(kept) == n, "every unlabeled face is kept or dropped with a reason"
+    class_index = np.concatenate([np.searchsorted(identities, labeled), st.cls[kept]]).astype(np.int64)
+    source = np.concatenate([np.full(n_lab, "labeled", dtype=object), st.src[kept]]).astype(str)
+    class_identity = np.concatenate([identities, np.full(len(st.pseudo_keys), -1)]).astype(np.int64)
+    class_cluster = np.concatenate([np.full((len(identities), 2), -1),
+                                    np.asarray(st.pseudo_keys, np.int64).reshape(-1, 2)])
+    assert sum(st.dropped.values()) + len(kept) == len(u), "every unlabeled face is kept or dropped with a reason"
     report = {
-        "labeled_faces": n_lab, "labeled_classes": int(len(identities)), "unlabeled_faces": n,
-        "kept": {s: int((source == s).sum()) for s in SOURCES}, "dropped": dropped,
-        "clusters": cluster_report, "num_classes": int(len(class_identity)), "rows": int(len(class_index)),
+        "labeled_faces": n_lab, "labeled_classes": int(len(identities)), "unlabeled_faces": len(u),
+        "kept": {s: int((source == s).sum()) for s in SOURCES}, "dropped": st.dropped,
+        "clusters": st.clusters, "num_classes": int(len(class_identity)), "rows": int(len(class_index)),
         "weight_sum_unlabeled": float(w_unl.sum()), "config": asdict(config),
     }
-    return TrainingSet(class_index=class_index, weight=weight, source=source,
-                       row=np.concatenate([np.arange(n_lab), kept]).astype(np.int64),
+    return TrainingSet(class_index=class_index, weight=np.concatenate([np.ones(n_lab), w_unl]).astype(np.float32),
+                       source=source, row=np.concatenate([np.arange(n_lab), kept]).astype(np.int64),
                        run_id=np.concatenate([np.full(n_lab, -1), u.run_id[kept]]).astype(np.int64),
                        face_id=np.concatenate([np.full(n_lab, -1), u.face_id[kept]]).astype(np.int64),
                        class_identity=class_identity, class_cluster=class_cluster.astype(np.int64), report=report)
 
 
-def _accept(rows: np.ndarray, keep: np.ndarray, src: np.ndarray, p: np.ndarray, u: UnlabeledFaces,
-            config: RetrainConfig, dropped: dict[str, int], cluster_report: dict[str, int]) -> None:
+def _accept(st: _State, rows: np.ndarray) -> None:
     """Keep a cluster's faces, capped to the ``max_faces_per_cluster`` with the lowest p- (NaN last)."""
-    cap = config.max_faces_per_cluster
+    u, p, cap = st.u, st.p, st.config.max_faces_per_cluster
     if cap is not None and len(rows) > cap:
         pk = np.where(np.isnan(p[rows]), np.inf, p[rows])
         order = np.lexsort((u.face_id[rows], u.run_id[rows], pk))
-        dropped["cluster_capped"] += len(rows) - cap
-        cluster_report["capped"] += 1
+        st.dropped["cluster_capped"] += len(rows) - cap
+        st.clusters["capped"] += 1
         rows = rows[order[:cap]]
-    keep[rows] = True
-    src[rows] = "pseudo"
+    st.keep[rows] = True
+    st.src[rows] = "pseudo"

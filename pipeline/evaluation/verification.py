@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .features import FeatureSet, atomic_path, check_embeddings
+from pipeline.features import FeatureSet, atomic_path, check_embeddings
 
 DEFAULT_FARS = (1e-3, 1e-4)
 REPORT_FORMAT = 1

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import TqdmProgress
+from pipeline.progress import TqdmProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,14 +48,14 @@ def _bar(desc: str) -> TqdmProgress:
 
 
 def _base_embedder(args):
-    from .embedders import OnnxEmbedder
+    from pipeline.recognition.embedders import OnnxEmbedder
 
     model = args.model or os.environ.get("FACECURATE_EMBEDDER_ONNX") or None
     return OnnxEmbedder(model, swap_rb=not args.bgr, scale=args.input_scale, mean=args.input_mean)
 
 
 def _image_list(source: str, labeled: bool | None) -> tuple[list[Path], list[str] | None]:
-    from .extract import list_images
+    from pipeline.recognition.extraction import list_images
 
     p = Path(source)
     if p.is_file() and p.suffix == ".txt":
@@ -68,9 +68,9 @@ def _image_list(source: str, labeled: bool | None) -> tuple[list[Path], list[str
 
 # --------------------------------------------------------------------------- embed
 def cmd_embed(args) -> int:
-    from .extract import extract_features
-    from .features import FeatureSet, load_features, save_features
-    from .recognizer import FEATURE_BACKBONES, TorchEmbedder, load_recognizer, max_logit_and_argmax
+    from pipeline.recognition.extraction import extract_features
+    from pipeline.features import FeatureSet, load_features, save_features
+    from pipeline.recognition.models import FEATURE_BACKBONES, TorchEmbedder, load_recognizer, max_logit_and_argmax
 
     rec = load_recognizer(args.checkpoint) if args.checkpoint else None
     if args.features:
@@ -121,8 +121,8 @@ def cmd_embed(args) -> int:
 
 # --------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from .features import FeatureSet, load_features
-    from .train import TrainConfig, train
+    from pipeline.features import FeatureSet, load_features
+    from pipeline.recognition.training import TrainConfig, train
 
     config = TrainConfig(
         backbone=args.backbone, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
@@ -159,7 +159,7 @@ def cmd_train(args) -> int:
     if bar is not None:
         bar.close()
     if int(os.environ.get("RANK", 0)) == 0:
-        from .train import load_checkpoint
+        from pipeline.recognition.checkpoint import load_checkpoint
 
         m = load_checkpoint(ckpt)["metrics"]
         print(f"wrote {ckpt}: {m['num_classes']} classes, {m['num_samples']} samples, final loss "
@@ -182,14 +182,14 @@ def _num(value: float | None, spec: str = ".4f") -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import compare_reports, evaluate_features, summary, write_report
-    from .features import FeatureSet, load_features
+    from pipeline.evaluation.verification import compare_reports, evaluate_features, summary, write_report
+    from pipeline.features import FeatureSet, load_features
 
     feats = load_features(args.features)
     pairs_feats = load_features(args.pairs_features) if args.pairs_features else None
     meta = {"features": str(args.features)}
     if args.checkpoint:
-        from .recognizer import load_recognizer
+        from pipeline.recognition.models import load_recognizer
 
         rec = load_recognizer(args.checkpoint)
         feats = FeatureSet(rec.embed_features(feats.embeddings), feats.paths, feats.labels)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import TqdmProgress
+from pipeline.progress import TqdmProgress
 
 
 def _write_json(path: str | Path, data: dict) -> None:
-    from .features import atomic_path
+    from pipeline.features import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(data, fh, indent=1, default=_json_default)
@@ -43,12 +43,12 @@ def _json_default(o):
 
 def _scores_for(args, fs):
     """(max_logit, argmax, class_names | None, source) for the unlabeled feature set."""
-    from .features import l2_normalize, load_features
+    from pipeline.features import l2_normalize, load_features
 
     if args.checkpoint and args.prototypes:
         raise ValueError("give either --checkpoint or --prototypes, not both")
     if args.checkpoint:
-        from .recognizer import class_logits, load_recognizer, max_logit_and_argmax
+        from pipeline.recognition.models import class_logits, load_recognizer, max_logit_and_argmax
 
         rec = load_recognizer(args.checkpoint)
         emb = fs.extra.get("base_embeddings", fs.embeddings)
@@ -79,9 +79,9 @@ def _scores_for(args, fs):
 
 
 def cmd_separate_overlap(args) -> int:
-    from .evt_plots import plot_report
-    from .features import load_features, save_features
-    from .overlap import OverlapConfig, separate_overlap
+    from pipeline.overlap.plots import plot_report
+    from pipeline.features import load_features, save_features
+    from pipeline.overlap.separation import OverlapConfig, separate_overlap
 
     fs = load_features(args.features)
     got = _scores_for(args, fs)
@@ -120,9 +120,9 @@ def cmd_separate_overlap(args) -> int:
 
 
 def cmd_uncertainty(args) -> int:
-    from .evt_plots import plot_report
-    from .features import atomic_save_npz, load_features, load_labels
-    from .uncertainty import PMinusConfig, SoftmaxConfig, clustering_uncertainty
+    from pipeline.overlap.plots import plot_report
+    from pipeline.features import atomic_save_npz, load_features, load_labels
+    from pipeline.uncertainty import PMinusConfig, SoftmaxConfig, clustering_uncertainty
 
     fs = load_features(args.features)
     labels = load_labels(args.clusters)
@@ -159,7 +159,7 @@ def register(subparsers) -> None:
         "max_logit, argmax (and overlap_identity), plus a report JSON and optional PNG (Fig. 3).",
     )
     p.add_argument("features", help="unlabeled feature file (.npz)")
-    p.add_argument("--checkpoint", help="recognizer checkpoint: compute max-logits with pipeline.recognizer")
+    p.add_argument("--checkpoint", help="recognizer checkpoint: compute max-logits with pipeline.recognition.models")
     p.add_argument("--prototypes", help="labeled feature file: a cosine classifier over its class means")
     p.add_argument("--out", help="output feature file (default: overwrite the input)")
     p.add_argument("--report", help="report JSON (default: <out>_overlap.json)")

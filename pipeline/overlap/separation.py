@@ -1,13 +1,13 @@
 """Overlap separation (paper Sec. 3.1): which unlabeled faces belong to identities the recognizer already knows.
 
 Input: per unlabeled face the max-logit over the labeled classes (cosine logits in ``[-1, 1]`` from
-``pipeline.recognizer.max_logit_and_argmax``, or any score where higher means "more like a labeled class") and
+``pipeline.recognition.models.max_logit_and_argmax``, or any score where higher means "more like a labeled class") and
 the arg-max class.
 
 Method
 ------
-1. Otsu's threshold on the max-logits gives the initial split (:func:`pipeline.evt.otsu`).
-2. A two-component Weibull mixture is fitted by EM (:func:`pipeline.evt.fit_weibull_mixture`): the *disjoint*
+1. Otsu's threshold on the max-logits gives the initial split (:func:`pipeline.overlap.evt.otsu`).
+2. A two-component Weibull mixture is fitted by EM (:func:`pipeline.overlap.evt.fit_weibull_mixture`): the *disjoint*
    component ``W_d`` is the low mode, a Weibull of the distance above a lower end point; the *overlap*
    component ``W_o`` is the high mode, a Weibull of the distance below an upper end point (mirrored, skewed
    towards low scores). Scores may be negative: they are mapped to ``[0, 1]`` by min-max and the two end
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .evt import EvtError, MixtureConfig, WeibullMixture, fit_weibull_mixture, otsu
+from pipeline.overlap.evt import EvtError, MixtureConfig, WeibullMixture, fit_weibull_mixture, otsu
 
 DISJOINT, OVERLAP, REJECTED = 0, 1, -1
 STATE_NAMES = {DISJOINT: "disjoint", OVERLAP: "overlap", REJECTED: "rejected"}

@@ -9,7 +9,7 @@ bench/results/clustering_quality.md; similarities are cosine, features L2-normal
 - ``infomap``: Infomap community detection (two-level map equation) on the kNN graph, undirected,
   edges with similarity >= ``threshold`` weighted by similarity.
 - ``gcn-d``: the paper's method: proposals + GCN-D quality (IoU) + de-overlap. Needs ``model``
-  (a :class:`pipeline.gcn.GcnModel` or a checkpoint path).
+  (a :class:`pipeline.clustering.gcn.GcnModel` or a checkpoint path).
 - ``cc``: connected components of the kNN graph at ``threshold`` (the simplest graph baseline).
 - ``hac``: average-linkage agglomerative clustering (fastcluster) on cosine distance, cut at
   ``distance``. Needs the N^2/2 distance matrix: refused above ``max_n`` faces.
@@ -34,8 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .features import check_embeddings
-from .knn import KnnGraph, build_knn
+from pipeline.features import check_embeddings
+from pipeline.clustering.knn import KnnGraph, build_knn
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ def cluster_gcnd(
     progress=None,
     timings: dict | None = None,
 ):
-    from .gcn import GcnModel, deoverlap, predict
-    from .proposals import generate_proposals
+    from pipeline.clustering.gcn import GcnModel, deoverlap, predict
+    from pipeline.clustering.proposals import generate_proposals
 
     if model is None:
         raise ValueError("method 'gcn-d' needs a trained model: pass model=<checkpoint path> (python -m pipeline train-gcn)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import TqdmProgress
+from pipeline.progress import TqdmProgress
 
 
 def _parse_value(text: str):
@@ -35,8 +35,8 @@ def _params(items: list[str] | None) -> dict:
 
 
 def cmd_knn(args) -> int:
-    from .features import load_features
-    from .knn import build_knn
+    from pipeline.features import load_features
+    from pipeline.clustering.knn import build_knn
 
     fs = load_features(args.features)
     bar = TqdmProgress()
@@ -49,9 +49,9 @@ def cmd_knn(args) -> int:
 
 
 def cmd_train_gcn(args) -> int:
-    from .features import load_features
-    from .gcn import GcnConfig, train_gcn
-    from .proposals import ProposalConfig
+    from pipeline.features import load_features
+    from pipeline.clustering.gcn import GcnConfig, train_gcn
+    from pipeline.clustering.proposals import ProposalConfig
 
     fs = load_features(args.features)
     if fs.labels is None:
@@ -73,9 +73,9 @@ def cmd_train_gcn(args) -> int:
 
 
 def cmd_cluster(args) -> int:
-    from .cluster import cluster
-    from .features import load_features, save_labels
-    from .knn import KnnGraph
+    from pipeline.clustering.methods import cluster
+    from pipeline.features import load_features, save_labels
+    from pipeline.clustering.knn import KnnGraph
 
     fs = load_features(args.features)
     params = _params(args.param)
@@ -95,8 +95,8 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .clustering_metrics import evaluate_clustering
-    from .features import load_features, load_labels
+    from pipeline.clustering.metrics import evaluate_clustering
+    from pipeline.features import load_features, load_labels
 
     fs = load_features(args.features)
     if fs.labels is None:
@@ -113,8 +113,8 @@ def cmd_evaluate(args) -> int:
 
 
 def register(subparsers) -> None:
-    from .cluster import DEFAULT_METHOD, METHODS
-    from .knn import INDEX_KINDS
+    from pipeline.clustering.methods import DEFAULT_METHOD, METHODS
+    from pipeline.clustering.knn import INDEX_KINDS
 
     p = subparsers.add_parser("knn", help="build the kNN graph of a feature file (faiss)")
     p.add_argument("features", help="feature .npz")
