@@ -329,11 +329,14 @@
     async function runSearch() {
       const q = search.value.trim();
       const seq = ++searchSeq;
-      found = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
+      const got = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
       if (seq !== searchSeq) return;
-      chosen = -1;
+      const keep = chosen >= 0 && found[chosen] ? found[chosen].id : null;  // a re-render keeps the choice
+      found = got;
       matches.replaceChildren(...found.map((m, i) => el("li", {"data-identity": String(m.id), role: "option", "aria-selected": "false"}, [
         el("button", {type: "button", "class": "pick", text: m.name + " · " + m.dataset_name, on: {click: () => { choose(i); assignChosen(); }}})])));
+      chosen = -1;
+      if (keep !== null && found.some((m) => m.id === keep)) choose(found.findIndex((m) => m.id === keep));
       const exact = found.some((m) => m.name.toLowerCase() === q.toLowerCase());
       const box = document.getElementById("identity-create");
       box.hidden = !q || exact || !labeledSets.length;
