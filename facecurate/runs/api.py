@@ -36,6 +36,7 @@ from .serializers import (
 )
 from .services import queries, review
 from .services.start import RunRequestError, start_run
+from .services.strips import queue_strips
 
 
 def _int_param(request, name: str) -> int | None:
@@ -114,6 +115,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             q["cursor"] = nxt
             next_url = request.build_absolute_uri(f"{request.path}?{q.urlencode()}")
         data = ClusterSerializer(page, many=True, context={"request": request}).data
+        strips = queue_strips([c["id"] for c in data])
+        for c in data:
+            c["thumbnails"] = [media_url(t) for t in strips.get(c["id"], [])]
         return Response({"results": data, "next": next_url})
 
 

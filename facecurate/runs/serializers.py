@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from facecurate.datasets.models import Dataset
+from facecurate.datasets.models import Dataset, Identity
 from facecurate.datasets.serializers import media_url
 from facecurate.jobs.serializers import JobSerializer
 from facecurate.recognition.models import RecognizerVersion
@@ -61,18 +61,25 @@ class ClusterSerializer(serializers.ModelSerializer):
     lease_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sum_p_minus = serializers.SerializerMethodField(
+        help_text="Expected number of wrong members: the sum of the members' p- (mean p- times size).")
 
     class Meta:
         model = Cluster
-        fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "review_state",
+        fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "sum_p_minus",
+                  "review_state",
                   "name", "assigned_identity", "assigned_identity_name", "carried_from", "version", "lease_user",
                   "lease_until", "reviewed_by", "reviewed_at", "changed_by", "changed_at"]
         read_only_fields = fields
+
+    def get_sum_p_minus(self, c: Cluster) -> float | None:
+        return None if c.mean_p_minus is None else float(c.mean_p_minus) * c.size
 
 
 class RunFaceSerializer(serializers.ModelSerializer):
     face = serializers.IntegerField(source="face_id", read_only=True)
     image = serializers.IntegerField(source="face.image_id", read_only=True)
+    image_name = serializers.CharField(source="face.image.source_name", read_only=True, default=None)
     thumbnail_url = serializers.SerializerMethodField()
     crop_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -83,7 +90,7 @@ class RunFaceSerializer(serializers.ModelSerializer):
         model = RunFace
         fields = ["id", "face", "image", "cluster", "original_cluster", "p_minus", "margin", "max_logit",
                   "predicted_identity", "predicted_identity_name", "predicted_score", "overlap_state", "excluded",
-                  "thumbnail_url", "crop_url", "image_url", "box"]
+                  "image_name", "thumbnail_url", "crop_url", "image_url", "box"]
         read_only_fields = fields
 
     def get_thumbnail_url(self, rf: RunFace) -> str | None:
@@ -106,6 +113,14 @@ class ReviewActionSerializer(serializers.ModelSerializer):
         fields = ["id", "run", "cluster", "user", "kind", "summary", "payload", "created_at", "undone_at", "undone_by"]
         read_only_fields = fields
 
+    def _identity_name(self, identity_id) -> str:
+        """The identity's name (one lookup per page of actions, cached in the serializer's context)."""
+        names = self.context.setdefault("_identity_names", {})
+        if identity_id not in names:
+            ident = Identity.objects.filter(pk=identity_id).values_list("name", flat=True).first()
+            names[identity_id] = ident or f"identity {identity_id} (deleted)"
+        return names[identity_id]
+
     def get_summary(self, a) -> str:
         """One line saying what the action did."""
         p = a.payload or {}
@@ -117,7 +132,7 @@ class ReviewActionSerializer(serializers.ModelSerializer):
             "move": f"moved {n} face(s) from cluster {a.cluster_id} to {target}",
             "split": f"split {n} face(s) off cluster {a.cluster_id} into {target}",
             "merge": f"merged cluster {target} into {a.cluster_id} ({n} faces)",
-            "assign": f"assigned cluster {a.cluster_id} to identity {p.get('identity')}",
+            "assign": f"assigned cluster {a.cluster_id} to {self._identity_name(p.get('identity'))}",
             "not_a_face": f"marked {n} face(s) of cluster {a.cluster_id} not a face",
             "skip": f"skipped cluster {a.cluster_id}",
         }.get(a.kind, a.kind)

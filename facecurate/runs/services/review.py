@@ -110,8 +110,8 @@ def _check_version(cluster: Cluster, version) -> None:
         raise ReviewError("version must be an integer", "bad_version", 400) from None
     if version != cluster.version:
         who = _name(cluster.changed_by) if cluster.changed_by_id else "someone"
-        when = timezone.localtime(cluster.changed_at).strftime("%H:%M:%S") if cluster.changed_at else "meanwhile"
-        raise ReviewError(f"cluster {cluster.pk} was changed by {who} at {when} (it is at version {cluster.version}, "
+        when = f" at {timezone.localtime(cluster.changed_at):%H:%M:%S}" if cluster.changed_at else " meanwhile"
+        raise ReviewError(f"cluster {cluster.pk} was changed by {who}{when} (it is at version {cluster.version}, "
                           f"you sent {version}); reload it to see their change", "stale_version", 409)
 
 

@@ -341,7 +341,10 @@
       return el("tr", {"data-cluster": String(c.id), "data-state": c.review_state, tabindex: "-1"}, [
         el("td", {text: String(rank)}),
         el("td", {}, [el("a", {href: "/clusters/" + c.id + "/", text: "cluster " + c.id + (c.number === null ? " (new)" : "")})]),
-        el("td", {text: String(c.size)}), el("td", {text: fmt(c.priority, 3)}), el("td", {text: fmt(c.max_p_minus, 3)}),
+        el("td", {"class": "strip", "data-testid": "strip"}, (c.thumbnails || []).map((u) =>
+          el("img", {src: u, alt: "", loading: "lazy", width: "40", height: "40"}))),
+        el("td", {text: String(c.size)}),
+        el("td", {"data-sum": String(c.sum_p_minus), text: fmt(c.sum_p_minus, 2)}), el("td", {text: fmt(c.max_p_minus, 3)}),
         el("td", {text: c.review_state}),
         el("td", {text: c.assigned_identity_name || c.name || ""}), el("td", {text: held}),
       ]);
@@ -358,7 +361,7 @@
       page.results.forEach((c) => tbody.appendChild(row(c)));
       next = page.next;
       more.hidden = !next;
-      if (reset && !page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "8", text: "No clusters here."})]));
+      if (reset && !page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "9", text: "No clusters here."})]));
       remember({pages: Math.max(1, Math.ceil(rank / 100))});
     }
     function focusRow(i) {
@@ -392,7 +395,8 @@
       if (ev.target.matches("input, select, textarea")) return;
       if (ev.key === "j" || ev.key === "ArrowDown") { focusRow(cursor + 1); ev.preventDefault(); }
       else if (ev.key === "k" || ev.key === "ArrowUp") { focusRow(cursor - 1); ev.preventDefault(); }
-      else if (ev.key === "Enter" && cursor >= 0) {
+      else if (ev.key === "Enter" && rows().length) {
+        if (cursor < 0) focusRow(0);  // a fresh queue: Enter opens the first row (the cursor starts there)
         const tr = rows()[cursor];
         remember({last: tr.dataset.cluster, scroll: window.scrollY});
         location.href = "/clusters/" + tr.dataset.cluster + "/";
@@ -410,6 +414,7 @@
       if (i >= 0) { focusRow(i); rows()[i].classList.add("last-open"); }
       else if (saved.scroll) window.scrollTo(0, saved.scroll);
     }
+    if (cursor < 0 && rows().length) focusRow(0);  // the cursor is visible from the start
     counts();
   }
 
