@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from facecurate.jobs.models import Job
-from facecurate.jobs.runner import WAITING, JobContext, worker_id
+from facecurate.jobs.runner import WAITING, JobContext, JobLost, worker_id
 from facecurate.recognition.services.embeddings import embed_faces, missing_faces, save_embeddings
 
 from ..models import EmbedChunk, PipelineRun
@@ -31,9 +31,14 @@ STAGE_FUNCS = {"overlap": overlap_stage, "cluster": cluster_stage, "uncertainty"
 EMBED_TASK = "facecurate.ml.embed_chunk"
 
 
-def _mark(run: PipelineRun, stage: str, **info) -> None:
-    run.stages = {**run.stages, stage: {**run.stages.get(stage, {}), **info}}
-    run.save(update_fields=["stages"])
+def _mark(ctx: JobContext, run: PipelineRun, stage: str, **info) -> None:
+    """Record a stage's state, compare-and-set: only while this worker holds the run's job (a worker
+    presumed dead whose job another worker took over stops here, JobLost, and records nothing)."""
+    stages = {**run.stages, stage: {**run.stages.get(stage, {}), **info}}
+    if not PipelineRun.objects.filter(pk=run.pk, job__state=Job.State.RUNNING, job__worker=worker_id()).update(
+            stages=stages):
+        raise JobLost(f"job {ctx.job.pk} is held by another worker now; stage {stage} not recorded")
+    run.stages = stages
 
 
 def advance_work(ctx: JobContext):
@@ -45,7 +50,7 @@ def advance_work(ctx: JobContext):
         # "runs" > 1 only when a dead worker's stage is redone; the embed stage is entered again each time
         # its chunks report back (its units of work are the chunks, each claimed once).
         key = "entries" if stage == "embed" else "runs"
-        _mark(run, stage, state="running", **{key: run.stages.get(stage, {}).get(key, 0) + 1},
+        _mark(ctx, run, stage, state="running", **{key: run.stages.get(stage, {}).get(key, 0) + 1},
               started_at=run.stages.get(stage, {}).get("started_at") or timezone.now().isoformat())
         t0 = time.perf_counter()
         if stage == "embed":
@@ -55,7 +60,7 @@ def advance_work(ctx: JobContext):
             ctx.progress(i, len(PipelineRun.STAGES), stage=stage, force=True)
             STAGE_FUNCS[stage](ctx, run)
         seconds = run.stages[stage].get("seconds", 0.0) + (time.perf_counter() - t0)
-        _mark(run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat())
+        _mark(ctx, run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat())
     ctx.progress(len(PipelineRun.STAGES), len(PipelineRun.STAGES), stage="done", force=True)
     ctx.set_result(counts=run.counts, run=run.pk)
     return None
@@ -72,7 +77,7 @@ def plan_embedding(ctx: JobContext, run: PipelineRun) -> bool:
             chunks += [EmbedChunk(run=run, dataset_id=ds, face_ids=todo[s:s + size]) for s in range(0, len(todo), size)]
         EmbedChunk.objects.bulk_create(chunks)
         total = sum(len(c.face_ids) for c in chunks)
-        _mark(run, "embed", faces=total, chunks=len(chunks))
+        _mark(ctx, run, "embed", faces=total, chunks=len(chunks))
         ctx.progress(0, total, stage="embed", force=True)
     left = list(run.chunks.exclude(state=EmbedChunk.State.DONE).values_list("id", flat=True))
     if not left:
