@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -59,8 +59,15 @@ def advance_work(ctx: JobContext):
         else:
             ctx.progress(i, len(PipelineRun.STAGES), stage=stage, force=True)
             STAGE_FUNCS[stage](ctx, run)
-        seconds = run.stages[stage].get("seconds", 0.0) + (time.perf_counter() - t0)
-        _mark(ctx, run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat())
+        extra = {}
+        if stage == "embed":  # its work is the chunks': from the stage's start to now, and the chunks' own time
+            seconds = (timezone.now() - datetime.fromisoformat(run.stages["embed"]["started_at"])).total_seconds()
+            extra["chunk_seconds"] = round(sum(run.chunks.exclude(seconds__isnull=True)
+                                               .values_list("seconds", flat=True)), 3)
+        else:
+            seconds = run.stages[stage].get("seconds", 0.0) + (time.perf_counter() - t0)
+        _mark(ctx, run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat(),
+              **extra)
     ctx.progress(len(PipelineRun.STAGES), len(PipelineRun.STAGES), stage="done", force=True)
     ctx.set_result(counts=run.counts, run=run.pk)
     return None
@@ -109,10 +116,15 @@ def embed_chunk(chunk_id: int) -> str:
         return "run stopped"
     t0 = time.perf_counter()
 
+    reported = [0]  # faces of this chunk already counted in the job's progress
+
     def beat(done: int, total: int) -> None:
+        """Within a chunk: the chunk's claim, the job's heartbeat and its progress move on."""
         now = timezone.now()
         EmbedChunk.objects.filter(pk=chunk.pk, worker=worker_id()).update(claimed_at=now)
-        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(heartbeat_at=now)
+        step, reported[0] = max(done - reported[0], 0), max(done, reported[0])
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
+            heartbeat_at=now, progress_current=F("progress_current") + step)
 
     emb = embed_faces(chunk.face_ids, run.recognizer, progress=beat)
     save_embeddings(chunk.dataset_id, run.recognizer, chunk.face_ids, emb, name=f"run-{run.pk}-chunk-{chunk.pk}",
@@ -122,7 +134,7 @@ def embed_chunk(chunk_id: int) -> str:
         if not EmbedChunk.objects.filter(pk=chunk.pk, worker=worker_id()).update(
                 state=EmbedChunk.State.DONE, seconds=seconds):
             return "taken over"
-        _progress(job, len(chunk.face_ids), seconds)
+        _progress(job, len(chunk.face_ids) - reported[0], len(chunk.face_ids), seconds)
         if not run.chunks.exclude(state=EmbedChunk.State.DONE).exists():
             fresh = Job.objects.get(pk=job.pk)
             if fresh.state == Job.State.RUNNING:
@@ -130,9 +142,10 @@ def embed_chunk(chunk_id: int) -> str:
     return "done"
 
 
-def _progress(job: Job, n: int, seconds: float) -> None:
+def _progress(job: Job, left_over: int, n: int, seconds: float) -> None:
     rate = n / seconds if seconds > 0 else None
-    Job.objects.filter(pk=job.pk).update(progress_current=F("progress_current") + n, heartbeat_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(progress_current=F("progress_current") + left_over,
+                                         heartbeat_at=timezone.now())
     fresh = Job.objects.get(pk=job.pk)
     left = max(fresh.progress_total - fresh.progress_current, 0)
     Job.objects.filter(pk=job.pk).update(progress_info={"rate": round(rate, 2) if rate else None,
