@@ -165,8 +165,7 @@ class JobContext:
 def finish(job: Job, to: str, *, error: str = "") -> str:
     """CAS the held job into a final state; a success that races a cancel ends cancelled."""
     now = timezone.now()
-    fields = dict(state=to, finished_at=now, updated_at=now, worker="", error=error[:10000])
-    fields.pop("state")
+    fields = {"finished_at": now, "updated_at": now, "worker": "", "error": error[:10000]}
     q = _held_q(job)
     if to == Job.State.SUCCEEDED:
         q &= Q(cancel_requested=False)

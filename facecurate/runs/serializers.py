@@ -40,13 +40,20 @@ class RunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_reviewed(self, run: PipelineRun) -> dict[str, int]:
-        """Clusters per review state."""
-        from django.db.models import Count
+        """Clusters per review state (a list view hands them over for the whole page in ``reviewed``)."""
+        page = self.context.get("reviewed")
+        return page[run.pk] if page is not None and run.pk in page else reviewed_counts([run.pk])[run.pk]
 
-        out = {s: 0 for s in Cluster.Review.values}
-        for row in run.clusters.values("review_state").order_by().annotate(n=Count("id")):
-            out[row["review_state"]] = row["n"]
-        return out
+
+def reviewed_counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
+    """{run id: clusters per review state}, in one grouped query."""
+    from django.db.models import Count
+
+    out = {r: {s: 0 for s in Cluster.Review.values} for r in run_ids}
+    for row in Cluster.objects.filter(run_id__in=run_ids).values("run_id", "review_state").order_by() \
+            .annotate(n=Count("id")):
+        out[row["run_id"]][row["review_state"]] = row["n"]
+    return out
 
 
 class RunReportSerializer(RunSerializer):
