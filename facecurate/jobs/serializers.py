@@ -8,6 +8,7 @@ class JobSerializer(serializers.ModelSerializer):
     dataset = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     progress = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -25,3 +26,13 @@ class JobSerializer(serializers.ModelSerializer):
         if not job.progress_total:
             return None
         return min(1.0, job.progress_current / job.progress_total)
+
+    def get_error(self, job: Job) -> str:
+        """Why the job failed. The traceback under the first line is for staff only (it names code and
+        paths of the server); annotators see the message."""
+        from facecurate.accounts.roles import is_staff_role
+
+        request = self.context.get("request")
+        if not job.error or (request is not None and is_staff_role(request.user)):
+            return job.error
+        return job.error.split("\n", 1)[0]
