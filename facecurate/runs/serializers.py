@@ -31,13 +31,19 @@ class RunSerializer(serializers.ModelSerializer):
     recognizer_name = serializers.CharField(source="recognizer.name", read_only=True)
     unlabeled_dataset_name = serializers.CharField(source="unlabeled_dataset.name", read_only=True)
     reviewed = serializers.SerializerMethodField()
+    labeled_dataset_names = serializers.SerializerMethodField()
 
     class Meta:
         model = PipelineRun
         fields = ["id", "url", "job", "unlabeled_dataset", "unlabeled_dataset_name", "labeled_datasets",
+                  "labeled_dataset_names",
                   "recognizer", "recognizer_name", "method", "params", "options", "stages", "counts", "metrics",
                   "reviewed", "created_by", "created_at"]
         read_only_fields = fields
+
+    def get_labeled_dataset_names(self, run: PipelineRun) -> list[str]:
+        """The labeled datasets' names, in the order of ``labeled_datasets`` (prefetched: no query per run)."""
+        return [d.name for d in run.labeled_datasets.all()]
 
     def get_reviewed(self, run: PipelineRun) -> dict[str, int]:
         """Clusters per review state (a list view hands them over for the whole page in ``reviewed``)."""

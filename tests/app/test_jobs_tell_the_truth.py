@@ -129,3 +129,19 @@ def test_rerun_answers_queued_even_when_a_worker_claims_the_job_at_once(transact
     resp = staff_client.post(f"/api/jobs/{job.pk}/rerun/")
     assert resp.status_code == 202 and resp.json()["state"] == "queued"
     assert Job.objects.get(pk=job.pk).state == "running"
+
+
+@pytest.mark.django_db
+def test_a_silent_worker_shows_before_the_sweeper_acts(annotator_client, settings):
+    from facecurate.jobs.models import Job
+
+    settings.JOB_HEARTBEAT_SECONDS = 10
+    now = timezone.now()
+    silent = Job.objects.create(kind=Job.Kind.INGEST_UPLOAD, state="running", worker="w:1:x",
+                                heartbeat_at=now - timedelta(seconds=60))
+    beating = Job.objects.create(kind=Job.Kind.INGEST_UPLOAD, state="running", worker="w:2:x", heartbeat_at=now)
+    waiting = Job.objects.create(kind=Job.Kind.PIPELINE_RUN, state="running", worker="",
+                                 heartbeat_at=now - timedelta(seconds=600))
+    got = {j["id"]: j["silent_seconds"] for j in annotator_client.get("/api/jobs/").json()["results"]}
+    assert got[str(silent.pk)] >= 60
+    assert got[str(beating.pk)] is None and got[str(waiting.pk)] is None

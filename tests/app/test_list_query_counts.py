@@ -76,3 +76,16 @@ def test_runs_list_costs_the_same_with_one_run_or_five(annotator_client, staff_u
     assert len(body) == 5 and all(r["reviewed"] == {"pending": 1, "confirmed": 2, "dismissed": 0} for r in body)
     assert all(r["job"]["created_by"] == staff_user.username for r in body)
     assert one == five, f"/api/runs/: {one} queries with one run, {five} with five"
+
+
+@pytest.mark.django_db
+def test_runs_name_their_labeled_datasets(annotator_client, staff_user):
+    from facecurate.runs.services.start import start_run
+
+    unl = _fill(5, "u")
+    unl.kind = "unlabeled"
+    unl.save(update_fields=["kind"])
+    known = [_fill(5, "k1"), _fill(5, "k2")]
+    start_run(staff_user, unl, known)
+    run = annotator_client.get("/api/runs/").json()["results"][0]
+    assert run["labeled_dataset_names"] == [d.name for d in sorted(known, key=lambda d: d.pk)]

@@ -68,7 +68,9 @@
     const refused = (job.result && job.result.rejected) ? job.result.rejected.length : 0;
     const text = job.kind + " · " + job.state + (job.stage ? " · " + job.stage : "") +
       " · " + job.progress_current + "/" + job.progress_total + pct +
-      (refused ? " · " + refused + " file(s) refused" : "") + (job.error ? " · " + job.error.split("\n")[0] : "");
+      (refused ? " · " + refused + " file(s) refused" : "") + (job.error ? " · " + job.error.split("\n")[0] : "") +
+      (job.silent_seconds ? " · its worker has not reported for " + Math.round(job.silent_seconds) +
+       " s (stopped? it is requeued after a while)" : "");
     const li = el("li", {"data-job": job.id, "data-state": job.state, "class": "job " + job.state}, [
       el("span", {text: text}),
       el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}),

@@ -55,12 +55,14 @@
       const cells = [
         el("td", {}, [el("a", {href: "/runs/" + run.id + "/", text: "run " + run.id})]),
         el("td", {text: run.unlabeled_dataset_name}),
-        el("td", {text: String(run.labeled_datasets.length)}),
+        el("td", {text: (run.labeled_dataset_names || []).join(", ") || "–"}),
         el("td", {text: run.method}),
         el("td", {"class": "state"}, [el("span", {"data-job-state": job.state, text: jobState(job)}),
           (job.state === "running" || job.state === "queued") ?
             el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}) : null,
-          recoveryNote(job), job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
+          recoveryNote(job), job.silent_seconds ? el("span", {"class": "note", "data-testid": "silent",
+            text: "its worker has not reported for " + Math.round(job.silent_seconds) + " s"}) : null,
+          job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
         el("td", {text: run.counts && run.counts.clusters !== undefined ? String(run.counts.clusters) : "–"}),
         el("td", {text: run.reviewed ? (run.reviewed.confirmed + run.reviewed.dismissed) + " / " +
           (run.reviewed.pending + run.reviewed.confirmed + run.reviewed.dismissed) : "–"}),
