@@ -136,24 +136,31 @@ class DatasetViewSet(
             raise ValidationError({"files": "send one or more files in the 'files' field"})
         identity = request.data.get("identity") or None
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # short: the dataset row is locked only to check and make the job
                 check_ingestion_allowed(dataset)
                 job = Job.objects.create(
                     kind=Job.Kind.INGEST_UPLOAD, dataset=dataset, created_by=request.user,
                     params={"files": [f.name for f in files][:1000], "identity": identity},
                 )
-                report = ingest.accept_uploads(dataset, job, files, identity=identity)
-                if not report.accepted:
-                    job.delete()
-                    return _nothing_accepted(report.rejected)
-                job.result = {"accepted": len(report.accepted),
-                              "rejected": [asdict(r) for r in report.rejected]}
-                job.progress_total = len(report.accepted)
-                job.save()
-                _record_provenance(dataset, job, f"upload of {len(files)} files")
-                job.enqueue(tasks.ingest_job)
         except DatasetBusy as exc:
             return _busy(exc)
+        # The files are stored outside any transaction (each image row commits on its own), so a long
+        # upload never holds the database's write lock (SQLite) or the dataset row (PostgreSQL).
+        try:
+            report = ingest.accept_uploads(dataset, job, files, identity=identity)
+        except BaseException:
+            Image.objects.filter(job=job).delete()
+            job.delete()
+            raise
+        if not report.accepted:
+            job.delete()
+            return _nothing_accepted(report.rejected)
+        with transaction.atomic():
+            job.result = {"accepted": len(report.accepted), "rejected": [asdict(r) for r in report.rejected]}
+            job.progress_total = len(report.accepted)
+            job.save()
+            _record_provenance(dataset, job, f"upload of {len(files)} files")
+            job.enqueue(tasks.ingest_job)
         return _accepted(request, job, accepted=[asdict(a) for a in report.accepted], rejected=report.rejected)
 
     @extend_schema(request=ImportRequestSerializer,
