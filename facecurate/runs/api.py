@@ -33,6 +33,7 @@ from .serializers import (
     RunFaceSerializer,
     RunReportSerializer,
     RunSerializer,
+    reviewed_counts,
 )
 from .services import queries, review
 from .services.start import RunRequestError, start_run
@@ -51,8 +52,8 @@ def _int_param(request, name: str) -> int | None:
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Pipeline runs: embed, separate overlap, cluster, score p-, store. Staff start and cancel them."""
 
-    queryset = PipelineRun.objects.select_related("job", "recognizer", "unlabeled_dataset", "created_by") \
-        .prefetch_related("labeled_datasets")
+    queryset = PipelineRun.objects.select_related("job", "job__created_by", "recognizer", "unlabeled_dataset",
+                                                  "created_by").prefetch_related("labeled_datasets")
 
     def get_serializer_class(self):
         return RunReportSerializer if self.action == "retrieve" else RunSerializer
@@ -132,6 +133,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         rows = queries.identity_search(self.get_object(), request.query_params.get("q", ""), limit)
         return Response([{"id": i.pk, "name": i.name, "dataset": i.dataset_id, "dataset_name": i.dataset.name}
                          for i in rows])
+
+    def list(self, request, *args, **kwargs):  # last in the class: the decorators above use the builtin list()
+        """Runs with their clusters per review state: one grouped query per page, not one per run."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        context = {**self.get_serializer_context(), "reviewed": reviewed_counts([r.pk for r in page])}
+        return self.get_paginated_response(self.get_serializer_class()(page, many=True, context=context).data)
 
 
 _ERRORS = {400: ReviewErrorSerializer, 403: ReviewErrorSerializer, 404: ReviewErrorSerializer,

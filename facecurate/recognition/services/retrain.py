@@ -145,7 +145,16 @@ def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
     is_held = np.isin(faces[:, 1], held)
     rows = list(RunFace.objects.filter(run_id__in=run_ids).order_by("run_id", "id").values_list(
         "run_id", "face_id", "cluster_id", "cluster__review_state", "cluster__assigned_identity_id",
-        "overlap_state", "predicted_identity_id", "p_minus", "excluded"))
+        "overlap_state", "predicted_identity_id", "p_minus", "excluded", "original_cluster_id"))
+    # One face, one class: of several runs' rows for a face, the newest decision (a row a person acted on:
+    # excluded, in a confirmed cluster, or moved) wins; with no decision anywhere, the newest run's row.
+    newest: dict[int, tuple] = {}
+    for i, row in enumerate(rows):
+        decided = bool(row[8]) or row[3] == Cluster.Review.CONFIRMED or row[2] != row[9]
+        if decided or row[1] not in newest or not newest[row[1]][2]:
+            newest[row[1]] = (i, row, decided)
+    several = len(rows) - len(newest)
+    rows = [row[:9] for _, row, _ in sorted(newest.values())]
     left_out = {"excluded_by_reviewer": 0, "cluster_dismissed": 0, "assigned_to_held_out_identity": 0,
                 "assigned_to_identity_outside_labeled_sets": 0}
     kept = []
@@ -170,6 +179,7 @@ def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
         cluster_assigned_identity=np.asarray(cols[4], np.int64), overlap_state=np.asarray(cols[5], np.int64),
         predicted_identity=np.asarray(cols[6], np.int64), p_minus=np.asarray(cols[7], np.float64))
     report = {"labeled_datasets": labeled_ids, "runs": run_ids, "run_faces": len(rows),
+              "same_face_rows_dropped": several,
               "left_out_before_rules": left_out,
               "held_out": {"fraction": float(opts["holdout_fraction"]), "seed": int(opts["holdout_seed"]),
                            "identities": held.tolist(), "faces": int(is_held.sum()),

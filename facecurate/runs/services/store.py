@@ -24,6 +24,7 @@ def store_stage(ctx, run: PipelineRun) -> None:
     cl = artifacts.read_npz(art_rel(run, "clusters"))
     un = artifacts.read_npz(art_rel(run, "uncertainty"))
     face_ids, labels, carried = cl["face_ids"], cl["labels"], cl["carried_from"]
+    not_a_face = cl.get("not_a_face", np.zeros(len(face_ids), bool))
     if not (np.array_equal(face_ids, ov["face_ids"]) and np.array_equal(face_ids, un["face_ids"])):
         raise RuntimeError("the run's artifacts disagree on their faces; re-run from the overlap stage")
     p = un["p_minus"]
@@ -51,15 +52,19 @@ def store_stage(ctx, run: PipelineRun) -> None:
                 predicted_score=_f(ov["max_logit"][i]) if pred >= 0 else None,
                 overlap_state=int(ov["state"][i]), cluster=c, original_cluster=c,
                 p_minus=_f(p[i]), margin=_f(un["margin"][i]),
+                excluded=RunFace.Excluded.NOT_A_FACE if not_a_face[i] else "",
             ))
         RunFace.objects.bulk_create(rows, batch_size=BATCH)
-    run.counts = _counts(ov["state"], labels)
+    run.counts = _counts(ov["state"], labels, not_a_face)
     run.metrics = _metrics(run, face_ids, ov, labels) if run.options.get("truth_from_folders") else {}
     run.save(update_fields=["counts", "metrics"])
 
 
 def _make_clusters(run, labels, p, carried, prio, k) -> list[Cluster]:
     sizes = np.bincount(labels[labels >= 0], minlength=k)
+    # A carried cluster keeps the name and the labeled identity people gave it.
+    kept = {c["id"]: c for c in Cluster.objects.filter(pk__in=np.unique(carried[carried >= 0]).tolist())
+            .values("id", "name", "assigned_identity_id")}
     objs = []
     for c in range(k):
         members = labels == c
@@ -72,17 +77,20 @@ def _make_clusters(run, labels, p, carried, prio, k) -> list[Cluster]:
             mean_p_minus=float(pc.mean()) if pc.size else None, max_p_minus=float(pc.max()) if pc.size else None,
             review_state=Cluster.Review.CONFIRMED if carried_id else Cluster.Review.PENDING,
             carried_from_id=carried_id,
+            name=kept.get(carried_id, {}).get("name", ""),
+            assigned_identity_id=kept.get(carried_id, {}).get("assigned_identity_id"),
         ))
     return Cluster.objects.bulk_create(objs, batch_size=BATCH)
 
 
-def _counts(state, labels) -> dict:
+def _counts(state, labels, not_a_face) -> dict:
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
     return {
         "faces": int(len(state)), "overlap": int((state == 1).sum()), "disjoint": int((state == 0).sum()),
         "rejected": int((state == -1).sum()), "clusters": int((sizes > 0).sum()),
         "singletons": int((sizes == 1).sum()), "clustered_faces": int((labels >= 0).sum()),
         "largest_cluster": int(sizes.max()) if sizes.size else 0,
+        "not_a_face": int(not_a_face.sum()),
     }
 
 

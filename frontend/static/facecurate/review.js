@@ -55,12 +55,14 @@
       const cells = [
         el("td", {}, [el("a", {href: "/runs/" + run.id + "/", text: "run " + run.id})]),
         el("td", {text: run.unlabeled_dataset_name}),
-        el("td", {text: String(run.labeled_datasets.length)}),
+        el("td", {text: (run.labeled_dataset_names || []).join(", ") || "–"}),
         el("td", {text: run.method}),
         el("td", {"class": "state"}, [el("span", {"data-job-state": job.state, text: jobState(job)}),
           (job.state === "running" || job.state === "queued") ?
             el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}) : null,
-          recoveryNote(job), job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
+          recoveryNote(job), job.silent_seconds ? el("span", {"class": "note", "data-testid": "silent",
+            text: "its worker has not reported for " + Math.round(job.silent_seconds) + " s"}) : null,
+          job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
         el("td", {text: run.counts && run.counts.clusters !== undefined ? String(run.counts.clusters) : "–"}),
         el("td", {text: run.reviewed ? (run.reviewed.confirmed + run.reviewed.dismissed) + " / " +
           (run.reviewed.pending + run.reviewed.confirmed + run.reviewed.dismissed) : "–"}),
@@ -265,7 +267,7 @@
     const run = await api("/api/runs/" + runId + "/");
     const c = run.counts || {}, rv = run.reviewed || {};
     const items = [["faces", c.faces], ["overlap (known people)", c.overlap], ["disjoint (new people)", c.disjoint],
-      ["rejected (uncertain)", c.rejected], ["clusters", c.clusters], ["singletons", c.singletons],
+      ["rejected (uncertain)", c.rejected], ["clusters (all faces)", c.clusters], ["singletons", c.singletons],
       ["largest cluster", c.largest_cluster], ["reviewed clusters", (rv.confirmed || 0) + (rv.dismissed || 0)],
       ["confirmed", rv.confirmed], ["pending", rv.pending]];
     document.getElementById("counts").replaceChildren(...items.map(([k, v]) => el("div", {}, [
@@ -294,7 +296,9 @@
       if (m.overlap_fnr_rejected_as_miss !== undefined) add("overlap: known faces missed (FNR)", pct(m.overlap_fnr_rejected_as_miss));
       if (m.disjoint_fpr !== undefined) add("overlap: new faces taken as known (FPR)", pct(m.disjoint_fpr));
       Object.entries(m.clustering || {}).forEach(([k, v]) => {
-        if (typeof v === "number") add("clustering " + k.replace(/_/g, " "), Math.abs(v) <= 1 ? fmt(v, 4) : String(v));
+        // counts print as integers; these are over the primary faces the folders name (not all faces)
+        if (typeof v === "number") add("clustering " + k.replace(/_/g, " ") + (/clusters|singletons/.test(k) ?
+          " (primary faces)" : ""), Number.isInteger(v) ? String(v) : fmt(v, 4));
       });
       box.replaceChildren(el("table", {"class": "list metrics"}, rows));
     }
