@@ -65,6 +65,14 @@ def make_run(name: str, d: dict):
     for c in clusters.values():
         refresh_stats(c)
         c.save()
+    from facecurate.recognition.models import Artifact
+    from facecurate.recognition.services import artifacts
+    from facecurate.runs.services.stages import art_rel
+    from pipeline.review.candidates import centroids
+
+    k = int(d["labels"].max()) + 1
+    artifacts.write_npz(art_rel(run, "centroids"), Artifact.Kind.CENTROIDS, job,
+                        centroids=centroids(d["emb"], d["labels"], k))  # the cluster orders' merge suggestions
     return run
 
 

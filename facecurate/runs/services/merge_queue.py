@@ -126,6 +126,7 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
             key = (min(a, b), max(a, b))
             if a != b and a in live and b in live and key not in no_pairs:
                 best[key] = max(best.get(key, 0.0), q)
+    best = _rescored(run, best, {c for c, x in live.items() if x.version > 1})
     items = [Item("merge", a, b, probability=q, gain=float(q * live[a].size * live[b].size))
              for (a, b), q in best.items()]
     rejected = RunFace.objects.filter(run=run, cluster__isnull=True, excluded=RunFace.Excluded.REJECTED)
@@ -144,6 +145,30 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
         items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size)) for c, q in offers.items()]
     items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
     return items
+
+
+def _rescored(run: PipelineRun, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
+    """Pairs that involve a cluster review changed (merged into, cleaned) scored again on the faces it
+    holds now: a stale probability times a grown size would put doubtful pairs first."""
+    from pipeline.review.candidates import pair_features
+    from pipeline.review.merge_model import probability
+
+    redo = [k for k in best if k[0] in changed or k[1] in changed]
+    if not redo:
+        return best
+    ids = sorted({c for k in redo for c in k})
+    rows = list(RunFace.objects.filter(cluster_id__in=ids).order_by("id").values_list("cluster_id", "face_id", "p_minus"))
+    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1]
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    p = np.array([0.0 if r[2] is None else r[2] for r in rows])
+    pos = {c: i for i, c in enumerate(ids)}
+    lab = np.array([pos[r[0]] for r in rows])
+    members = [np.flatnonzero(lab == i) for i in range(len(ids))]
+    cent = np.stack([emb[m].sum(0) for m in members])
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    pmax = np.array([p[m].max() for m in members])
+    feats = [pair_features(emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), p) for a, b in redo]
+    return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
 
 
 def clean_items(run: PipelineRun) -> list[Item]:
