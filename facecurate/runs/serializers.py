@@ -244,3 +244,40 @@ class IdentityMatchSerializer(serializers.Serializer):
     name = serializers.CharField()
     dataset = serializers.IntegerField()
     dataset_name = serializers.CharField()
+
+
+class MergeAnswerRequest(serializers.Serializer):
+    cluster = serializers.IntegerField(help_text="The item's cluster.")
+    version = _version_field()
+    other = serializers.IntegerField(required=False, help_text="A pair item's other cluster.")
+    other_version = serializers.IntegerField(required=False, min_value=1)
+    face = serializers.IntegerField(required=False, help_text="A placement item's rejected run-face.")
+    same = serializers.BooleanField(help_text="Yes: one person (merge / place the face); no: recorded, not asked again.")
+
+    def validate(self, data):
+        if ("other" in data) == ("face" in data):
+            raise serializers.ValidationError("send either other (a pair of clusters) or face (a rejected face)")
+        return data
+
+
+class MergeTarget(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(min_value=1)
+
+
+class AcceptMergesRequest(serializers.Serializer):
+    version = _version_field()
+    others = MergeTarget(many=True, help_text="Clusters merged into this one, in order (all or none).")
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(["merge", "place", "clean"])
+    cluster = serializers.IntegerField()
+    other = serializers.IntegerField(allow_null=True)
+    face = serializers.IntegerField(allow_null=True)
+    probability = serializers.FloatField(allow_null=True, help_text="P(one identity), the merge model's.")
+    gain = serializers.FloatField(help_text="Expected pairwise errors fixed.")
+    actions = serializers.FloatField(help_text="Expected decisions it takes.")
+    per_action = serializers.FloatField()
+    clusters = serializers.DictField(help_text="Per cluster id: size, version, name, state, thumbnails.")
+    face_thumbnail = serializers.CharField(allow_null=True)
