@@ -19,4 +19,4 @@ COPY . .
 RUN FACECURATE_SECRET_KEY=build python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["gunicorn", "facecurate.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "300"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "facecurate.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

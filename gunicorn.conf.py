@@ -1,0 +1,21 @@
+"""The web server's settings, read by `bin/run` and the Docker image (``gunicorn -c gunicorn.conf.py``).
+
+Threaded workers (gthread), not sync ones. A sync worker serves one connection at a time and blocks in
+``recv()`` until that connection sends its request: a browser's speculative (preconnected) socket that
+never sends one, or a request whose body never completes, held one of the two sync workers for as long
+as the browser kept the socket open (issue 17 item 10: cluster pages hung 61 s, every other request
+queued behind them, all released when the idle socket finally carried the previous page's lease-release
+POST). A gthread worker hands a silent connection back to its poller after a few seconds and serves other
+connections on its other threads meanwhile.
+
+FACECURATE_WEB_WORKERS (processes, default 2) and FACECURATE_WEB_THREADS (threads each, default 8) size it.
+"""
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("FACECURATE_WEB_WORKERS", "2"))
+threads = int(os.environ.get("FACECURATE_WEB_THREADS", "8"))
+# Seconds a worker may go without beating before the arbiter restarts it (uploads and exports run long).
+timeout = 300
+# Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread).
+keepalive = 5
