@@ -472,19 +472,31 @@ def skip(user, cluster_id: int, version: int | None = None) -> Outcome:
     return _done(action, [c])
 
 
-@transaction.atomic
 def lease(user, cluster_id: int, op: str = "acquire", seconds: int = LEASE_SECONDS) -> Cluster:
     """Hold (``acquire``/``renew``) or let go of (``release``) the cluster while it is open. Another
     user's unexpired lease: 409 naming them."""
     if op not in ("acquire", "renew", "release"):
         raise ReviewError("op must be acquire, renew or release", "bad_op", 400)
+    if op == "release":
+        return _release(user, cluster_id)
+    return _hold(user, cluster_id, seconds)
+
+
+def _release(user, cluster_id: int) -> Cluster:
+    """One conditional UPDATE, no row lock and no transaction around it: a page being left (its
+    keepalive POST) never waits behind another request's lock on the cluster."""
+    Cluster.objects.filter(pk=int(cluster_id), lease_user_id=getattr(user, "pk", None)) \
+        .update(lease_user=None, lease_until=None)
+    found = _fresh([int(cluster_id)])
+    if not found:
+        raise ReviewError(f"no cluster {cluster_id}", "unknown_cluster", 404)
+    return found[0]
+
+
+@transaction.atomic
+def _hold(user, cluster_id: int, seconds: int) -> Cluster:
     c = _lock([cluster_id])[int(cluster_id)]
     now = _now()
-    if op == "release":
-        if c.lease_user_id == user.pk:
-            c.lease_user, c.lease_until = None, None
-            c.save(update_fields=["lease_user", "lease_until"])
-        return _fresh([c.pk])[0]
     _check_lease(c, user)
     c.lease_user, c.lease_until = user, now + timedelta(seconds=max(10, min(int(seconds), 900)))
     c.save(update_fields=["lease_user", "lease_until"])
