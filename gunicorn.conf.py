@@ -19,3 +19,17 @@ threads = int(os.environ.get("FACECURATE_WEB_THREADS", "8"))
 timeout = 300
 # Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread).
 keepalive = 5
+
+
+def post_worker_init(worker):
+    """Import what requests need before the worker takes one. The first request each worker served paid
+    for importing the whole URL map (2-3 s on a loaded machine); worse, the first review action that
+    moves faces imported the priority rule (pipeline.uncertainty, which imports torch: 5 s and more)
+    inside its transaction, so SQLite's write lock (PostgreSQL: the cluster's row lock) was held all that
+    time and every lease, confirm and release POST of every annotator waited behind it."""
+    from django.urls import get_resolver
+
+    from facecurate.runs.services.priority import preload
+
+    get_resolver().url_patterns
+    preload()

@@ -9,10 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def preload() -> None:
+    """Import the priority rule's modules now (they import torch): the web server calls this when a
+    worker starts, so no review transaction pays for the import while it holds its locks."""
+    import pipeline.uncertainty  # noqa: F401
+
+
 def review_priority(labels: np.ndarray, p_minus: np.ndarray, features: np.ndarray | None = None,
                     config: dict | None = None) -> np.ndarray:
     """(K,) priority per cluster label 0..K-1 (0 for a label with no face)."""
-    from pipeline.uncertainty import cluster_priority  # (imports torch: not at the web server's start)
+    from pipeline.uncertainty import cluster_priority  # imports torch: the web server preloads it (preload)
     from pipeline.uncertainty.core import DEFAULT_PRIORITY
 
     cfg = {**DEFAULT_PRIORITY, **(config or {})}
