@@ -107,12 +107,12 @@ def train_config(opts: dict, **extra):
 def start_retraining(user, parent: RecognizerVersion, labeled: list[Dataset], runs: list, options: dict | None = None
                      ) -> Job:
     """Queue a retraining job (``job.params`` holds the request); the job's URL tells its progress."""
-    opts = check_options(options)
     bad = [d.name for d in labeled if not d.is_labeled]
     if bad:
         raise RetrainRequestError(f"not labeled datasets: {', '.join(bad)}")
     if not labeled:
         raise RetrainRequestError("at least one labeled dataset is needed")
+    opts = check_options(options)  # after the cheap checks: it builds the training config (imports torch)
     unfinished = [r.pk for r in runs if not r.stage_done("store")]
     if unfinished:
         raise RetrainRequestError(f"runs not finished yet: {', '.join(map(str, unfinished))}")
