@@ -17,8 +17,13 @@ workers = int(os.environ.get("FACECURATE_WEB_WORKERS", "2"))
 threads = int(os.environ.get("FACECURATE_WEB_THREADS", "8"))
 # Seconds a worker may go without beating before the arbiter restarts it (uploads and exports run long).
 timeout = 300
-# Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread).
-keepalive = 5
+# Seconds an idle kept-alive connection stays open (it waits in the poller, holding no thread): longer
+# than an annotator's look at a cluster, so the browser's next request rarely meets a socket just closed.
+keepalive = 30
+#: Seconds a thread waits for a new connection's first bytes before handing it back to the poller.
+#: gunicorn 27's gthread waits 5 s (a module constant): with 20 annotators each page's speculative
+#: connection held a thread for 5 s and requests queued behind them (bench/review_load.py).
+FIRST_BYTE_WAIT = 0.25
 
 
 def post_worker_init(worker):
@@ -28,8 +33,12 @@ def post_worker_init(worker):
     inside its transaction, so SQLite's write lock (PostgreSQL: the cluster's row lock) was held all that
     time and every lease, confirm and release POST of every annotator waited behind it."""
     from django.urls import get_resolver
+    from gunicorn.workers import gthread
 
     from facecurate.runs.services.priority import preload
 
-    get_resolver().url_patterns
+    if hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
+        gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTE_WAIT
+
+    _ = get_resolver().url_patterns
     preload()
