@@ -32,6 +32,8 @@ Counted per request: latency (send to whole body read), status; errors are trans
 (30 s), 5xx, and 4xx other than the expected 409s (lease held, stale version); conflicts are the 409s.
 A request whose kept-alive socket the server closed just as it was sent (reset, nothing received) is sent
 once more on a new connection, as Chromium does; those are counted (resends) and timed whole.
+With ``--baseline sqlite`` (the default) SQLite is run a second time with the old `bin/run`'s web server
+(2 sync gunicorn workers, forced through GUNICORN_CMD_ARGS; everything else as now), for comparison.
 Written by this script: bench/results/review_load.{json,md}. The client (up to 120 threads) runs on the
 same machine as the server; the machine's load average is recorded before and after each backend.
 """
@@ -64,6 +66,7 @@ REDIS_URL = os.environ.get("REVIEW_LOAD_REDIS_URL", "redis://127.0.0.1:6379/9")
 CACHE = Path(os.environ.get("FACECURATE_CACHE", ROOT / ".cache"))
 PER_CLUSTER = 3
 EXPECTED_409 = {"leased", "stale_version"}
+SERVERS = {"gthread": "gunicorn.conf.py (gthread)", "sync": "2 sync workers (the old bin/run)"}
 
 
 # --------------------------------------------------------------------------- populate (child process)
@@ -328,16 +331,18 @@ def _env(backend: str, tmp: Path, port: int) -> dict:
     return env
 
 
-def run_backend(backend: str, args) -> dict:
+def run_backend(backend: str, args, web: str = "gthread") -> dict:
     from bench.harness import facts
 
-    tmp = OUT / backend
+    tmp = OUT / f"{backend}-{web}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     if backend == "postgres":
         _fresh_pg()
     port = _free_port()
     env, url = _env(backend, tmp, port), f"http://127.0.0.1:{port}"
+    if web == "sync":  # the old bin/run's web server: 2 sync workers (the rest of gunicorn.conf.py as now)
+        env["GUNICORN_CMD_ARGS"] = "--worker-class sync --threads 1"
     log = open(tmp / "bin_run.log", "w")
     server = subprocess.Popen(["bin/run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
@@ -374,6 +379,7 @@ def run_backend(backend: str, args) -> dict:
             server.wait(10)
         log.close()
     out = summarize(backend, rec.rows, made, wall, pages, load_before, load_after, facts())
+    out["server"] = web
     out["resends_after_reset"] = rec.resends
     out["sign_in"] = {k: _stats([r["s"] for r in setup.rows if r["label"] == k]) for k in ("GET /login/", "POST /login/")}
     out["sign_in"]["errors"] = sum(bool(r["error"]) for r in setup.rows)
@@ -416,12 +422,12 @@ def markdown(res: dict, args) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b in res.values():
         a, c, act = b["all"], b["conflicts_409"], b["actions"]
-        lines.append(f"| {b['backend']} | {b['requests']} | {b['requests_per_s']} | {b['page_navigations']} | "
+        lines.append(f"| {b['backend']}, {SERVERS[b['server']]} | {b['requests']} | {b['requests_per_s']} | {b['page_navigations']} | "
                      f"{a['p50_ms']} | {a['p95_ms']} | {a['max_ms']} | {a['over_2s']} | {b['errors']} | "
                      f"{c['leased']} / {c['stale_version']} | {act['confirm']} / {act['reject']} / {act['skip']} | "
                      f"{b['load_average_before']} -> {b['load_average_after']} | {'yes' if b['meets_target'] else 'NO'} |")
     for b in res.values():
-        lines += ["", f"## {b['backend']}: per request", "", "| request | n | p50 ms | p95 ms | max ms | > 2 s |",
+        lines += ["", f"## {b['backend']}, {SERVERS[b['server']]}: per request", "", "| request | n | p50 ms | p95 ms | max ms | > 2 s |",
                   "|---|---|---|---|---|---|"]
         for k, s in b["by_request"].items():
             lines.append(f"| `{k}` | {s['n']} | {s['p50_ms']} | {s['p95_ms']} | {s['max_ms']} | {s['over_2s']} |")
@@ -447,6 +453,8 @@ def main() -> None:
     ap.add_argument("--annotators", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--think", type=float, nargs=2, default=[1.0, 3.0], metavar=("MIN", "MAX"))
+    ap.add_argument("--baseline", default="sqlite",
+                    help="backends also run with the old server (2 sync workers) for comparison; 'none': no baseline")
     ap.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
     ap.add_argument("--populate", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -454,6 +462,9 @@ def main() -> None:
         print(json.dumps(populate(args.populate)))
         return
     res = {b: run_backend(b, args) for b in args.backends.split(",")}
+    for b in ([] if args.baseline == "none" else args.baseline.split(",")):
+        res[f"{b}-sync"] = run_backend(b, args, "sync")
+    (OUT / "raw.json").write_text(json.dumps(res, indent=1, default=str))  # kept if the report below fails
     md = markdown(res, args)
     print(md)
     if not args.no_write:
