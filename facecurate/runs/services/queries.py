@@ -9,9 +9,9 @@ from django.db.models import Q
 
 from facecurate.datasets.models import Face, Identity
 from facecurate.recognition.services import artifacts
-from facecurate.recognition.services.embeddings import load_embeddings
 
 from ..models import Cluster, PipelineRun, RunFace
+from .member_index import member_embeddings
 from .stages import art_rel
 
 ORDERINGS = {"priority": ("priority", "-priority"), "size": ("size", "-size")}
@@ -82,9 +82,16 @@ def current_centroid(cluster: Cluster) -> np.ndarray | None:
     ids = list(RunFace.objects.filter(cluster=cluster).values_list("face_id", flat=True))
     if not ids:
         return None
-    _, emb = load_embeddings(cluster.run.unlabeled_dataset_id, cluster.run.recognizer, ids)
-    c = emb.sum(0)
+    c = member_embeddings(cluster.run, ids).sum(0, dtype=np.float64)
     return c / max(np.linalg.norm(c), 1e-12)
+
+
+def _top(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest, largest first: a partition (O(n)), then a sort of those ``k`` only."""
+    if k >= len(sims):
+        return np.argsort(-sims, kind="stable")
+    part = np.argpartition(-sims, k - 1)[:k]
+    return part[np.argsort(-sims[part], kind="stable")]
 
 
 def _sample_faces(qs, n: int = 3) -> list[int]:
@@ -100,8 +107,8 @@ def suggestions(cluster: Cluster, k: int = 5) -> dict:
         return out
     cents = run_artifact(run, "centroids")
     if cents is not None and len(cents["centroids"]):
-        sims = cents["centroids"] @ centre
-        order = [int(i) for i in np.argsort(-sims)[: k + 1]]
+        sims = cents["centroids"] @ centre.astype(np.float32)
+        order = [int(i) for i in _top(sims, k + 1)]
         by_number = {c.number: c for c in Cluster.objects.filter(run=run, number__in=order)
                      .exclude(pk=cluster.pk).exclude(size=0)}
         for i in order:
@@ -111,8 +118,8 @@ def suggestions(cluster: Cluster, k: int = 5) -> dict:
                 out["merges"].append({"cluster": c, "similarity": float(sims[i]), "faces": list(faces[:3])})
     means = run_artifact(run, "class_means")
     if means is not None and len(means["means"]):
-        sims = means["means"] @ centre
-        top = np.argsort(-sims)[:k]
+        sims = means["means"] @ centre.astype(np.float32)
+        top = _top(sims, k)
         ids = [int(means["identity_ids"][i]) for i in top]
         names = dict(Identity.objects.filter(id__in=ids).values_list("id", "name"))
         for i, ident in zip(top, ids):
