@@ -39,6 +39,7 @@ def _stored_run(people: int = 8, per: int = 10):
 
 def _old_suggestions(cluster, k: int = 5) -> tuple[list[int], list[int]]:
     """What suggestions gave before the member index: the centroid from the dataset's embedding files."""
+    from facecurate.datasets.models import Face
     from facecurate.recognition.services.embeddings import load_embeddings
     from facecurate.runs.models import Cluster, RunFace
     from facecurate.runs.services.queries import run_artifact
@@ -54,7 +55,10 @@ def _old_suggestions(cluster, k: int = 5) -> tuple[list[int], list[int]]:
     merges = [live[i] for i in order if i in live][:k]
     means = run_artifact(run, "class_means")
     idents = [int(means["identity_ids"][i]) for i in np.argsort(-(means["means"] @ c))[:k]]
-    return merges, idents
+    faces = [list(RunFace.objects.filter(cluster_id=m).order_by("p_minus", "id").values_list("face_id", flat=True)[:3])
+             for m in merges]
+    faces += [list(Face.objects.filter(identity_id=i).order_by("id").values_list("id", flat=True)[:3]) for i in idents]
+    return merges, idents, faces
 
 
 def _no_dataset_reads(monkeypatch):
@@ -75,17 +79,17 @@ def test_suggestions_come_from_the_run_index_and_match_the_old_answer(monkeypatc
     run = _stored_run()
     clusters = list(Cluster.objects.filter(run=run, size__gt=0).order_by("number"))
     assert len(clusters) >= 3
-    expected = {c.pk: _old_suggestions(c) for c in clusters}
     # a review change: a face moves to another cluster; the centroid follows the current members
     mover = RunFace.objects.filter(cluster=clusters[0]).order_by("id").first()
     RunFace.objects.filter(pk=mover.pk).update(cluster=clusters[1])
-    moved = {c.pk: _old_suggestions(c) for c in clusters[:2]}
+    expected = {c.pk: _old_suggestions(c) for c in clusters}
     _no_dataset_reads(monkeypatch)
     for c in clusters:
         got = suggestions(c)
-        want = moved.get(c.pk, expected[c.pk])
+        want = expected[c.pk]
         assert [m["cluster"].pk for m in got["merges"]] == want[0]
         assert [i["identity"] for i in got["identities"]] == want[1]
+        assert [m["faces"] for m in got["merges"]] + [i["faces"] for i in got["identities"]] == want[2]
         assert all(-1.0001 <= m["similarity"] <= 1.0001 for m in got["merges"])
 
 
