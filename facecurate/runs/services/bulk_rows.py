@@ -1,4 +1,5 @@
-"""Inserting many rows of one model fast: PostgreSQL's COPY, ``bulk_create`` elsewhere (SQLite).
+"""Inserting many rows of one model fast: PostgreSQL's COPY, one prepared INSERT over all rows elsewhere
+(SQLite's executemany), no model instances either way.
 
 ``insert_columns(model, columns, n)`` takes the values column by column ({attname: sequence of n values,
 already plain Python: int, float, str or None}); every other concrete field gets its default, so a
@@ -6,9 +7,11 @@ field added to the model later is filled the way ``bulk_create`` would fill it.
 """
 from __future__ import annotations
 
+import itertools
+
 from django.db import connection
 
-BATCH = 2000
+BATCH = 50_000
 
 
 def _defaults(model, given: set[str]) -> dict[str, object]:
@@ -28,19 +31,22 @@ def insert_columns(model, columns: dict[str, list], n: int) -> None:
             raise ValueError(f"column {name}: {len(values)} values for {n} rows")
     if n == 0:
         return
-    if connection.vendor != "postgresql":
-        names = list(columns)
-        model.objects.bulk_create((model(**dict(zip(names, vals))) for vals in zip(*columns.values())),
-                                  batch_size=BATCH)
-        return
     fixed = _defaults(model, set(columns))
     names = list(columns) + list(fixed)
     cols = ", ".join(connection.ops.quote_name(_column(model, a)) for a in names)
+    table = connection.ops.quote_name(model._meta.db_table)
     tail = tuple(fixed.values())
-    sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({cols}) FROM STDIN"
-    with connection.cursor() as cur, cur.cursor.copy(sql) as copy:
-        for vals in zip(*columns.values()):
-            copy.write_row(vals + tail)
+    rows = (vals + tail for vals in zip(*columns.values()))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur, cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    # elsewhere (SQLite): one prepared INSERT run over the rows in C, no model instances
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(names))})"
+    with connection.cursor() as cur:
+        while batch := list(itertools.islice(rows, BATCH)):
+            cur.executemany(sql, batch)
 
 
 def _column(model, attname: str) -> str:
