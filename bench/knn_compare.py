@@ -55,6 +55,7 @@ def methods(n: int, k: int) -> dict[str, dict]:
         # build cost grows with M x efConstruction, search cost with efSearch: a light build, a wider search
         "faiss HNSW M16 efC40 efS128": {"lib": "faiss", "kind": "hnsw", "M": 16, "efC": 40, "efS": 128},
         "faiss HNSW M16 efC40 efS256": {"lib": "faiss", "kind": "hnsw", "M": 16, "efC": 40, "efS": 256},
+        "faiss HNSW M16 efC80 efS128": {"lib": "faiss", "kind": "hnsw", "M": 16, "efC": 80, "efS": 128},
         f"faiss IVF{nl},Flat nprobe {max(1, nl // 10)} (10 %)": {"lib": "faiss", "kind": "ivf", "nlist": nl,
                                                                 "nprobe": max(1, nl // 10)},
         "usearch HNSW f32 M16 efC64 efS64": {"lib": "usearch", "dtype": "f32", "M": 16, "efC": 64, "efS": 64},
@@ -160,12 +161,16 @@ def child(args) -> None:
             _pynndescent(emb[:2000], args.k, m)
     data_rss = hwm_mib()
     fn = {"faiss": _faiss, "usearch": _usearch, "pynndescent": _pynndescent}[m["lib"]]
+    cpu0 = os.times()
     with harness.timed() as t:
         nbr = fn(emb, args.k, m)
+    cpu1 = os.times()
     got = nbr[rows]
     strong = s >= STRONG
     hit = np.array([[j in set(g) for j in tr] for g, tr in zip(got.tolist(), top.tolist())])
     res = {"seconds": round(t.seconds, 2), "peak_rss_mib": hwm_mib(), "data_rss_mib": data_rss,
+           # CPU seconds (user + system, all threads): far less bent by other load than the wall clock
+           "cpu_s": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 2),
            "recall_at_k": round(float(hit.mean()), 4),
            "strong_edges": int(strong.sum()),
            "strong_recall": round(float(hit[strong].mean()), 4) if strong.any() else None}
@@ -174,7 +179,8 @@ def child(args) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def run_set(name: str, n: int | None, k: int, sample: int, skip: list[str], timeout: float) -> dict:
+def run_set(name: str, n: int | None, k: int, sample: int, skip: list[str], timeout: float,
+            only: list[str] = ()) -> dict:
     emb, path = data(name, n or 0)
     n = len(emb)
     rows, top, s = exact_sample(emb, k, sample)
@@ -183,7 +189,7 @@ def run_set(name: str, n: int | None, k: int, sample: int, skip: list[str], time
     out = {"set": name, "n": n, "k": k, "sample": len(rows), "strong_edges_in_sample": int((s >= STRONG).sum()),
            "load_average_at_start": os.getloadavg(), "methods": {}}
     for label, m in methods(n, k).items():
-        if any(x in label for x in skip):
+        if any(x in label for x in skip) or (only and not any(x in label for x in only)):
             continue
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--k", str(k), "--method", json.dumps(m),
                "--data", str(path), "--truth", str(truth)]
@@ -208,14 +214,14 @@ def _md(res: dict) -> str:
         lines += [f"## {s['set']}: N = {s['n']:,} ({s['sample']:,} sampled rows, {s['strong_edges_in_sample']:,} "
                   f"strong edges; load average {s['load_average_at_start'][0]:.1f} -> "
                   f"{s['load_average_at_end'][0]:.1f})", "",
-                  "| method | seconds | strong-edge recall | recall@k | peak RSS MiB (data) | note |",
-                  "|---|---|---|---|---|---|"]
+                  "| method | seconds | CPU s | strong-edge recall | recall@k | peak RSS MiB (data) | note |",
+                  "|---|---|---|---|---|---|---|"]
         for label, r in s["methods"].items():
             if "error" in r:
-                lines.append(f"| {label} | - | - | - | - | {r['error'][:120]!s} |")
+                lines.append(f"| {label} | - | - | - | - | - | {r['error'][:120]!s} |")
                 continue
             note = f"numba compile {r['compile_s']} s not counted" if "compile_s" in r else ""
-            lines.append(f"| {label} | {r['seconds']} | {r['strong_recall']} | {r['recall_at_k']} | "
+            lines.append(f"| {label} | {r['seconds']} | {r.get('cpu_s', '-')} | {r['strong_recall']} | {r['recall_at_k']} | "
                          f"{r['peak_rss_mib']:.0f} ({r['data_rss_mib']:.0f}) | {note} |")
         lines.append("")
     return "\n".join(lines)
@@ -228,6 +234,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000)
     ap.add_argument("--real", default="glint", help="cached reference features to compare on too ('' for none)")
     ap.add_argument("--skip", nargs="*", default=[], help="skip methods whose label contains any of these")
+    ap.add_argument("--only", nargs="*", default=[], help="run only methods whose label contains one of these")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--name", help="results name (default knn_compare, or knn_compare_<n> when n is not 100k)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -237,9 +244,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
-    res = {"k": args.k, "sets": [run_set("synthetic", args.n, args.k, args.sample, args.skip, args.timeout)]}
+    res = {"k": args.k, "sets": [run_set("synthetic", args.n, args.k, args.sample, args.skip, args.timeout, args.only)]}
     if args.real:
-        res["sets"].append(run_set(args.real, None, args.k, args.sample, args.skip, args.timeout))
+        res["sets"].append(run_set(args.real, None, args.k, args.sample, args.skip, args.timeout, args.only))
     name = args.name or ("knn_compare" if args.n == 100_000 else f"knn_compare_{args.n}")
     harness.write_results(name, res, _md(res))
 

@@ -268,7 +268,7 @@ def _md(res: dict) -> str:
         sn, sm, dl = b["suggestions_new"], b["suggestions_main"], b["datasets_list"]
         lines.append(
             f"| {b['backend']} | {b['faces']:,} | {b['clusters']:,} | {b['fill_s']:.1f} | {b['member_index_s']:.2f} | "
-            f"{b['store_new_s']:.2f} | {b.get('store_main_s', float('nan')):.2f} | {sn['p50_ms']} / {sn['p95_ms']} | "
+            f"{b['store_new_s']:.2f} | {format(b['store_main_s'], '.2f') if 'store_main_s' in b else '-'} | {sn['p50_ms']} / {sn['p95_ms']} | "
             f"{sm['p50_ms']} / {sm['p95_ms']} | {dl['api_new']['p50_ms']} / {dl['api_new']['p95_ms']} | "
             f"{dl['counts_new']['p50_ms']} / {dl['counts_main']['p50_ms']} | "
             f"{b['load_average_at_start'][0]:.1f} -> {b['load_average_at_end'][0]:.1f} | {b['peak_rss_mib']:.0f} |")
@@ -288,6 +288,7 @@ def main() -> None:
     ap.add_argument("--old-store", action=argparse.BooleanOptionalAction, default=True,
                     help="also time main's store stage (a mask per cluster: minutes at 1M)")
     ap.add_argument("--old-repeats", type=int, default=10, help="suggestion calls timed for main's code")
+    ap.add_argument("--name", default="pages_scale", help="results name")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -305,7 +306,7 @@ def main() -> None:
     for n, k in sorted({(args.faces, args.faces // 10), (1_000_000, 100_000)}):
         res["training_set"].append(training_set(n, k))
         print(res["training_set"][-1], flush=True)
-    harness.write_results("pages_scale", res, _md(res))
+    harness.write_results(args.name, res, _md(res))
 
 
 if __name__ == "__main__":
