@@ -13,8 +13,9 @@ Index kinds (faiss):
   the wider search buys back the recall the lighter graph loses, for less CPU.
 - ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
   numba compiles it on first use in a process).
-- ``auto``: ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw`` above on the CPU; on a GPU (faiss-gpu
-  seeing one) exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN`,
+  ``nndescent`` above (``hnsw`` where pynndescent is not installed); on a GPU (faiss-gpu seeing one)
+  exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
   Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
   probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
   (f32, i8) and pynndescent's NN-descent on the same synthetic 100k; the fastest that keeps >= 99 % of
@@ -51,6 +52,9 @@ AUTO_GPU_FLAT_MAX = 2_000_000
 # edges in 65 CPU s; main's M32 efC80 efS64 99.96 % in 78; M16 efC40 efS256 99.27 % in 79.
 HNSW_BUILD = {"M": 16, "efConstruction": 80}
 HNSW_EF_SEARCH = 128
+# Same bench: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but numba compiles
+# it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
+AUTO_NNDESCENT_MIN = 200_000
 IVF_PROBE_SHARE = 0.10
 CACHE_VERSION = 2
 
@@ -128,7 +132,15 @@ def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
             gpu = False
     if gpu:
         return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
-    return "flat" if n <= AUTO_FLAT_MAX else "hnsw"
+    if n <= AUTO_FLAT_MAX:
+        return "flat"
+    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw"
+
+
+def _has_pynndescent() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pynndescent") is not None
 
 
 def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
