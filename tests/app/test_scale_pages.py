@@ -127,6 +127,8 @@ def test_cluster_summaries_edge_cases():
     assert np.isnan(s["mean"][0]) and np.isnan(s["max"][0]) and np.isnan(s["mean"][1])
     assert s["mean"][2] == pytest.approx(0.4333333) and s["max"][2] == 0.7 and s["max"][4] == 0.3
     assert s["carried"].tolist() == [11, -1, -1, -1, -1]  # the first face of a cluster names its origin
+    none = cluster_summaries(np.array([-1, -1]), np.array([0.1, np.nan]), np.array([-1, -1]), 0)
+    assert all(len(v) == 0 for v in none.values())  # nothing clustered: no clusters, no error
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
