@@ -13,6 +13,8 @@
   ``FACECURATE_SHARED_DATA/lfw`` (``settings.SHARED_DATA``); skipped, with the reason, when that folder
   is absent. Its crops (YuNet + 5-point alignment) are kept in ``ARTIFACT_ROOT/benchmarks/``, keyed by the
   detector and the image files, and each version's result in a report artifact, so a version is scored once.
+  A fine-tuned SFace runs only its trained stages over the frozen trunk's cached activations
+  (:mod:`.eval_cache`).
 
 Progress: each benchmark is a job stage of its own (``evaluate: <benchmark>``) counting the faces embedded
 for all its versions, so it never goes backwards and its ETA is its own.
@@ -38,6 +40,7 @@ from pipeline.features import FeatureSet, atomic_path
 from ..models import Artifact, RecognizerVersion
 from . import artifacts
 from .embeddings import load_crops
+from .eval_cache import embed_fixed_set
 from .versions import embedder_for
 
 ROC_POINTS = 120
@@ -162,7 +165,7 @@ def lfw_crops_key(wanted: list[str], det) -> str:
     return h.hexdigest()
 
 
-def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray]:
+def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray, str]:
     """(relative paths, aligned crops) of every image in pairs.txt; detected once, then read from the artifact
     ``benchmarks/lfw-pairs-crops-<key>.npz`` (key: :func:`lfw_crops_key`)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -172,11 +175,12 @@ def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray]:
     images = lfw_root() / "images_deepfunneled"
     wanted = sorted({p for a, b, _, _ in read_lfw_pairs(lfw_root() / "pairs.txt") for p in (a, b)})
     det = FaceDetector()
-    rel = f"benchmarks/lfw-pairs-crops-{lfw_crops_key(wanted, det)[:24]}.npz"
+    key = lfw_crops_key(wanted, det)
+    rel = f"benchmarks/lfw-pairs-crops-{key[:24]}.npz"
     path = artifacts.artifact_path(rel)
     if path.is_file():
         arrays = artifacts.read_npz(rel)
-        return arrays["paths"], arrays["crops"]
+        return arrays["paths"], arrays["crops"], key
     paths, crops = [], []
 
     def one(name: str):
@@ -191,9 +195,12 @@ def _lfw_crops(ctx=None) -> tuple[np.ndarray, np.ndarray]:
                 ctx.check_cancel()
                 ctx.progress(i, len(wanted), stage=stage_name("lfw_pairs: detect and align"),
                              benchmark="lfw_pairs: detect and align")
+    if ctx is not None:
+        ctx.progress(len(wanted), len(wanted), stage=stage_name("lfw_pairs: detect and align"),
+                     benchmark="lfw_pairs: detect and align", force=True)
     arrays = {"paths": np.asarray(paths, dtype=str), "crops": np.stack(crops)}
     artifacts.write_npz(rel, Artifact.Kind.REPORT, None, **arrays)
-    return arrays["paths"], arrays["crops"]
+    return arrays["paths"], arrays["crops"], key
 
 
 def lfw_benchmark(versions: list[RecognizerVersion], ctx=None) -> dict:
@@ -212,21 +219,42 @@ def lfw_benchmark(versions: list[RecognizerVersion], ctx=None) -> dict:
             todo.append(v)
     if not todo:
         return out
-    paths, crops = _lfw_crops(ctx)
+    paths, crops, key = _lfw_crops(ctx)
     for i, v in enumerate(todo):
         rel = f"benchmarks/lfw-pairs-version-{v.pk}.json"
         path = artifacts.artifact_path(rel)
         t0 = time.perf_counter()
-        emb = embed_crops(v, crops, ctx, "lfw_pairs", done=i * len(crops), total=len(todo) * len(crops))
+        emb, how = embed_fixed_set(v, crops, key, device=_device(), progress=_lfw_progress(ctx, v, i, len(todo)))
         res = lfw_verification(FeatureSet(emb, paths, None), pairs, allow_missing=True)
         entry = {"lfw_mean": res["mean"], "lfw_std": res["std"], "auc": res["auc"], "num_pairs": res["num_pairs"],
-                 "num_missing": res["num_missing"], "embed_seconds": round(time.perf_counter() - t0, 1),
+                 "num_missing": res["num_missing"], "embed_seconds": round(time.perf_counter() - t0, 1), **how,
                  "roc": _thin(res["roc"])}
+        if ctx is not None:
+            n = len(crops)
+            ctx.progress((i + 1) * n, len(todo) * n, stage=stage_name("lfw_pairs"), benchmark="lfw_pairs",
+                         version=v.pk, force=True)
         with atomic_path(path) as tmp:
             Path(tmp).write_text(json.dumps(entry))
         artifacts.record(rel, Artifact.Kind.REPORT)
         out["versions"][str(v.pk)] = entry
     return out
+
+
+def _lfw_progress(ctx, version: RecognizerVersion, i: int, n_versions: int):
+    """Progress of one version's LFW embedding: the trunk pass (once per trunk) is a stage of its own; the
+    embedding counts in ``evaluate: lfw_pairs`` over all versions to embed, so it only goes up."""
+    if ctx is None:
+        return None
+
+    def progress(step: str, done: int, total: int) -> None:
+        ctx.check_cancel()
+        if step == "trunk":
+            ctx.progress(done, total, stage=stage_name("lfw_pairs: trunk cache"), benchmark="lfw_pairs: trunk cache",
+                         version=version.pk)
+        else:
+            ctx.progress(i * total + done, n_versions * total, stage=stage_name("lfw_pairs"), benchmark="lfw_pairs",
+                         version=version.pk)
+    return progress
 
 
 def evaluate_version(version: RecognizerVersion, parent: RecognizerVersion, *, held_out: tuple, run_ids: list[int],
