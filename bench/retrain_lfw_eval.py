@@ -1,12 +1,12 @@
 """How long the LFW-pairs evaluation of a retraining takes, before (main's code) and after (the trunk cache).
 
-    nice -n 10 .venv/bin/python bench/retrain_lfw_eval.py              # 1 fold of pairs.txt (a few minutes)
-    nice -n 10 .venv/bin/python bench/retrain_lfw_eval.py --folds 10   # the whole protocol (long on 2 cores)
+    nice -n 10 .venv/bin/python bench/retrain_lfw_eval.py     # 2 folds x 150 + 150 pairs (a few minutes)
+    nice -n 10 .venv/bin/python bench/retrain_lfw_eval.py --folds 10 --per-class 300   # the whole protocol
 
 In-process, on the embedded default (SQLite, a fresh ``bench/out/retrain_lfw_eval``): the parent is the
 bundled SFace (ONNX), the new version an SFace checkpoint with its last 2 stages changed, as the default
-retraining (``trainable_blocks`` 2) leaves it. The first ``--folds`` folds of the real ``pairs.txt`` over
-the real LFW images. Three timings of ``lfw_benchmark([parent, new])``, the function a retraining calls:
+retraining (``trainable_blocks`` 2) leaves it. A subset of the real ``pairs.txt`` (``--per-class`` same and
+different pairs of each of the first ``--folds`` folds) over the real LFW images. Three timings of ``lfw_benchmark([parent, new])``, the function a retraining calls:
 
 * **before**: main's ``retrain_eval`` (loaded from ``git show main:...``) on an empty artifact root: detect
   and align every image, embed them with the parent, then with the new version (the whole network);
@@ -45,17 +45,22 @@ def _env() -> None:
                        "DJANGO_SETTINGS_MODULE": "facecurate.settings", "FACECURATE_LOG_LEVEL": "WARNING"})
 
 
-def _lfw_subset(folds: int) -> tuple[Path, int]:
-    """A shared-data folder whose lfw/pairs.txt holds the first ``folds`` folds (images linked)."""
+def _lfw_subset(folds: int, per_class: int) -> tuple[Path, int, int]:
+    """A shared-data folder whose lfw/pairs.txt holds the first ``per_class`` same and different pairs of
+    each of the first ``folds`` folds (images linked)."""
     src = SHARED / "lfw"
     lines = (src / "pairs.txt").read_text().splitlines()
     n, per = map(int, lines[0].split())
-    folds = min(folds, n)
+    folds, per_class = min(folds, n), min(per_class, per)
+    body = []
+    for f in range(folds):
+        start = 1 + f * 2 * per
+        body += lines[start:start + per_class] + lines[start + per:start + per + per_class]
     root = OUT / "shared" / "lfw"
     root.mkdir(parents=True)
     (root / "images_deepfunneled").symlink_to(src / "images_deepfunneled")
-    (root / "pairs.txt").write_text(f"{folds}\t{per}\n" + "\n".join(lines[1:1 + folds * 2 * per]) + "\n")
-    return root.parent, folds
+    (root / "pairs.txt").write_text(f"{folds}\t{per_class}\n" + "\n".join(body) + "\n")
+    return root.parent, folds, per_class
 
 
 def _main_module():
@@ -110,10 +115,12 @@ def _timed(fn, *args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folds", type=int, default=1)
+    ap.add_argument("--folds", type=int, default=2, help="the first N folds (at least 2: thresholds come from "
+                                                             "the other folds)")
+    ap.add_argument("--per-class", type=int, default=150, help="same and different pairs taken from each fold")
     args = ap.parse_args()
     _env()
-    shared, folds = _lfw_subset(args.folds)
+    shared, folds, per_class = _lfw_subset(max(2, args.folds), args.per_class)
     import django
 
     django.setup()
@@ -165,9 +172,10 @@ def main() -> None:
     scale = FULL_IMAGES / n_images
     for r in rows:
         r["seconds_scaled_to_full_protocol"] = round(r["seconds"] * scale, 1)
-    data = {"folds": folds, "pairs": images, "images": n_images, "full_protocol_images": FULL_IMAGES,
+    data = {"folds": folds, "pairs_per_class_per_fold": per_class, "pairs": images, "images": n_images, "full_protocol_images": FULL_IMAGES,
             "scale": round(scale, 3), "rows": rows, "machine_at_start": facts()}
-    md = [f"LFW pairs inside a retraining: {folds} of 10 folds ({images} pairs, {n_images} images), parent the "
+    md = [f"LFW pairs inside a retraining: {per_class} same + {per_class} different pairs from each of {folds} of "
+          f"the 10 folds ({images} pairs, {n_images} images), parent the "
           "bundled SFace (ONNX), new version SFace with its last 2 stages changed (trainable_blocks 2).",
           "Scaled: seconds x 7,701 / images measured (each step is linear in the images).", "",
           "| case | seconds measured | seconds scaled to 10 folds | LFW new | LFW parent |", "| --- | --- | --- | --- | --- |"]

@@ -15,6 +15,8 @@ from .services.retrain import DEFAULTS, GUARD_DEFAULTS
 class RecognizerSerializer(serializers.ModelSerializer):
     parent = serializers.PrimaryKeyRelatedField(read_only=True)
     checkpoint = serializers.SerializerMethodField(help_text="The checkpoint artifact of a trained version.")
+    state = serializers.CharField(read_only=True, help_text="evaluating (a retraining's version until its benchmarks "
+                                                            "are done), ready, or failed (never promoted).")
 
     class Meta:
         model = RecognizerVersion
