@@ -9,7 +9,7 @@ from django.utils import timezone
 from ..models import RecognizerVersion
 from .artifacts import artifact_path
 
-_EMBEDDERS: dict[tuple[int, str], object] = {}
+_EMBEDDERS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
 
 
@@ -69,7 +69,8 @@ def embedder_for(version: RecognizerVersion, device: str = "cpu"):
     """The pipeline Embedder of a version (crops in, L2-normalised features out)."""
     from pipeline.recognition.models import make_embedder
 
-    key = (version.pk, device)
+    # the path too: ids can be reused (SQLite after a rollback), and a version's file names what it embeds
+    key = (version.pk, version.kind, version.path, device)
     with _LOCK:
         if key not in _EMBEDDERS:
             if version.kind == RecognizerVersion.Kind.CHECKPOINT:
