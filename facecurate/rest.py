@@ -5,17 +5,39 @@ import json
 import re
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 
 
+def _checked(request, name: str, minimum: int) -> None:
+    """A ``?name=`` that is there but not an integer >= ``minimum`` is a 400, never silently the default."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return
+    try:
+        ok = int(raw) >= minimum
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValidationError({name: [f"{name} must be an integer of at least {minimum}, not {raw[:20]!r}"]})
+
+
 class CappedLimitOffsetPagination(LimitOffsetPagination):
-    """``?limit=&offset=`` pages; a limit above FACECURATE_MAX_PAGE_SIZE (500) is cut down to it."""
+    """``?limit=&offset=`` pages; a limit above FACECURATE_MAX_PAGE_SIZE (500) is cut down to it; a limit
+    below 1 or a negative offset is refused (400)."""
 
     @property
     def max_limit(self) -> int:  # read per request so tests and settings changes apply
         return settings.MAX_PAGE_SIZE
+
+    def get_limit(self, request):
+        _checked(request, self.limit_query_param, 1)
+        return super().get_limit(request)
+
+    def get_offset(self, request):
+        _checked(request, self.offset_query_param, 0)
+        return super().get_offset(request)
 
 
 class IdCursorPagination(CursorPagination):
@@ -29,6 +51,10 @@ class IdCursorPagination(CursorPagination):
     @property
     def max_page_size(self) -> int:
         return settings.MAX_PAGE_SIZE
+
+    def get_page_size(self, request):
+        _checked(request, self.page_size_query_param, 1)
+        return super().get_page_size(request)
 
 
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -1,9 +1,11 @@
 """URLs: /api/ (REST, token or session auth), /api/schema/ + /api/docs/ (OpenAPI), browser pages.
 
 Errors: JSON under /api/, a short HTML page elsewhere (facecurate.errors)."""
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -29,6 +31,7 @@ router.register("review-actions", ReviewActionViewSet, basename="review-action")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", RedirectView.as_view(url=settings.STATIC_URL + "facecurate/favicon.svg", permanent=True)),
     path("api/", include(router.urls)),
     path("api/auth/token/", TokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -41,6 +44,7 @@ urlpatterns = [
     path("retrain/", retrain_page, name="retrain-page"),
     path("runs/<int:pk>/", views.run_report, name="run-page"),
     path("runs/<int:pk>/review/", views.run_queue, name="queue-page"),
+    path("runs/<int:pk>/merges/", views.merge_queue, name="merges-page"),
     path("clusters/<int:pk>/", views.cluster_review, name="cluster-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),

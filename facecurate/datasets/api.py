@@ -32,10 +32,16 @@ from .serializers import (
     dataset_name_taken,
 )
 from .services import ingest
+from .services.busy import DatasetBusy, check_ingestion_allowed
 from .services.counts import attach_counts
 
 
+def _busy(exc: DatasetBusy) -> Response:
+    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+
+
 def _start_job(request, dataset: Dataset, kind: str, params: dict) -> Job:
+    check_ingestion_allowed(dataset)
     job = Job.objects.create(kind=kind, dataset=dataset, params=params, created_by=request.user)
     _record_provenance(dataset, job, params.get("path") or f"manifest of {len(params.get('entries', []))} files")
     job.enqueue(tasks.ingest_job)
@@ -129,17 +135,28 @@ class DatasetViewSet(
         if not files:
             raise ValidationError({"files": "send one or more files in the 'files' field"})
         identity = request.data.get("identity") or None
-        with transaction.atomic():
-            job = Job.objects.create(
-                kind=Job.Kind.INGEST_UPLOAD, dataset=dataset, created_by=request.user,
-                params={"files": [f.name for f in files][:1000], "identity": identity},
-            )
+        try:
+            with transaction.atomic():  # short: the dataset row is locked only to check and make the job
+                check_ingestion_allowed(dataset)
+                job = Job.objects.create(
+                    kind=Job.Kind.INGEST_UPLOAD, dataset=dataset, created_by=request.user,
+                    params={"files": [f.name for f in files][:1000], "identity": identity},
+                )
+        except DatasetBusy as exc:
+            return _busy(exc)
+        # The files are stored outside any transaction (each image row commits on its own), so a long
+        # upload never holds the database's write lock (SQLite) or the dataset row (PostgreSQL).
+        try:
             report = ingest.accept_uploads(dataset, job, files, identity=identity)
-            if not report.accepted:
-                job.delete()
-                return _nothing_accepted(report.rejected)
-            job.result = {"accepted": len(report.accepted),
-                          "rejected": [asdict(r) for r in report.rejected]}
+        except BaseException:
+            Image.objects.filter(job=job).delete()
+            job.delete()
+            raise
+        if not report.accepted:
+            job.delete()
+            return _nothing_accepted(report.rejected)
+        with transaction.atomic():
+            job.result = {"accepted": len(report.accepted), "rejected": [asdict(r) for r in report.rejected]}
             job.progress_total = len(report.accepted)
             job.save()
             _record_provenance(dataset, job, f"upload of {len(files)} files")
@@ -167,8 +184,11 @@ class DatasetViewSet(
             raise ValidationError({"path": [exc.message], "code": exc.code}) from None
         if not ok:
             return _nothing_accepted(rejected)
-        with transaction.atomic():
-            job = _start_job(request, dataset, Job.Kind.INGEST_IMPORT, {"path": path})
+        try:
+            with transaction.atomic():
+                job = _start_job(request, dataset, Job.Kind.INGEST_IMPORT, {"path": path})
+        except DatasetBusy as exc:
+            return _busy(exc)
         return _accepted(request, job, accepted=_handed_over(ok), rejected=rejected)
 
     @extend_schema(
@@ -199,10 +219,13 @@ class DatasetViewSet(
         ok, rejected = ingest.check_manifest(dataset, entries)
         if not ok:
             return _nothing_accepted(rejected)
-        with transaction.atomic():
-            job = _start_job(request, dataset, Job.Kind.INGEST_MANIFEST, {"entries": ok})
-            job.result = {"rejected": [asdict(r) for r in rejected]}
-            job.save(update_fields=["result"])
+        try:
+            with transaction.atomic():
+                job = _start_job(request, dataset, Job.Kind.INGEST_MANIFEST, {"entries": ok})
+                job.result = {"rejected": [asdict(r) for r in rejected]}
+                job.save(update_fields=["result"])
+        except DatasetBusy as exc:
+            return _busy(exc)
         return _accepted(request, job, accepted=_handed_over(ok), rejected=rejected)
 
 

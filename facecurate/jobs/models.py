@@ -46,9 +46,11 @@ class Job(models.Model):
         PIPELINE_RUN = "pipeline_run"
         RETRAIN = "retrain"
 
+    #: The one place for the state rules: ``transition`` (one row in memory) and ``cas`` (an UPDATE, what
+    #: the runner, the sweeper, cancel and re-run use) both refuse a move that is not listed here.
     TRANSITIONS = {
         State.QUEUED: {State.RUNNING, State.CANCELLED},
-        State.RUNNING: {State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED},
+        State.RUNNING: {State.RUNNING, State.QUEUED, State.SUCCEEDED, State.FAILED, State.CANCELLED},
         State.SUCCEEDED: set(),
         State.FAILED: {State.QUEUED},
         State.CANCELLED: {State.QUEUED},
@@ -98,6 +100,20 @@ class Job(models.Model):
 
     def can_transition(self, to: str) -> bool:
         return to in self.TRANSITIONS[self.State(self.state)]
+
+    @classmethod
+    def check_transition(cls, frm: str, to: str) -> None:
+        if to not in cls.TRANSITIONS[cls.State(frm)]:
+            raise InvalidTransition(f"a job cannot go {frm} -> {to}")
+
+    @classmethod
+    def cas(cls, filters: models.Q, frm, to: str, **fields) -> int:
+        """Compare-and-set: ``UPDATE ... SET state = to WHERE filters AND state IN frm``; the number of rows
+        changed (0: another process got there first). Every ``frm -> to`` must be in TRANSITIONS."""
+        frm = [frm] if isinstance(frm, str) else list(frm)
+        for f in frm:
+            cls.check_transition(f, to)
+        return cls.objects.filter(filters, state__in=frm).update(state=to, **fields)
 
     def transition(self, to: str, *, error: str = "", save: bool = True) -> None:
         """Move to state ``to`` or raise InvalidTransition; sets timestamps and error."""

@@ -72,8 +72,8 @@ def _claimable(now=None) -> Q:
 def claim(job_id) -> Job | None:
     """Take the job for this worker, or None when it is finished or held by a live worker."""
     now = timezone.now()
-    n = Job.objects.filter(pk=job_id).filter(_claimable(now)).update(
-        state=Job.State.RUNNING, worker=worker_id(), heartbeat_at=now, attempts=F("attempts") + 1,
+    n = Job.cas(Q(pk=job_id) & _claimable(now), (Job.State.QUEUED, Job.State.RUNNING), Job.State.RUNNING,
+                worker=worker_id(), heartbeat_at=now, attempts=F("attempts") + 1,
         error="", finished_at=None, started_at=Coalesce(F("started_at"), now), updated_at=now,
     )
     return Job.objects.get(pk=job_id) if n else None
@@ -81,6 +81,10 @@ def claim(job_id) -> Job | None:
 
 def _held(job: Job):
     return Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, worker=worker_id())
+
+
+def _held_q(job: Job) -> Q:
+    return Q(pk=job.pk, worker=worker_id())
 
 
 class Heartbeat(threading.Thread):
@@ -93,11 +97,15 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stop_event.wait(settings.JOB_HEARTBEAT_SECONDS):
-                if not _held(self.job).update(heartbeat_at=timezone.now()):
+                try:
+                    held = _held(self.job).update(heartbeat_at=timezone.now())
+                except Exception:  # a DB hiccup: keep beating, on a fresh connection
+                    log.exception("heartbeat of job %s failed; trying again", self.job.pk)
+                    connection.close()
+                    continue
+                if not held:
                     self.lost = True
                     return
-        except Exception:  # a DB hiccup: the next beat tries again from a fresh thread next job
-            log.exception("heartbeat of job %s stopped", self.job.pk)
         finally:
             connection.close()
 
@@ -157,14 +165,14 @@ class JobContext:
 def finish(job: Job, to: str, *, error: str = "") -> str:
     """CAS the held job into a final state; a success that races a cancel ends cancelled."""
     now = timezone.now()
-    fields = dict(state=to, finished_at=now, updated_at=now, worker="", error=error[:10000])
-    qs = _held(job)
+    fields = {"finished_at": now, "updated_at": now, "worker": "", "error": error[:10000]}
+    q = _held_q(job)
     if to == Job.State.SUCCEEDED:
-        qs = qs.filter(cancel_requested=False)
-    if qs.update(**fields):
+        q &= Q(cancel_requested=False)
+    if Job.cas(q, Job.State.RUNNING, to, **fields):
         return to
-    if to == Job.State.SUCCEEDED and _held(job).filter(cancel_requested=True).update(
-            **{**fields, "state": Job.State.CANCELLED}):
+    if to == Job.State.SUCCEEDED and Job.cas(_held_q(job) & Q(cancel_requested=True), Job.State.RUNNING,
+                                             Job.State.CANCELLED, **fields):
         return Job.State.CANCELLED
     log.warning("job %s: could not record %s (taken over by another worker)", job.pk, to)
     return Job.objects.get(pk=job.pk).state
@@ -220,17 +228,31 @@ def add_event(job_id, what: str, **extra: Any) -> None:
         job.save(update_fields=["events"])
 
 
+#: kind -> ``stuck(job_id)``: for a released job (held by no worker, waiting for its sub-tasks), whether it
+#: is stuck (a sub-task's worker died, or the last one finished without enqueueing the job). A released
+#: job of a kind listed here is requeued only when stuck: sub-tasks waiting in the queue (behind a long
+#: retraining, say) are not a dead worker. Other kinds are requeued once their heartbeat is stale.
+WAIT_CHECKS: dict[str, Callable[[Any], bool]] = {}
+
+
+def _waiting_fine(job: Job) -> bool:
+    check = WAIT_CHECKS.get(job.kind)
+    return not job.worker and check is not None and not check(job.pk)
+
+
 def sweep_stale_jobs() -> list[str]:
     """Requeue running jobs whose worker stopped beating; CAS, so concurrent sweepers requeue each once."""
     now = timezone.now()
     cutoff = _stale_cutoff(now)
-    stale = Q(state=Job.State.RUNNING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True,
-                                                                           updated_at__lt=cutoff))
+    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff)
     requeued = []
-    for job in Job.objects.filter(stale, kind__in=list(KIND_TASKS)).only("id", "worker"):
+    for job in Job.objects.filter(stale, state=Job.State.RUNNING, kind__in=list(KIND_TASKS)).only(
+            "id", "worker", "kind"):
+        if _waiting_fine(job):
+            continue
         with transaction.atomic():
-            if not Job.objects.filter(pk=job.pk).filter(stale).update(
-                    state=Job.State.QUEUED, worker="", recoveries=F("recoveries") + 1, updated_at=now):
+            if not Job.cas(Q(pk=job.pk, worker=job.worker) & stale, Job.State.RUNNING, Job.State.QUEUED,
+                           worker="", recoveries=F("recoveries") + 1, updated_at=now):
                 continue
             fresh = Job.objects.get(pk=job.pk)
             add_event(job.pk, "requeued: worker stopped beating", worker=job.worker)

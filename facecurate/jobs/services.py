@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import KIND_TASKS, Job
@@ -18,11 +19,11 @@ def cancel_job(job_id, user=None) -> Job:
     the worker finishes is not lost: the worker's success only lands if no cancel was asked for."""
     now = timezone.now()
     who = getattr(user, "username", None)
-    if Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(state=Job.State.CANCELLED, finished_at=now,
-                                                                     cancel_requested=True, updated_at=now):
+    if Job.cas(Q(pk=job_id), Job.State.QUEUED, Job.State.CANCELLED, finished_at=now, cancel_requested=True,
+               updated_at=now):
         add_event(job_id, "cancelled while queued", by=who)
-    elif Job.objects.filter(pk=job_id, state=Job.State.RUNNING, worker="").update(
-            state=Job.State.CANCELLED, finished_at=now, cancel_requested=True, updated_at=now):
+    elif Job.cas(Q(pk=job_id, worker=""), Job.State.RUNNING, Job.State.CANCELLED, finished_at=now,
+                 cancel_requested=True, updated_at=now):
         add_event(job_id, "cancelled while waiting for sub-tasks", by=who)
     elif Job.objects.filter(pk=job_id, state=Job.State.RUNNING).update(cancel_requested=True, updated_at=now):
         add_event(job_id, "cancel requested", by=who)
@@ -40,6 +41,8 @@ def rerun_job(job_id, user=None) -> Job:
         job.transition(Job.State.QUEUED)
         job.worker = ""
         job.save(update_fields=["worker"])
+        add_event(job_id, "re-run", by=getattr(user, "username", None))
         job.enqueue()
-    add_event(job_id, "re-run", by=getattr(user, "username", None))
-    return Job.objects.get(pk=job_id)
+        # Read before the commit sends the task: the answer says "queued", as this request left it, even
+        # when a worker claims the job before the response is written.
+        return Job.objects.get(pk=job_id)

@@ -15,7 +15,10 @@ from facecurate.jobs.services import JobConflict, cancel_job
 
 from .models import Cluster, PipelineRun, ReviewAction
 from .serializers import (
+    AcceptMergesRequest,
     AssignRequest,
+    MergeAnswerRequest,
+    ReviewItemSerializer,
     ClusterSerializer,
     ConfirmRequest,
     FacesRequest,
@@ -33,9 +36,11 @@ from .serializers import (
     RunFaceSerializer,
     RunReportSerializer,
     RunSerializer,
+    reviewed_counts,
 )
-from .services import queries, review
+from .services import merge_queue, queries, review
 from .services.start import RunRequestError, start_run
+from .services.strips import queue_strips
 
 
 def _int_param(request, name: str) -> int | None:
@@ -50,8 +55,8 @@ def _int_param(request, name: str) -> int | None:
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Pipeline runs: embed, separate overlap, cluster, score p-, store. Staff start and cancel them."""
 
-    queryset = PipelineRun.objects.select_related("job", "recognizer", "unlabeled_dataset", "created_by") \
-        .prefetch_related("labeled_datasets")
+    queryset = PipelineRun.objects.select_related("job", "job__created_by", "recognizer", "unlabeled_dataset",
+                                                  "created_by").prefetch_related("labeled_datasets")
 
     def get_serializer_class(self):
         return RunReportSerializer if self.action == "retrieve" else RunSerializer
@@ -114,6 +119,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             q["cursor"] = nxt
             next_url = request.build_absolute_uri(f"{request.path}?{q.urlencode()}")
         data = ClusterSerializer(page, many=True, context={"request": request}).data
+        strips = queue_strips([c["id"] for c in data])
+        for c in data:
+            c["thumbnails"] = [media_url(t) for t in strips.get(c["id"], [])]
         return Response({"results": data, "next": next_url})
 
 
@@ -128,6 +136,74 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         rows = queries.identity_search(self.get_object(), request.query_params.get("q", ""), limit)
         return Response([{"id": i.pk, "name": i.name, "dataset": i.dataset_id, "dataset_name": i.dataset.name}
                          for i in rows])
+
+    def list(self, request, *args, **kwargs):  # last in the class: the decorators above use the builtin list()
+        """Runs with their clusters per review state: one grouped query per page, not one per run."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        context = {**self.get_serializer_context(), "reviewed": reviewed_counts([r.pk for r in page])}
+        return self.get_paginated_response(self.get_serializer_class()(page, many=True, context=context).data)
+
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="1..200, default 50"),
+                               OpenApiParameter("face", int, description="only this rejected face's likely clusters")],
+                   responses={200: ReviewItemSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="merge-queue")
+    def merge_queue(self, request, pk=None):
+        """"Same person?" items: cluster pairs from a centroid kNN and rejected faces against their likely
+        clusters, by the expected pairwise errors a yes fixes (merge model probability x pairs joined)."""
+        run = self.get_object()
+        limit = min(max(_int_param(request, "limit") or 50, 1), 200)
+        items = merge_queue.merge_items(run, face=_int_param(request, "face"))[:limit]
+        return Response(_items(items))
+
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="1..200, default 50")],
+                   responses={200: ReviewItemSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="review-queue")
+    def review_queue(self, request, pk=None):
+        """One queue of clean-ups, merges and placements by expected pairwise errors fixed per action."""
+        limit = min(max(_int_param(request, "limit") or 50, 1), 200)
+        return Response(_items(merge_queue.review_items(self.get_object())[:limit]))
+
+    @extend_schema(request=MergeAnswerRequest, responses={200: inline_serializer("MergeAnswer", {
+        "action": serializers.DictField(allow_null=True), "clusters": serializers.ListField(),
+        "results": serializers.ListField(), "created_cluster": serializers.IntegerField(allow_null=True)}),
+        **{k: ReviewErrorSerializer for k in (400, 403, 404, 409)}})
+    @action(detail=True, methods=["post"], url_path="merge-answer", permission_classes=[IsAnnotator])
+    def merge_answer(self, request, pk=None):
+        """Answer a merge-queue item: yes merges the pair (or places the rejected face), no is recorded."""
+        run = self.get_object()
+        data = MergeAnswerRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            if not Cluster.objects.filter(pk=v["cluster"], run=run).exists():
+                raise review.ReviewError(f"no cluster {v['cluster']} in run {run.pk}", "unknown_cluster", 404)
+            if "face" in v:
+                out = merge_queue.answer_face(request.user, v["cluster"], v["version"], v["face"], v["same"])
+            else:
+                out = merge_queue.answer_pair(request.user, v["cluster"], v["version"], v["other"],
+                                              v.get("other_version"), v["same"])
+        except (review.ReviewError) as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        except Cluster.DoesNotExist:
+            return Response({"detail": "no such cluster", "code": "unknown_cluster"}, status=404)
+        return _outcome(request, out)
+
+
+def _items(items) -> list[dict]:
+    """Review items with what a page shows of their clusters (size, version, name, six thumbnails)."""
+    from facecurate.runs.models import RunFace
+
+    ids = {i.cluster for i in items} | {i.other for i in items if i.other}
+    info = {c.pk: {"size": c.size, "version": c.version, "name": c.name, "state": c.review_state, "thumbnails": []}
+            for c in Cluster.objects.filter(pk__in=ids)}
+    for cid, thumb in RunFace.objects.filter(cluster_id__in=ids).order_by("cluster_id", "p_minus", "id") \
+            .values_list("cluster_id", "face__thumbnail"):
+        if len(info[cid]["thumbnails"]) < 6:
+            info[cid]["thumbnails"].append(media_url(thumb))
+    faces = dict(RunFace.objects.filter(pk__in=[i.face for i in items if i.face]).values_list("id", "face__thumbnail"))
+    return [{**i.as_dict(), "clusters": {str(k): info[k] for k in (i.cluster, i.other) if k in info},
+             "face_thumbnail": media_url(faces[i.face]) if i.face in faces else None} for i in items]
 
 
 _ERRORS = {400: ReviewErrorSerializer, 403: ReviewErrorSerializer, 404: ReviewErrorSerializer,
@@ -222,6 +298,19 @@ class ClusterViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
     def skip(self, request, pk=None):
         return self._do(request, SkipRequest, lambda v: review.skip(request.user, self._id(), v.get("version")))
+
+    @extend_schema(request=AcceptMergesRequest, responses={200: ReviewOutcomeSerializer(many=True), **_ERRORS})
+    @action(detail=True, methods=["post"], url_path="accept-merges", permission_classes=[IsAnnotator])
+    def accept_merges(self, request, pk=None):
+        """Accept several merge suggestions for this cluster at once (all merge into it, or none)."""
+        data = AcceptMergesRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        try:
+            outs = merge_queue.accept_merges(request.user, self._id(), v["version"], v["others"])
+        except review.ReviewError as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        return Response([_outcome(request, o).data for o in outs])
 
     @extend_schema(request=LeaseRequest, responses={200: ClusterSerializer, **_ERRORS})
     @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])

@@ -154,6 +154,7 @@ class ReviewAction(models.Model):
         NOT_A_FACE = "not_a_face"
         SKIP = "skip"
         DISMISS = "dismiss"
+        DISTINCT = "distinct"
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="review_actions")
     cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")

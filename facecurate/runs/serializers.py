@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from facecurate.datasets.models import Dataset
+from facecurate.datasets.models import Dataset, Identity
 from facecurate.datasets.serializers import media_url
 from facecurate.jobs.serializers import JobSerializer
 from facecurate.recognition.models import RecognizerVersion
@@ -31,22 +31,35 @@ class RunSerializer(serializers.ModelSerializer):
     recognizer_name = serializers.CharField(source="recognizer.name", read_only=True)
     unlabeled_dataset_name = serializers.CharField(source="unlabeled_dataset.name", read_only=True)
     reviewed = serializers.SerializerMethodField()
+    labeled_dataset_names = serializers.SerializerMethodField()
 
     class Meta:
         model = PipelineRun
         fields = ["id", "url", "job", "unlabeled_dataset", "unlabeled_dataset_name", "labeled_datasets",
+                  "labeled_dataset_names",
                   "recognizer", "recognizer_name", "method", "params", "options", "stages", "counts", "metrics",
                   "reviewed", "created_by", "created_at"]
         read_only_fields = fields
 
-    def get_reviewed(self, run: PipelineRun) -> dict[str, int]:
-        """Clusters per review state."""
-        from django.db.models import Count
+    def get_labeled_dataset_names(self, run: PipelineRun) -> list[str]:
+        """The labeled datasets' names, in the order of ``labeled_datasets`` (prefetched: no query per run)."""
+        return [d.name for d in run.labeled_datasets.all()]
 
-        out = {s: 0 for s in Cluster.Review.values}
-        for row in run.clusters.values("review_state").order_by().annotate(n=Count("id")):
-            out[row["review_state"]] = row["n"]
-        return out
+    def get_reviewed(self, run: PipelineRun) -> dict[str, int]:
+        """Clusters per review state (a list view hands them over for the whole page in ``reviewed``)."""
+        page = self.context.get("reviewed")
+        return page[run.pk] if page is not None and run.pk in page else reviewed_counts([run.pk])[run.pk]
+
+
+def reviewed_counts(run_ids: list[int]) -> dict[int, dict[str, int]]:
+    """{run id: clusters per review state}, in one grouped query."""
+    from django.db.models import Count
+
+    out = {r: {s: 0 for s in Cluster.Review.values} for r in run_ids}
+    for row in Cluster.objects.filter(run_id__in=run_ids).values("run_id", "review_state").order_by() \
+            .annotate(n=Count("id")):
+        out[row["run_id"]][row["review_state"]] = row["n"]
+    return out
 
 
 class RunReportSerializer(RunSerializer):
@@ -61,18 +74,25 @@ class ClusterSerializer(serializers.ModelSerializer):
     lease_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sum_p_minus = serializers.SerializerMethodField(
+        help_text="Expected number of wrong members: the sum of the members' p- (mean p- times size).")
 
     class Meta:
         model = Cluster
-        fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "review_state",
+        fields = ["id", "url", "run", "number", "size", "priority", "mean_p_minus", "max_p_minus", "sum_p_minus",
+                  "review_state",
                   "name", "assigned_identity", "assigned_identity_name", "carried_from", "version", "lease_user",
                   "lease_until", "reviewed_by", "reviewed_at", "changed_by", "changed_at"]
         read_only_fields = fields
+
+    def get_sum_p_minus(self, c: Cluster) -> float | None:
+        return None if c.mean_p_minus is None else float(c.mean_p_minus) * c.size
 
 
 class RunFaceSerializer(serializers.ModelSerializer):
     face = serializers.IntegerField(source="face_id", read_only=True)
     image = serializers.IntegerField(source="face.image_id", read_only=True)
+    image_name = serializers.CharField(source="face.image.source_name", read_only=True, default=None)
     thumbnail_url = serializers.SerializerMethodField()
     crop_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -83,7 +103,7 @@ class RunFaceSerializer(serializers.ModelSerializer):
         model = RunFace
         fields = ["id", "face", "image", "cluster", "original_cluster", "p_minus", "margin", "max_logit",
                   "predicted_identity", "predicted_identity_name", "predicted_score", "overlap_state", "excluded",
-                  "thumbnail_url", "crop_url", "image_url", "box"]
+                  "image_name", "thumbnail_url", "crop_url", "image_url", "box"]
         read_only_fields = fields
 
     def get_thumbnail_url(self, rf: RunFace) -> str | None:
@@ -106,6 +126,14 @@ class ReviewActionSerializer(serializers.ModelSerializer):
         fields = ["id", "run", "cluster", "user", "kind", "summary", "payload", "created_at", "undone_at", "undone_by"]
         read_only_fields = fields
 
+    def _identity_name(self, identity_id) -> str:
+        """The identity's name (one lookup per page of actions, cached in the serializer's context)."""
+        names = self.context.setdefault("_identity_names", {})
+        if identity_id not in names:
+            ident = Identity.objects.filter(pk=identity_id).values_list("name", flat=True).first()
+            names[identity_id] = ident or f"identity {identity_id} (deleted)"
+        return names[identity_id]
+
     def get_summary(self, a) -> str:
         """One line saying what the action did."""
         p = a.payload or {}
@@ -117,7 +145,7 @@ class ReviewActionSerializer(serializers.ModelSerializer):
             "move": f"moved {n} face(s) from cluster {a.cluster_id} to {target}",
             "split": f"split {n} face(s) off cluster {a.cluster_id} into {target}",
             "merge": f"merged cluster {target} into {a.cluster_id} ({n} faces)",
-            "assign": f"assigned cluster {a.cluster_id} to identity {p.get('identity')}",
+            "assign": f"assigned cluster {a.cluster_id} to {self._identity_name(p.get('identity'))}",
             "not_a_face": f"marked {n} face(s) of cluster {a.cluster_id} not a face",
             "skip": f"skipped cluster {a.cluster_id}",
         }.get(a.kind, a.kind)
@@ -216,3 +244,40 @@ class IdentityMatchSerializer(serializers.Serializer):
     name = serializers.CharField()
     dataset = serializers.IntegerField()
     dataset_name = serializers.CharField()
+
+
+class MergeAnswerRequest(serializers.Serializer):
+    cluster = serializers.IntegerField(help_text="The item's cluster.")
+    version = _version_field()
+    other = serializers.IntegerField(required=False, help_text="A pair item's other cluster.")
+    other_version = serializers.IntegerField(required=False, min_value=1)
+    face = serializers.IntegerField(required=False, help_text="A placement item's rejected run-face.")
+    same = serializers.BooleanField(help_text="Yes: one person (merge / place the face); no: recorded, not asked again.")
+
+    def validate(self, data):
+        if ("other" in data) == ("face" in data):
+            raise serializers.ValidationError("send either other (a pair of clusters) or face (a rejected face)")
+        return data
+
+
+class MergeTarget(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(min_value=1)
+
+
+class AcceptMergesRequest(serializers.Serializer):
+    version = _version_field()
+    others = MergeTarget(many=True, help_text="Clusters merged into this one, in order (all or none).")
+
+
+class ReviewItemSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(["merge", "place", "clean"])
+    cluster = serializers.IntegerField()
+    other = serializers.IntegerField(allow_null=True)
+    face = serializers.IntegerField(allow_null=True)
+    probability = serializers.FloatField(allow_null=True, help_text="P(one identity), the merge model's.")
+    gain = serializers.FloatField(help_text="Expected pairwise errors fixed.")
+    actions = serializers.FloatField(help_text="Expected decisions it takes.")
+    per_action = serializers.FloatField()
+    clusters = serializers.DictField(help_text="Per cluster id: size, version, name, state, thumbnails.")
+    face_thumbnail = serializers.CharField(allow_null=True)

@@ -98,6 +98,14 @@ def run_queue(request, pk: int):
 
 
 @login_required
+def merge_queue(request, pk: int):
+    from facecurate.runs.models import PipelineRun
+
+    run = get_object_or_404(PipelineRun.objects.select_related("unlabeled_dataset"), pk=pk)
+    return _annotator_page(request, "facecurate/merges.html", {"run": run})
+
+
+@login_required
 def cluster_review(request, pk: int):
     from facecurate.runs.models import Cluster
 

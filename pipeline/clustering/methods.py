@@ -35,7 +35,9 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from pipeline.features import check_embeddings
+from pipeline.clustering.infomap_edges import infomap_on_edges
 from pipeline.clustering.knn import KnnGraph, build_knn
+from pipeline.clustering.recall import cluster_infomap_recall
 
 log = logging.getLogger(__name__)
 
@@ -80,36 +82,9 @@ def cluster_infomap(
     cache_dir=None,
     progress=None,
 ):
-    from infomap import Infomap
-
     g = _graph(emb, k, graph, index, cache_dir, progress)
     src, dst, w = g.edges(threshold)
-    # undirected: one link per pair (i, j), i < j, whichever side listed it
-    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
-    key, first = np.unique(lo * g.n + hi, return_index=True)
-    pair_small, pair_large, pw = lo[first], hi[first], w[first]
-    labels = np.full(g.n, -1, np.int64)
-    if pair_small.size == 0:
-        return labels
-    im = Infomap(two_level=True, silent=True, num_trials=num_trials, seed=seed)
-    im.add_edge_index(
-        np.vstack([pair_small, pair_large]), edge_weight=np.maximum(pw, 1e-6).astype(np.float64),
-        num_nodes=g.n, directed=False,
-    )
-    if progress:
-        progress(0, 1, stage="infomap")
-    im.run()
-    # im.run().modules() (the non-deprecated form) segfaults here when faiss is loaded too (the two
-    # SWIG modules' iterators clash, infomap 2.16 + faiss 1.15); get_modules() is safe
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        mods = im.get_modules(depth_level=1)
-    nodes = np.fromiter(mods.keys(), dtype=np.int64, count=len(mods))
-    vals = np.fromiter(mods.values(), dtype=np.int64, count=len(mods))
-    labels[nodes] = vals
-    if progress:
-        progress(1, 1, stage="infomap")
-    return labels
+    return infomap_on_edges(g.n, src, dst, w, num_trials=num_trials, seed=seed, progress=progress)
 
 
 def cluster_gcnd(
@@ -227,7 +202,13 @@ METHODS: dict[str, Method] = {
     "dbscan": Method(cluster_dbscan, {"k": 30, "eps": 0.95, "min_samples": 2}, "DBSCAN on kNN distances", True),
     "kmeans": Method(cluster_kmeans, {"faces_per_cluster": 3.0}, "MiniBatch k-means"),
 }
-# Chosen by the measured quality table (bench/results/clustering_quality.md).
+
+
+METHODS["infomap-recall"] = Method(
+    cluster_infomap_recall, {"k": 30, "threshold": 0.5, "power": 0.0, "attach_sim": 0.5, "attach_margin": 0.1},
+    "Infomap on shared-neighbour edge weights + singleton attachment (issue 16)", True)
+# Chosen by the measured quality table (bench/results/clustering_quality.md); the recall fixes
+# (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision.
 DEFAULT_METHOD = "infomap"
 
 

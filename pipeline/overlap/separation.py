@@ -187,14 +187,8 @@ def _config_dict(cfg: OverlapConfig) -> dict:
     return d
 
 
-def separate_overlap(
-    max_logit, argmax, config: OverlapConfig | None = None
-) -> OverlapResult:
-    """Split unlabeled faces into overlap / disjoint / rejected from their max-logits (see module docstring).
-
-    ``max_logit``: (N,) float scores; ``argmax``: (N,) int arg-max labeled class per face.
-    """
-    cfg = config or OverlapConfig()
+def _check_scores(max_logit, argmax, cfg: OverlapConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores (N,) float64, argmax (N,) int64, finite (N,) bool); non-finite scores raise unless rejected."""
     scores = np.asarray(max_logit)
     if scores.ndim != 1:
         raise ValueError(f"max_logit must be a 1-D array, got shape {scores.shape}")
@@ -206,40 +200,23 @@ def separate_overlap(
         raise ValueError(f"argmax must have shape {scores.shape}, got {am.shape}")
     if am.size and not np.issubdtype(am.dtype, np.integer):
         raise ValueError(f"argmax must be integer class indices, got {am.dtype}")
-    am = am.astype(np.int64)
     finite = np.isfinite(scores)
-    if not finite.all():
-        bad = int((~finite).sum())
-        if cfg.nonfinite == "raise":
-            raise ValueError(
-                f"max_logit contains {bad} NaN or infinite values (first at index {int(np.flatnonzero(~finite)[0])}); "
-                "fix the scores or pass nonfinite='reject' to leave those faces out"
-            )
-    fs = scores[finite]
-    if fs.size < cfg.min_faces:
-        return _degenerate(
-            scores, finite, am, "too_few",
-            f"{fs.size} faces with finite scores; at least {cfg.min_faces} are needed to fit two Weibull modes",
-            cfg,
+    if not finite.all() and cfg.nonfinite == "raise":
+        raise ValueError(
+            f"max_logit contains {int((~finite).sum())} NaN or infinite values (first at index "
+            f"{int(np.flatnonzero(~finite)[0])}); fix the scores or pass nonfinite='reject' to leave those faces out"
         )
-    if not fs.max() > fs.min():
-        return _degenerate(scores, finite, am, "constant", f"every score equals {fs[0]:.6g}", cfg)
+    return scores, am.astype(np.int64), finite
 
-    try:
-        mix = fit_weibull_mixture(fs, cfg.mixture)
-    except EvtError as exc:
-        return _degenerate(scores, finite, am, "one_mode", f"two-component fit failed: {exc}", cfg)
 
-    n_low = mix.weight_low * fs.size
-    n_high = mix.weight_high * fs.size
-    bic_gain = mix.single_bic(fs.size) - mix.bic(fs.size)
+def _two_modes_or_why(mix, n: int, cfg: OverlapConfig) -> tuple[dict, list[str]]:
+    """The mixture's diagnostics, and the reasons (if any) to take it as one mode only."""
+    n_low, n_high = mix.weight_low * n, mix.weight_high * n
+    bic_gain = mix.single_bic(n) - mix.bic(n)
     dip = _dip_ratio(mix)
-    diag = {
-        "bic_gain": float(bic_gain),
-        "dip_ratio": float(dip),
-        "expected_faces": {"disjoint": float(n_low), "overlap": float(n_high)},
-        "otsu_separability": mix.otsu.separability,
-    }
+    diag = {"bic_gain": float(bic_gain), "dip_ratio": float(dip),
+            "expected_faces": {"disjoint": float(n_low), "overlap": float(n_high)},
+            "otsu_separability": mix.otsu.separability}
     why = []
     if min(n_low, n_high) < cfg.min_component_faces:
         why.append(f"a mode holds only {min(n_low, n_high):.1f} faces (< {cfg.min_component_faces})")
@@ -247,56 +224,70 @@ def separate_overlap(
         why.append(f"two modes beat one Weibull by only {bic_gain:.1f} BIC (< {cfg.min_bic_gain})")
     if dip > cfg.max_dip_ratio:
         why.append(f"the fitted density has no dip between the modes (dip ratio {dip:.3f} > {cfg.max_dip_ratio})")
-    if why:
-        res = _degenerate(scores, finite, am, "one_mode", "one mode only: " + "; ".join(why), cfg,
-                          extra={"diagnostics": diag, "mixture": mix.to_dict()})
-        return res
+    return diag, why
 
-    c = cfg.confidence
-    t_d = float(mix.low.ppf(c))  # 95th percentile of the disjoint mode
-    t_o = float(mix.high.ppf(1 - c))  # 5th percentile of the overlap mode
+
+def _thresholds(mix, c: float) -> dict[str, float]:
+    t_d = float(mix.low.ppf(c))  # e.g. the 95th percentile of the disjoint mode
+    t_o = float(mix.high.ppf(1 - c))  # and the 5th percentile of the overlap mode
+    return {"otsu": mix.otsu.threshold, "disjoint_upper": t_d, "overlap_lower": t_o,
+            "overlap_at_or_above": max(t_d, t_o), "disjoint_at_or_below": min(t_d, t_o)}
+
+
+def _two_mode_report(mix, fs: np.ndarray, state: np.ndarray, finite: np.ndarray, thresholds: dict, diag: dict,
+                     cfg: OverlapConfig) -> dict:
+    c, hi, lo = cfg.confidence, thresholds["overlap_at_or_above"], thresholds["disjoint_at_or_below"]
+    otsu_overlap = int(np.sum(fs >= mix.otsu.threshold))
+    grid = np.linspace(mix.score_min, mix.score_max, 400)
+    return {
+        "kind": "overlap", "n": int(state.shape[0]), "degenerate": None,
+        "message": (f"overlap if score >= {hi:.4f} (above the {c:.0%} quantile of the disjoint Weibull and the "
+                    f"{1 - c:.0%} quantile of the overlap Weibull), disjoint if score <= {lo:.4f}, rejected between"),
+        "config": _config_dict(cfg), "histogram": score_histogram(fs, cfg.hist_bins), "thresholds": thresholds,
+        "curves": {"x": grid.tolist(), "disjoint": (mix.weight_low * mix.low.pdf(grid)).tolist(),
+                   "overlap": (mix.weight_high * mix.high.pdf(grid)).tolist(), "mixture": mix.pdf(grid).tolist()},
+        "mixture": mix.to_dict(), "diagnostics": diag,
+        "counts": {STATE_NAMES[k]: int(np.sum(state == k)) for k in STATE_NAMES},
+        "otsu_counts": {"overlap": otsu_overlap, "disjoint": int(fs.size - otsu_overlap)},
+        "nonfinite": int((~finite).sum()), "labels": {"x": "max-logit", "low": "disjoint", "high": "overlap"},
+    }
+
+
+def separate_overlap(
+    max_logit, argmax, config: OverlapConfig | None = None
+) -> OverlapResult:
+    """Split unlabeled faces into overlap / disjoint / rejected from their max-logits (see module docstring).
+
+    ``max_logit``: (N,) float scores; ``argmax``: (N,) int arg-max labeled class per face.
+    """
+    cfg = config or OverlapConfig()
+    scores, am, finite = _check_scores(max_logit, argmax, cfg)
+    fs = scores[finite]
+    if fs.size < cfg.min_faces:
+        return _degenerate(
+            scores, finite, am, "too_few",
+            f"{fs.size} faces with finite scores; at least {cfg.min_faces} are needed to fit two Weibull modes", cfg,
+        )
+    if not fs.max() > fs.min():
+        return _degenerate(scores, finite, am, "constant", f"every score equals {fs[0]:.6g}", cfg)
+    try:
+        mix = fit_weibull_mixture(fs, cfg.mixture)
+    except EvtError as exc:
+        return _degenerate(scores, finite, am, "one_mode", f"two-component fit failed: {exc}", cfg)
+    diag, why = _two_modes_or_why(mix, fs.size, cfg)
+    if why:
+        return _degenerate(scores, finite, am, "one_mode", "one mode only: " + "; ".join(why), cfg,
+                           extra={"diagnostics": diag, "mixture": mix.to_dict()})
+    thresholds = _thresholds(mix, cfg.confidence)
+    t_d, t_o = thresholds["disjoint_upper"], thresholds["overlap_lower"]
     state = np.full(scores.shape[0], REJECTED, dtype=np.int8)
     fin_idx = np.flatnonzero(finite)
-    is_overlap = (fs > t_d) & (fs >= t_o)
-    is_disjoint = (fs < t_o) & (fs <= t_d)
-    state[fin_idx[is_overlap]] = OVERLAP
-    state[fin_idx[is_disjoint]] = DISJOINT
+    state[fin_idx[(fs > t_d) & (fs >= t_o)]] = OVERLAP
+    state[fin_idx[(fs < t_o) & (fs <= t_d)]] = DISJOINT
     label = np.where(state == OVERLAP, am, -1).astype(np.int64)
     post = np.full(scores.shape[0], np.nan, dtype=np.float32)
     post[finite] = mix.posterior_high(fs).astype(np.float32)
-    thresholds = {
-        "otsu": mix.otsu.threshold,
-        "disjoint_upper": t_d,
-        "overlap_lower": t_o,
-        "overlap_at_or_above": max(t_d, t_o),
-        "disjoint_at_or_below": min(t_d, t_o),
-    }
-    otsu_overlap = int(np.sum(fs >= mix.otsu.threshold))
-    grid = np.linspace(mix.score_min, mix.score_max, 400)
-    report = {
-        "kind": "overlap",
-        "n": int(scores.shape[0]),
-        "degenerate": None,
-        "message": (
-            f"overlap if score >= {max(t_d, t_o):.4f} (above the {c:.0%} quantile of the disjoint Weibull and the "
-            f"{1 - c:.0%} quantile of the overlap Weibull), disjoint if score <= {min(t_d, t_o):.4f}, rejected between"
-        ),
-        "config": _config_dict(cfg),
-        "histogram": score_histogram(fs, cfg.hist_bins),
-        "thresholds": thresholds,
-        "curves": {
-            "x": grid.tolist(),
-            "disjoint": (mix.weight_low * mix.low.pdf(grid)).tolist(),
-            "overlap": (mix.weight_high * mix.high.pdf(grid)).tolist(),
-            "mixture": mix.pdf(grid).tolist(),
-        },
-        "mixture": mix.to_dict(),
-        "diagnostics": diag,
-        "counts": {STATE_NAMES[k]: int(np.sum(state == k)) for k in STATE_NAMES},
-        "otsu_counts": {"overlap": otsu_overlap, "disjoint": int(fs.size - otsu_overlap)},
-        "nonfinite": int((~finite).sum()),
-        "labels": {"x": "max-logit", "low": "disjoint", "high": "overlap"},
-    }
+    report = _two_mode_report(mix, fs, state, finite, thresholds, diag, cfg)
     return OverlapResult(
         state=state, label=label, posterior=post, thresholds=thresholds, mixture=mix, report=report, degenerate=None
     )

@@ -151,6 +151,132 @@ def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress):
     return scores, model
 
 
+@dataclass
+class _Inputs:
+    """The checked inputs of one ``clustering_uncertainty`` call and what every result shares."""
+
+    x: np.ndarray  # (N, d)
+    lab: np.ndarray  # (N,) int64, negative = unclustered
+    keep: np.ndarray  # (N,) bool
+    ids: np.ndarray  # cluster ids of the clustered faces
+    y: np.ndarray  # (K,) index into ids
+    scfg: SoftmaxConfig
+    pcfg: PMinusConfig
+    base_report: dict[str, Any]
+
+    @property
+    def nan(self) -> np.ndarray:
+        return np.full(len(self.lab), np.nan, dtype=np.float32)
+
+    def spread(self, scores: dict[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-face score arrays (N,) and predicted cluster ids (N,) from the clustered faces' scores."""
+        full = {k: self.nan for k in ("entropy", "max_logit", "margin", "assigned_margin")}
+        pred = np.full(len(self.lab), -1, dtype=np.int64)
+        if scores is not None:
+            for k in full:
+                full[k][self.keep] = scores[k]
+            pred[self.keep] = self.ids[scores["predicted"]]
+        return full, pred
+
+
+def _check_inputs(features, cluster_labels, scfg: SoftmaxConfig, pcfg: PMinusConfig) -> _Inputs:
+    x = check_embeddings(features, name="features")
+    lab = np.asarray(cluster_labels)
+    if lab.shape != (x.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"cluster_labels must be an integer array of shape ({x.shape[0]},), got "
+                         f"{lab.dtype} {lab.shape}")
+    lab = lab.astype(np.int64)
+    keep = lab >= 0
+    ids, y = np.unique(lab[keep], return_inverse=True)
+    base = {"kind": "uncertainty", "n": int(len(lab)), "clustered": int(keep.sum()), "clusters": int(len(ids)),
+            "softmax": asdict(scfg), "p_minus_config": asdict(pcfg), "p_minus_method": pcfg.method,
+            "labels": {"x": MARGIN_LABELS[pcfg.margin_kind], "low": "wrong"}}
+    return _Inputs(x=x, lab=lab, keep=keep, ids=ids, y=y, scfg=scfg, pcfg=pcfg, base_report=base)
+
+
+def _degenerate(inp: _Inputs, reason: str, message: str, model=None, scores=None, fit=None, geometry=None,
+                paper=None) -> UncertaintyResult:
+    """A result with p- NaN everywhere that says why no p- could be fitted."""
+    rep = {**inp.base_report, "degenerate": reason, "message": message, "histogram": None, "curves": None,
+           "thresholds": {}}
+    full, pred = inp.spread(scores)
+    if scores is not None:
+        rep["histogram"] = score_histogram(scores["p_margin"], inp.pcfg.hist_bins, 0.0, 1.0)
+    return UncertaintyResult(p_minus=inp.nan, predicted=pred,
+                             fit=fit or PMinusFit(None, None, float("nan"), reason, message), model=model,
+                             report=rep, degenerate=reason, p_minus_paper=inp.nan if paper is None else paper,
+                             geometry=geometry or {}, **full)
+
+
+def _softmax_scores(inp: _Inputs, progress: Progress | None) -> tuple[dict[str, np.ndarray], SoftmaxModel]:
+    """Softmax regression on the cluster assignments (cross-fitted when asked) and the per-face scores."""
+    xk = inp.x[inp.keep]
+    if inp.scfg.cross_fit >= 2:
+        scores, model = _cross_fit_scores(xk, inp.y, len(inp.ids), inp.scfg, progress)
+    else:
+        model = fit_softmax(xk, inp.y, inp.scfg, num_classes=len(inp.ids), progress=progress)
+        scores = softmax_scores(model, xk, inp.y)
+    scores["p_margin"] = p_margin(scores, inp.pcfg.margin_kind)
+    return scores, model
+
+
+class _NoPMinus(Exception):
+    """The chosen p- method could not fit (reason, message)."""
+
+
+def _chosen_p_minus(inp: _Inputs, fit: PMinusFit, paper: np.ndarray, scores: dict[str, np.ndarray],
+                    full: dict[str, np.ndarray], geometry: dict, calibrator: Calibrator | None) -> tuple[np.ndarray, str, dict, dict]:
+    """p- (N,) by ``pcfg.method``, its message, extra report entries and the priority settings."""
+    pcfg, priority_cfg, extra = inp.pcfg, dict(DEFAULT_PRIORITY), {}
+    if pcfg.method == "paper":
+        if fit.degenerate:
+            raise _NoPMinus(fit.degenerate, fit.message)
+        return paper.copy(), fit.message, extra, priority_cfg
+    if pcfg.method == "mixture":
+        pk, info = mixture_p_minus(scores["assigned_margin"])
+        if info["degenerate"]:
+            raise _NoPMinus(info["degenerate"], "mixture: " + info["message"])
+        pm = inp.nan
+        pm[inp.keep] = pk
+        extra["mixture"] = info["mixture"]
+        return pm, ("p- = posterior of the low component of a two-component Weibull mixture over the assigned "
+                    "margin"), extra, priority_cfg
+    cal = calibrator or load_calibrator(pcfg.calibration)
+    g = dict(geometry)
+    g["assigned_margin"] = full["assigned_margin"].astype(np.float64)
+    g["margin"] = full["margin"].astype(np.float64)
+    priority_cfg.update(cal.meta.get("priority") or {})
+    extra["calibrator"] = {"member": cal.member.to_dict(), "singleton": cal.singleton.to_dict(),
+                           **{k: v for k, v in cal.meta.items() if k in ("trained_on", "selection", "priority")}}
+    return cal.p_minus(g), "p- from the calibrated logistic model (member / singleton)", extra, priority_cfg
+
+
+def _report(inp: _Inputs, scores: dict, model: SoftmaxModel, fit: PMinusFit, pm: np.ndarray, paper: np.ndarray,
+            geometry: dict, message: str, extra: dict, priority_cfg: dict) -> dict[str, Any]:
+    keep, pcfg = inp.keep, inp.pcfg
+    report = {
+        **inp.base_report, "degenerate": None, "message": message,
+        "histogram": score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0),
+        **_paper_figure(fit, pcfg),
+        "p_minus_quantiles": {str(q): float(np.quantile(pm[keep], q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
+        "mean_p_minus": float(np.mean(pm[keep])), "expected_wrong_faces": float(np.sum(pm[keep])),
+        "priority": priority_cfg, "train_history": model.history, "softmax_seconds": model.seconds,
+        "train_accuracy": float(np.mean(scores["predicted"] == inp.y)),
+        "counts": {"clusters": int(len(inp.ids)), "faces": int(keep.sum()),
+                   "singletons": int(np.sum(geometry["singleton"]))},
+        **extra,
+    }
+    if not fit.degenerate:
+        grid, wb = np.linspace(0.0, 1.0, 400), fit.weibull
+        report["paper"] = {"weibull": wb.to_dict(), "wrong_fraction": fit.wrong_fraction, "otsu": asdict(fit.otsu),
+                           "mean_p_minus": float(np.mean(paper[keep]))}
+        report["curves"] = {"x": grid.tolist(),
+                            "wrong": (fit.wrong_fraction * wb.pdf(np.maximum(grid, 1e-12))).tolist()}
+        report["thresholds"] = {"otsu": fit.otsu.threshold, "wrong_upper": float(wb.ppf(pcfg.confidence))}
+        report["weibull"] = wb.to_dict()
+    return report
+
+
 def clustering_uncertainty(
     features,
     cluster_labels,
@@ -165,114 +291,26 @@ def clustering_uncertainty(
     ``features`` (N, d) L2-normalised float; ``cluster_labels`` (N,) int (negative = unclustered, scored NaN).
     ``calibrator`` overrides the calibrator file for ``method='calibrated'``.
     """
-    scfg = softmax or SoftmaxConfig()
-    pcfg = p_minus or PMinusConfig()
-    x = check_embeddings(features, name="features")
-    lab = np.asarray(cluster_labels)
-    if lab.shape != (x.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"cluster_labels must be an integer array of shape ({x.shape[0]},), got "
-                         f"{lab.dtype} {lab.shape}")
-    lab = lab.astype(np.int64)
-    n = x.shape[0]
-    keep = lab >= 0
-    nan = np.full(n, np.nan, dtype=np.float32)
-    ids, y = np.unique(lab[keep], return_inverse=True)
-    base_report = {"kind": "uncertainty", "n": int(n), "clustered": int(keep.sum()), "clusters": int(len(ids)),
-                   "softmax": asdict(scfg), "p_minus_config": asdict(pcfg), "p_minus_method": pcfg.method,
-                   "labels": {"x": MARGIN_LABELS[pcfg.margin_kind], "low": "wrong"}}
-
-    def degenerate(reason: str, message: str, model=None, scores=None, fit=None, geometry=None, paper=None):
-        rep = {**base_report, "degenerate": reason, "message": message, "histogram": None, "curves": None,
-               "thresholds": {}}
-        full = {k: nan.copy() for k in ("entropy", "max_logit", "margin", "assigned_margin")}
-        pred = np.full(n, -1, dtype=np.int64)
-        if scores is not None:
-            for k2 in full:
-                full[k2][keep] = scores[k2]
-            pred[keep] = ids[scores["predicted"]]
-            rep["histogram"] = score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0)
-        return UncertaintyResult(p_minus=nan.copy(), predicted=pred, fit=fit or PMinusFit(None, None, float("nan"),
-                                 reason, message), model=model, report=rep, degenerate=reason,
-                                 p_minus_paper=nan.copy() if paper is None else paper, geometry=geometry or {},
-                                 **full)
-
-    if pcfg.method != "calibrated" and keep.sum() < pcfg.min_faces:
-        return degenerate("too_few", f"{int(keep.sum())} clustered faces; at least {pcfg.min_faces} are needed")
-    if len(ids) < 2:
-        return degenerate("one_cluster", "fewer than two clusters; there is nothing to be unsure of")
-    xk = x[keep]
-    if scfg.cross_fit >= 2:
-        scores, model = _cross_fit_scores(xk, y, len(ids), scfg, progress)
-    else:
-        model = fit_softmax(xk, y, scfg, num_classes=len(ids), progress=progress)
-        scores = softmax_scores(model, xk, y)
-    scores["p_margin"] = p_margin(scores, pcfg.margin_kind)
-    geometry = cluster_geometry(x, lab)
-    full = {k: nan.copy() for k in ("entropy", "max_logit", "margin", "assigned_margin")}
-    for k in full:
-        full[k][keep] = scores[k]
-    pred = np.full(n, -1, dtype=np.int64)
-    pred[keep] = ids[scores["predicted"]]
-
-    # the paper's literal p- (always attempted, reported next to the chosen one)
-    fit = fit_p_minus(scores["p_margin"], pcfg)
-    paper = nan.copy()
+    inp = _check_inputs(features, cluster_labels, softmax or SoftmaxConfig(), p_minus or PMinusConfig())
+    clustered = int(inp.keep.sum())
+    if inp.pcfg.method != "calibrated" and clustered < inp.pcfg.min_faces:
+        return _degenerate(inp, "too_few", f"{clustered} clustered faces; at least {inp.pcfg.min_faces} are needed")
+    if len(inp.ids) < 2:
+        return _degenerate(inp, "one_cluster", "fewer than two clusters; there is nothing to be unsure of")
+    scores, model = _softmax_scores(inp, progress)
+    geometry = cluster_geometry(inp.x, inp.lab)
+    full, pred = inp.spread(scores)
+    fit = fit_p_minus(scores["p_margin"], inp.pcfg)  # the paper's literal p-, reported next to the chosen one
+    paper = inp.nan
     if not fit.degenerate:
-        paper[keep] = fit.p_minus(scores["p_margin"])
-
-    extra: dict[str, Any] = {}
-    priority_cfg = dict(DEFAULT_PRIORITY)
-    if pcfg.method == "paper":
-        if fit.degenerate:
-            return degenerate(fit.degenerate, fit.message, model, scores, fit, geometry, paper)
-        pm = paper.copy()
-        message = fit.message
-    elif pcfg.method == "mixture":
-        pk, info = mixture_p_minus(scores["assigned_margin"])
-        if info["degenerate"]:
-            return degenerate(info["degenerate"], "mixture: " + info["message"], model, scores, fit, geometry, paper)
-        pm = nan.copy()
-        pm[keep] = pk
-        extra["mixture"] = info["mixture"]
-        message = "p- = posterior of the low component of a two-component Weibull mixture over the assigned margin"
-    else:
-        cal = calibrator or load_calibrator(pcfg.calibration)
-        g = {k: v for k, v in geometry.items()}
-        g["assigned_margin"] = full["assigned_margin"].astype(np.float64)
-        g["margin"] = full["margin"].astype(np.float64)
-        pm = cal.p_minus(g)
-        priority_cfg.update(cal.meta.get("priority") or {})
-        extra["calibrator"] = {"member": cal.member.to_dict(), "singleton": cal.singleton.to_dict(),
-                               **{k: v for k, v in cal.meta.items() if k in ("trained_on", "selection", "priority")}}
-        message = "p- from the calibrated logistic model (member / singleton)"
-    prio = cluster_priority(lab, pm, x, rule=priority_cfg["rule"], merge_weight=priority_cfg["merge_weight"],
+        paper[inp.keep] = fit.p_minus(scores["p_margin"])
+    try:
+        pm, message, extra, priority_cfg = _chosen_p_minus(inp, fit, paper, scores, full, geometry, calibrator)
+    except _NoPMinus as exc:
+        return _degenerate(inp, exc.args[0], exc.args[1], model, scores, fit, geometry, paper)
+    prio = cluster_priority(inp.lab, pm, inp.x, rule=priority_cfg["rule"], merge_weight=priority_cfg["merge_weight"],
                             merge_floor=priority_cfg.get("merge_floor", 0.0))
-    report = {
-        **base_report,
-        "degenerate": None,
-        "message": message,
-        "histogram": score_histogram(scores["p_margin"], pcfg.hist_bins, 0.0, 1.0),
-        **_paper_figure(fit, pcfg),
-        "p_minus_quantiles": {str(q): float(np.quantile(pm[keep], q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
-        "mean_p_minus": float(np.mean(pm[keep])),
-        "expected_wrong_faces": float(np.sum(pm[keep])),
-        "priority": priority_cfg,
-        "train_history": model.history,
-        "softmax_seconds": model.seconds,
-        "train_accuracy": float(np.mean(scores["predicted"] == y)),
-        "counts": {"clusters": int(len(ids)), "faces": int(keep.sum()),
-                   "singletons": int(np.sum(geometry["singleton"]))},
-        **extra,
-    }
-    if not fit.degenerate:
-        grid = np.linspace(0.0, 1.0, 400)
-        wb = fit.weibull
-        report["paper"] = {"weibull": wb.to_dict(), "wrong_fraction": fit.wrong_fraction, "otsu": asdict(fit.otsu),
-                           "mean_p_minus": float(np.mean(paper[keep]))}
-        report["curves"] = {"x": grid.tolist(),
-                            "wrong": (fit.wrong_fraction * wb.pdf(np.maximum(grid, 1e-12))).tolist()}
-        report["thresholds"] = {"otsu": fit.otsu.threshold, "wrong_upper": float(wb.ppf(pcfg.confidence))}
-        report["weibull"] = wb.to_dict()
+    report = _report(inp, scores, model, fit, pm, paper, geometry, message, extra, priority_cfg)
     return UncertaintyResult(p_minus=pm, predicted=pred, fit=fit, model=model, report=report, degenerate=None,
                              p_minus_paper=paper, geometry=geometry, priority=prio, **full)
 

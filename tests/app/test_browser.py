@@ -56,11 +56,14 @@ def test_login_upload_and_watch_progress(worker, live_server, staff_login, page,
     page.wait_for_selector("[data-testid=who]")
     assert "stella (staff)" in page.inner_text("[data-testid=who]")
     page.wait_for_selector("#datasets >> text=No datasets yet.")
+    assert "First steps: create a dataset" in page.inner_text("[data-testid=first-steps]")  # what to do first
 
     page.fill("#new-dataset input[name=name]", "browser set")
     page.click("#new-dataset button[type=submit]")
     page.wait_for_url("**/datasets/*/")
-    page.set_input_files("#upload input[name=files]", [str(p) for p in faces] + [str(noise)])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    page.set_input_files("#upload input[name=files]", [str(p) for p in faces] + [str(noise), str(empty)])
     page.click("#upload button[type=submit]")
 
     page.wait_for_selector("[data-testid=jobs] li[data-state=succeeded]", timeout=90_000)
@@ -70,7 +73,9 @@ def test_login_upload_and_watch_progress(worker, live_server, staff_login, page,
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=grid] img')].every(i => i.complete && i.naturalWidth > 0)"
     )
-    assert "3 images: 2 faces, 1 without a face" in page.inner_text("[data-testid=counts]")
+    counts = page.inner_text("[data-testid=counts]")
+    assert "3 images (2 with faces, 1 without a face" in counts and "), 2 faces" in counts  # images, then faces
+    assert "1 file(s) refused: empty.png (" in page.inner_text("[data-testid=jobs]")  # the refused files named
     page.screenshot(path=str(tmp_path / "dataset-page.png"), full_page=True)  # kept by pytest for a look
 
     # The API docs page works offline (assets from the sidecar package, not a CDN).

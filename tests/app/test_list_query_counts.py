@@ -49,3 +49,43 @@ def test_datasets_list_counts_are_right(annotator_client):
     assert len(page["results"]) == 25 and page["next"] and "count" not in page
     assert {im["face_count"] for im in page["results"]} == {0, 2}
     assert annotator_client.get(f"/api/images/?dataset={big.pk}&limit=100000").status_code == 200
+
+
+@pytest.mark.django_db
+def test_runs_list_costs_the_same_with_one_run_or_five(annotator_client, staff_user):
+    """Every list test holds several rows: with one row an N+1 cannot show."""
+    from facecurate.jobs.models import Job
+    from facecurate.runs.models import Cluster
+    from facecurate.runs.services.start import start_run
+
+    ds = _fill(10, "r")
+    ds.kind = "unlabeled"
+    ds.save(update_fields=["kind"])
+
+    def one_more_run():
+        run = start_run(staff_user, ds)
+        Job.objects.filter(pk=run.job_id).update(state="succeeded")
+        Cluster.objects.bulk_create([Cluster(run=run, review_state=s) for s in ("pending", "confirmed", "confirmed")])
+
+    one_more_run()
+    one = _queries(annotator_client, "/api/runs/?limit=20")
+    for _ in range(4):
+        one_more_run()
+    five = _queries(annotator_client, "/api/runs/?limit=20")
+    body = annotator_client.get("/api/runs/?limit=20").json()["results"]
+    assert len(body) == 5 and all(r["reviewed"] == {"pending": 1, "confirmed": 2, "dismissed": 0} for r in body)
+    assert all(r["job"]["created_by"] == staff_user.username for r in body)
+    assert one == five, f"/api/runs/: {one} queries with one run, {five} with five"
+
+
+@pytest.mark.django_db
+def test_runs_name_their_labeled_datasets(annotator_client, staff_user):
+    from facecurate.runs.services.start import start_run
+
+    unl = _fill(5, "u")
+    unl.kind = "unlabeled"
+    unl.save(update_fields=["kind"])
+    known = [_fill(5, "k1"), _fill(5, "k2")]
+    start_run(staff_user, unl, known)
+    run = annotator_client.get("/api/runs/").json()["results"][0]
+    assert run["labeled_dataset_names"] == [d.name for d in sorted(known, key=lambda d: d.pk)]

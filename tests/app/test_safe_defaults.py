@@ -73,8 +73,10 @@ def test_ensureadmin_keeps_secrets_out_of_the_log(capsys, monkeypatch, settings)
     assert token not in out
     path = Path(settings.ADMIN_PASSWORD_FILE)
     assert str(path) in out and stat.S_IMODE(path.stat().st_mode) == 0o600
-    username, password = path.read_text().split()
-    assert username == "admin" and password not in out
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1, "the file holds the password alone (README: sign in as admin with it)"
+    password = lines[0]
+    assert "'admin'" in out and password not in out
     assert APIClient().login(username="admin", password=password)
 
 
@@ -85,6 +87,16 @@ def test_limit_is_capped(annotator_client, settings):
     body = annotator_client.get("/api/identities/?limit=100000").json()
     assert body["count"] == 520 and len(body["results"]) == settings.MAX_PAGE_SIZE == 500
     assert len(annotator_client.get("/api/identities/?limit=7").json()["results"]) == 7
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,query", [(u, q) for u in ("/api/identities/", "/api/runs/")
+                                        for q in ("limit=-5", "limit=0", "limit=ten", "offset=-1")]
+                         + [("/api/faces/", q) for q in ("limit=-5", "limit=0", "limit=ten")])
+def test_a_bad_limit_is_refused_not_taken_silently(annotator_client, url, query):
+    resp = annotator_client.get(f"{url}?{query}")
+    assert resp.status_code == 400, resp.content
+    assert query.split("=")[0] in resp.json()["detail"] or query.split("=")[0] in str(resp.json())
 
 
 @pytest.mark.django_db

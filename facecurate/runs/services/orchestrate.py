@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from facecurate.jobs.models import Job
-from facecurate.jobs.runner import WAITING, JobContext, worker_id
+from facecurate.jobs.runner import WAITING, JobContext, JobLost, worker_id
 from facecurate.recognition.services.embeddings import embed_faces, missing_faces, save_embeddings
 
 from ..models import EmbedChunk, PipelineRun
@@ -31,9 +31,14 @@ STAGE_FUNCS = {"overlap": overlap_stage, "cluster": cluster_stage, "uncertainty"
 EMBED_TASK = "facecurate.ml.embed_chunk"
 
 
-def _mark(run: PipelineRun, stage: str, **info) -> None:
-    run.stages = {**run.stages, stage: {**run.stages.get(stage, {}), **info}}
-    run.save(update_fields=["stages"])
+def _mark(ctx: JobContext, run: PipelineRun, stage: str, **info) -> None:
+    """Record a stage's state, compare-and-set: only while this worker holds the run's job (a worker
+    presumed dead whose job another worker took over stops here, JobLost, and records nothing)."""
+    stages = {**run.stages, stage: {**run.stages.get(stage, {}), **info}}
+    if not PipelineRun.objects.filter(pk=run.pk, job__state=Job.State.RUNNING, job__worker=worker_id()).update(
+            stages=stages):
+        raise JobLost(f"job {ctx.job.pk} is held by another worker now; stage {stage} not recorded")
+    run.stages = stages
 
 
 def advance_work(ctx: JobContext):
@@ -45,7 +50,7 @@ def advance_work(ctx: JobContext):
         # "runs" > 1 only when a dead worker's stage is redone; the embed stage is entered again each time
         # its chunks report back (its units of work are the chunks, each claimed once).
         key = "entries" if stage == "embed" else "runs"
-        _mark(run, stage, state="running", **{key: run.stages.get(stage, {}).get(key, 0) + 1},
+        _mark(ctx, run, stage, state="running", **{key: run.stages.get(stage, {}).get(key, 0) + 1},
               started_at=run.stages.get(stage, {}).get("started_at") or timezone.now().isoformat())
         t0 = time.perf_counter()
         if stage == "embed":
@@ -54,8 +59,15 @@ def advance_work(ctx: JobContext):
         else:
             ctx.progress(i, len(PipelineRun.STAGES), stage=stage, force=True)
             STAGE_FUNCS[stage](ctx, run)
-        seconds = run.stages[stage].get("seconds", 0.0) + (time.perf_counter() - t0)
-        _mark(run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat())
+        extra = {}
+        if stage == "embed":  # its work is the chunks': from the stage's start to now, and the chunks' own time
+            seconds = (timezone.now() - datetime.fromisoformat(run.stages["embed"]["started_at"])).total_seconds()
+            extra["chunk_seconds"] = round(sum(run.chunks.exclude(seconds__isnull=True)
+                                               .values_list("seconds", flat=True)), 3)
+        else:
+            seconds = run.stages[stage].get("seconds", 0.0) + (time.perf_counter() - t0)
+        _mark(ctx, run, stage, state="done", seconds=round(seconds, 3), finished_at=timezone.now().isoformat(),
+              **extra)
     ctx.progress(len(PipelineRun.STAGES), len(PipelineRun.STAGES), stage="done", force=True)
     ctx.set_result(counts=run.counts, run=run.pk)
     return None
@@ -72,7 +84,7 @@ def plan_embedding(ctx: JobContext, run: PipelineRun) -> bool:
             chunks += [EmbedChunk(run=run, dataset_id=ds, face_ids=todo[s:s + size]) for s in range(0, len(todo), size)]
         EmbedChunk.objects.bulk_create(chunks)
         total = sum(len(c.face_ids) for c in chunks)
-        _mark(run, "embed", faces=total, chunks=len(chunks))
+        _mark(ctx, run, "embed", faces=total, chunks=len(chunks))
         ctx.progress(0, total, stage="embed", force=True)
     left = list(run.chunks.exclude(state=EmbedChunk.State.DONE).values_list("id", flat=True))
     if not left:
@@ -104,10 +116,15 @@ def embed_chunk(chunk_id: int) -> str:
         return "run stopped"
     t0 = time.perf_counter()
 
+    reported = [0]  # faces of this chunk already counted in the job's progress
+
     def beat(done: int, total: int) -> None:
+        """Within a chunk: the chunk's claim, the job's heartbeat and its progress move on."""
         now = timezone.now()
         EmbedChunk.objects.filter(pk=chunk.pk, worker=worker_id()).update(claimed_at=now)
-        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(heartbeat_at=now)
+        step, reported[0] = max(done - reported[0], 0), max(done, reported[0])
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
+            heartbeat_at=now, progress_current=F("progress_current") + step)
 
     emb = embed_faces(chunk.face_ids, run.recognizer, progress=beat)
     save_embeddings(chunk.dataset_id, run.recognizer, chunk.face_ids, emb, name=f"run-{run.pk}-chunk-{chunk.pk}",
@@ -117,7 +134,7 @@ def embed_chunk(chunk_id: int) -> str:
         if not EmbedChunk.objects.filter(pk=chunk.pk, worker=worker_id()).update(
                 state=EmbedChunk.State.DONE, seconds=seconds):
             return "taken over"
-        _progress(job, len(chunk.face_ids), seconds)
+        _progress(job, len(chunk.face_ids) - reported[0], len(chunk.face_ids), seconds)
         if not run.chunks.exclude(state=EmbedChunk.State.DONE).exists():
             fresh = Job.objects.get(pk=job.pk)
             if fresh.state == Job.State.RUNNING:
@@ -125,9 +142,10 @@ def embed_chunk(chunk_id: int) -> str:
     return "done"
 
 
-def _progress(job: Job, n: int, seconds: float) -> None:
+def _progress(job: Job, left_over: int, n: int, seconds: float) -> None:
     rate = n / seconds if seconds > 0 else None
-    Job.objects.filter(pk=job.pk).update(progress_current=F("progress_current") + n, heartbeat_at=timezone.now())
+    Job.objects.filter(pk=job.pk).update(progress_current=F("progress_current") + left_over,
+                                         heartbeat_at=timezone.now())
     fresh = Job.objects.get(pk=job.pk)
     left = max(fresh.progress_total - fresh.progress_current, 0)
     Job.objects.filter(pk=job.pk).update(progress_info={"rate": round(rate, 2) if rate else None,

@@ -110,8 +110,8 @@ def _check_version(cluster: Cluster, version) -> None:
         raise ReviewError("version must be an integer", "bad_version", 400) from None
     if version != cluster.version:
         who = _name(cluster.changed_by) if cluster.changed_by_id else "someone"
-        when = timezone.localtime(cluster.changed_at).strftime("%H:%M:%S") if cluster.changed_at else "meanwhile"
-        raise ReviewError(f"cluster {cluster.pk} was changed by {who} at {when} (it is at version {cluster.version}, "
+        when = f" at {timezone.localtime(cluster.changed_at):%H:%M:%S}" if cluster.changed_at else " meanwhile"
+        raise ReviewError(f"cluster {cluster.pk} was changed by {who}{when} (it is at version {cluster.version}, "
                           f"you sent {version}); reload it to see their change", "stale_version", 409)
 
 
@@ -292,29 +292,42 @@ def _target(user, c: Cluster, target: Cluster, target_version, what: str) -> Non
         _check_version(target, target_version)
 
 
+def _transfer(user, cluster_id, version, other_id, other_version, *, kind: str, what: str,
+              into_other: bool, runface_ids=None) -> Outcome:
+    """Faces from one of two clusters of the run to the other (one transaction, both locked): with
+    ``into_other`` the faces ``runface_ids`` of ``cluster_id`` go to ``other_id`` (a move), else every
+    face of ``other_id`` comes to ``cluster_id`` (a merge). A cluster left empty is dismissed; a
+    dismissed one that receives faces is pending again."""
+    locked = _open(user, cluster_id, version, [other_id])
+    c, o = locked[int(cluster_id)], locked[int(other_id)]
+    _target(user, c, o, other_version, what)
+    src, dst = (c, o) if into_other else (o, c)
+    faces = _faces(c, runface_ids) if into_other else list(RunFace.objects.filter(cluster=o))
+    if not faces:
+        raise ReviewError(f"cluster {o.pk} is empty; nothing to merge", "empty_cluster", 400)
+    before = {c.pk: _snapshot(c), o.pk: _snapshot(o)}
+    rows = _move_faces(faces, dst, "")
+    now = _now()
+    for x in (c, o):
+        refresh_stats(x)
+        _touch(x, user, now)
+    if src.size == 0:
+        src.review_state, src.reviewed_by, src.reviewed_at = Cluster.Review.DISMISSED, user, now
+    if dst.review_state == Cluster.Review.DISMISSED and dst.size:
+        dst.review_state = Cluster.Review.PENDING
+    _save([c, o])
+    action = _record(user, kind, c, before, [c, o], rows, extra={"target": o.pk})
+    return _done(action, [c, o], [{"id": rf.pk, "ok": True} for rf in faces])
+
+
 @transaction.atomic
 def move(user, cluster_id: int, version: int, runface_ids: list[int], target_cluster_id: int,
          target_version: int | None = None) -> Outcome:
     """Move these faces to another cluster of the same run."""
     if target_cluster_id is None:
         raise ReviewError("name the cluster to move the faces to (target)", "no_target", 400)
-    locked = _open(user, cluster_id, version, [target_cluster_id])
-    c, t = locked[int(cluster_id)], locked[int(target_cluster_id)]
-    _target(user, c, t, target_version, "move faces from")
-    faces = _faces(c, runface_ids)
-    before = {c.pk: _snapshot(c), t.pk: _snapshot(t)}
-    rows = _move_faces(faces, t, "")
-    now = _now()
-    for x in (c, t):
-        refresh_stats(x)
-        _touch(x, user, now)
-    if c.size == 0:
-        c.review_state, c.reviewed_by, c.reviewed_at = Cluster.Review.DISMISSED, user, now
-    if t.review_state == Cluster.Review.DISMISSED and t.size:
-        t.review_state = Cluster.Review.PENDING
-    _save([c, t])
-    action = _record(user, ReviewAction.Kind.MOVE, c, before, [c, t], rows, extra={"target": t.pk})
-    return _done(action, [c, t], [{"id": rf.pk, "ok": True} for rf in faces])
+    return _transfer(user, cluster_id, version, target_cluster_id, target_version, kind=ReviewAction.Kind.MOVE,
+                     what="move faces from", into_other=True, runface_ids=runface_ids)
 
 
 @transaction.atomic
@@ -346,22 +359,48 @@ def merge(user, cluster_id: int, version: int, other_cluster_id: int, other_vers
     """Merge ``other_cluster_id`` into this cluster: all its faces move here; it is left empty (dismissed)."""
     if other_cluster_id is None:
         raise ReviewError("name the cluster to merge (other)", "no_target", 400)
-    locked = _open(user, cluster_id, version, [other_cluster_id])
-    c, o = locked[int(cluster_id)], locked[int(other_cluster_id)]
-    _target(user, c, o, other_version, "merge")
-    faces = list(RunFace.objects.filter(cluster=o))
-    if not faces:
-        raise ReviewError(f"cluster {o.pk} is empty; nothing to merge", "empty_cluster", 400)
-    before = {c.pk: _snapshot(c), o.pk: _snapshot(o)}
+    return _transfer(user, cluster_id, version, other_cluster_id, other_version, kind=ReviewAction.Kind.MERGE,
+                     what="merge", into_other=False)
+
+
+@transaction.atomic
+def place(user, cluster_id: int, version: int, runface_ids: list[int]) -> Outcome:
+    """Rejected faces of the run (out of every cluster) belong in this cluster after all: they join it."""
+    c = _open(user, cluster_id, version)[int(cluster_id)]
+    ids = [int(i) for i in runface_ids or []]
+    faces = list(RunFace.objects.filter(pk__in=ids, run_id=c.run_id, cluster__isnull=True,
+                                        excluded=RunFace.Excluded.REJECTED))
+    if not ids or len(faces) != len(set(ids)):
+        raise ReviewError("only rejected faces of this run (out of every cluster) can be placed",
+                          "not_rejected", 400)
+    before = {c.pk: _snapshot(c)}
     rows = _move_faces(faces, c, "")
     now = _now()
-    for x in (c, o):
-        refresh_stats(x)
-        _touch(x, user, now)
-    o.review_state, o.reviewed_by, o.reviewed_at = Cluster.Review.DISMISSED, user, now
-    _save([c, o])
-    action = _record(user, ReviewAction.Kind.MERGE, c, before, [c, o], rows, extra={"target": o.pk})
-    return _done(action, [c, o], [{"id": rf.pk, "ok": True} for rf in faces])
+    refresh_stats(c)
+    _touch(c, user, now)
+    if c.review_state == Cluster.Review.DISMISSED:
+        c.review_state = Cluster.Review.PENDING
+    c.save()
+    action = _record(user, ReviewAction.Kind.MOVE, c, before, [c], rows, extra={"placed": True})
+    return _done(action, [c], [{"id": rf.pk, "ok": True} for rf in faces])
+
+
+@transaction.atomic
+def distinct(user, cluster_id: int, other_cluster_id: int | None = None, runface_id: int | None = None) -> Outcome:
+    """A "no" in the merge queue: ``other_cluster_id`` (or the rejected face ``runface_id``) is not the
+    person of ``cluster_id``. Recorded (the queue stops asking); no cluster changes."""
+    c = _lock([cluster_id])[int(cluster_id)]
+    if (other_cluster_id is None) == (runface_id is None):
+        raise ReviewError("name either the other cluster or the rejected face", "no_target", 400)
+    extra = {"pair": sorted([c.pk, int(other_cluster_id)])} if other_cluster_id is not None else \
+        {"face": int(runface_id)}
+    if other_cluster_id is not None:
+        o = _lock([other_cluster_id])[int(other_cluster_id)]
+        if o.run_id != c.run_id or o.pk == c.pk:
+            raise ReviewError(f"cluster {o.pk} is not another cluster of run {c.run_id}", "other_run", 400)
+    action = ReviewAction.objects.create(run_id=c.run_id, cluster=c, user=user, kind=ReviewAction.Kind.DISTINCT,
+                                         payload={"clusters": {}, "faces": [], "created": [], **extra})
+    return _done(action, [c])
 
 
 def _labeled_identity(run: PipelineRun, identity_id) -> Identity:

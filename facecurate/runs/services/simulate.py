@@ -1,9 +1,16 @@
 """A simulated annotator: knows the ground truth and works a run's review queue exactly as a person
-would, through the same review service functions the API calls, one action per decision, recording the
-labeling quality (pairwise F, BCubed F) after every action.
+would, through the same review service functions the API calls, one action per decision (a confirm, a
+yes/no on a pair, a reject, a merge, a placement, an assignment), recording the labeling quality
+(pairwise F, BCubed F) after every action, and why it stopped (queue exhausted, action limit, target).
 
-For each cluster at the head of the queue (one pass, in the order given; clusters already emptied,
-dismissed or confirmed are passed over), the person:
+The shipped order, ``gain``, is the one review queue (:mod:`.merge_queue`): the person takes its head
+item each time: a pair of clusters ("same person?": yes merges, no is recorded), a rejected face
+against a cluster (yes places it), or a cluster to clean (reject the faces that are not its majority
+person, then confirm or assign it); the queue is listed again after every decision.
+
+The cluster orders (``priority``, ``paper``, ``size``, ``random``) walk the pending clusters; with
+``passes`` > 1 a later pass walks again the clusters changed since they were confirmed. For each
+cluster the person:
 
 1. rejects the faces that are not the cluster's majority person (one action: select them, reject);
 2. looks at the suggested merges (the nearest ``k`` clusters, as the UI shows them) and merges each
@@ -31,7 +38,8 @@ from . import review
 from .queries import suggestions
 from .stages import identity_names, norm_name, truth_names
 
-ORDERS = ("priority", "paper", "size", "random")
+ORDERS = ("gain", "priority", "paper", "size", "random")
+CLUSTER_ORDERS = ORDERS[1:]
 
 
 @dataclass
@@ -41,6 +49,8 @@ class Trace:
     pairwise_f: list[float] = field(default_factory=list)
     bcubed_f: list[float] = field(default_factory=list)
     clusters_visited: int = 0
+    stopped: str = ""
+    passes: int = 0
 
     def actions_to(self, target: float) -> int | None:
         return next((i for i, f in enumerate(self.pairwise_f) if f >= target), None)
@@ -49,6 +59,7 @@ class Trace:
         at = lambda k: self.pairwise_f[min(k, len(self.pairwise_f) - 1)]  # noqa: E731
         half = self.pairwise_f[0] + (1.0 - self.pairwise_f[0]) / 2
         return {"order": self.order, "actions": len(self.actions), "clusters_visited": self.clusters_visited,
+                "stopped": self.stopped, "passes": self.passes,
                 "start_pairwise_f": self.pairwise_f[0],
                 **{f"actions_to_pairwise_f_{t}": self.actions_to(t) for t in targets},
                 "actions_to_half_the_gap": self.actions_to(half),
@@ -61,8 +72,9 @@ class Quality:
 
     def __init__(self, run: PipelineRun) -> None:
         rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False, face__is_primary=True)
-                    .order_by("id").values_list("id", "face_id"))  # faces the ground truth names
+                    .order_by("id").values_list("id", "face_id", "original_cluster_id"))  # faces the truth names
         self.run, self.ids = run, np.array([r[0] for r in rows])
+        self.computed = np.array([r[2] for r in rows], np.int64)
         self.truth = truth_names(np.array([r[1] for r in rows]))
         self.truth_by_rf = dict(zip(self.ids.tolist(), self.truth.tolist()))
 
@@ -91,7 +103,7 @@ def queue_order(run: PipelineRun, order: str, seed: int = 0) -> list[int]:
         return ids
     if order == "paper":
         return _paper_order(run, pending)
-    raise ValueError(f"order must be one of {ORDERS}")
+    raise ValueError(f"cluster order must be one of {CLUSTER_ORDERS}")
 
 
 def _paper_order(run: PipelineRun, pending) -> list[int]:
@@ -140,9 +152,9 @@ class Annotator:
     def version(self, cluster_id: int) -> int:
         return Cluster.objects.get(pk=cluster_id).version
 
-    def review_cluster(self, trace: Trace, cid: int) -> bool:
+    def review_cluster(self, trace: Trace, cid: int, again: bool = False) -> bool:
         c = Cluster.objects.get(pk=cid)
-        if c.size == 0 or c.review_state != Cluster.Review.PENDING:
+        if c.size == 0 or (c.review_state != Cluster.Review.PENDING and not again):
             return True
         trace.clusters_visited += 1
         person, outliers = self.majority(cid)
@@ -162,15 +174,94 @@ class Annotator:
             return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
         return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
 
-    def work(self, order: str, seed: int = 0) -> Trace:
+    def start(self, order: str) -> Trace:
         trace = Trace(order)
         pf, bf = self.quality()
         trace.pairwise_f.append(pf)
         trace.bcubed_f.append(bf)
-        for cid in queue_order(self.run, order, seed):
-            if not self.review_cluster(trace, cid):
-                break
         return trace
+
+    def work(self, order: str, seed: int = 0, passes: int = 1, target: float | None = None) -> Trace:
+        trace = self.start(order)
+        if order == "gain":
+            self._work_queue(trace, target)
+        else:
+            self._work_clusters(trace, order, seed, passes, target)
+        return trace
+
+    def _done(self, trace: Trace, target) -> str | None:
+        if len(trace.actions) >= self.max_actions:
+            return "limit"
+        if target is not None and trace.pairwise_f[-1] >= target:
+            return "target"
+        return None
+
+    def _work_clusters(self, trace: Trace, order: str, seed: int, passes: int, target) -> None:
+        confirmed_at: dict[int, int] = {}
+        for k in range(passes):
+            ids = queue_order(self.run, order, seed) if k == 0 else [
+                c for c, v in Cluster.objects.filter(pk__in=list(confirmed_at)).values_list("id", "version")
+                if v != confirmed_at[c] and Cluster.objects.filter(pk=c, size__gt=0).exists()]
+            if not ids:
+                trace.stopped = "queue_exhausted"
+                return
+            trace.passes = k + 1
+            for cid in ids:
+                if not self.review_cluster(trace, cid, again=k > 0) or self._done(trace, target):
+                    trace.stopped = self._done(trace, target) or "limit"
+                    return
+                if Cluster.objects.filter(pk=cid, review_state=Cluster.Review.CONFIRMED).exists():
+                    confirmed_at[cid] = self.version(cid)
+        trace.stopped = "passes_done"
+
+    def _work_queue(self, trace: Trace, target) -> None:
+        from . import merge_queue
+
+        trace.passes = 1
+        while True:
+            why = self._done(trace, target)
+            if why:
+                trace.stopped = why
+                return
+            items = merge_queue.review_items(self.run)
+            if not items:
+                trace.stopped = "queue_exhausted"
+                return
+            if not self.take(trace, items[0]):
+                trace.stopped = "limit"
+                return
+
+    def take(self, trace: Trace, item) -> bool:
+        """One queue item, as a person answers it (one action per decision)."""
+        from . import merge_queue
+
+        if item.kind == "merge":
+            same = self.majority(item.cluster)[0] == self.majority(item.other)[0]
+            trace.clusters_visited += 1
+            return self.act(trace, "merge" if same else "no", merge_queue.answer_pair, item.cluster,
+                            self.version(item.cluster), item.other, self.version(item.other), same)
+        if item.kind == "place":
+            same = self.quality.truth_by_rf.get(item.face) == self.majority(item.cluster)[0]
+            return self.act(trace, "place" if same else "no", merge_queue.answer_face, item.cluster,
+                            self.version(item.cluster), item.face, same)
+        trace.clusters_visited += 1
+        cid = item.cluster
+        person, outliers = self.majority(cid)
+        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
+            return False
+        ident = self.known.get(person or "")
+        if ident is not None:
+            sugg = suggestions(Cluster.objects.get(pk=cid), k=self.k)
+            if any(s["identity"] == ident for s in sugg["identities"]):
+                return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
+        return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
+
+
+def oracle_curve(quality: Quality, max_actions: int, target: float | None = None) -> list[float]:
+    """The perfect greedy annotator's pairwise F on the run as computed (best merge or clean-up each step)."""
+    from pipeline.review.oracle import greedy_oracle
+
+    return greedy_oracle(quality.truth, quality.computed, max_actions=max_actions, target=target)
 
 
 def reset_review(run: PipelineRun) -> None:

@@ -98,21 +98,54 @@ def run_overlap_config(run: PipelineRun):
     return OverlapConfig(confidence=float(conf)) if conf else OverlapConfig()
 
 
-def locked_clusters(run: PipelineRun) -> dict[int, list[int]]:
-    """Confirmed clusters of earlier runs on the same dataset, as {earlier cluster id: face ids}.
+class Decisions:
+    """Each face's newest human decision over the earlier runs of a dataset (see :func:`decisions`)."""
 
-    A face confirmed in several runs stays with its most recent confirmation. Reviewed faces that a
-    reviewer excluded are not carried (they are unclustered in the new run like any face)."""
-    rows = (RunFace.objects.filter(run__unlabeled_dataset_id=run.unlabeled_dataset_id, run_id__lt=run.pk,
-                                   cluster__review_state="confirmed", excluded="")
-            .order_by("run_id").values_list("face_id", "cluster_id"))
-    latest: dict[int, int] = {}
-    for face_id, cluster_id in rows:
-        latest[face_id] = cluster_id
-    out: dict[int, list[int]] = {}
-    for face_id, cluster_id in latest.items():
-        out.setdefault(cluster_id, []).append(face_id)
-    return out
+    def __init__(self, groups: dict[int, list[int]], not_a_face: set[int]) -> None:
+        self.groups, self.not_a_face = groups, not_a_face
+
+    @property
+    def held(self) -> set[int]:
+        """Faces the new run does not cluster: kept in their confirmed group, or not a face."""
+        return {f for faces in self.groups.values() for f in faces} | self.not_a_face
+
+
+def decisions(run: PipelineRun) -> Decisions:
+    """The newest decision on each face over the earlier runs of the same dataset.
+
+    A run's row says something about a face when a person acted on it: it was excluded (rejected or
+    not a face), it is in a confirmed cluster, or it was moved out of the cluster the run put it in.
+    A face's newest such row wins (later runs, and later decisions within a run, replace earlier ones):
+
+    * in a confirmed cluster: carried with the faces whose newest decision is the same cluster;
+    * not a face: stays out of clustering and is marked not a face again;
+    * rejected, or moved into a cluster nobody confirmed (or out of any): clustered again like any face.
+    """
+    from django.db.models import F, Q
+
+    moved = (Q(cluster__isnull=False, original_cluster__isnull=True)
+             | Q(cluster__isnull=True, original_cluster__isnull=False)
+             | Q(cluster__isnull=False, original_cluster__isnull=False) & ~Q(cluster=F("original_cluster")))
+    decided = Q(cluster__review_state="confirmed") | ~Q(excluded="") | moved
+    rows = (RunFace.objects.filter(decided, run__unlabeled_dataset_id=run.unlabeled_dataset_id,
+                                   run_id__lt=run.pk).order_by("run_id").values_list("face_id", "cluster_id", "cluster__review_state", "excluded"))
+    latest: dict[int, tuple] = {}
+    for face_id, cluster_id, state, excluded in rows:
+        latest[face_id] = (cluster_id, state, excluded)
+    groups: dict[int, list[int]] = {}
+    not_a_face: set[int] = set()
+    for face_id, (cluster_id, state, excluded) in latest.items():
+        if excluded == RunFace.Excluded.NOT_A_FACE:
+            not_a_face.add(face_id)
+        elif not excluded and cluster_id is not None and state == "confirmed":
+            groups.setdefault(cluster_id, []).append(face_id)
+    return Decisions(groups, not_a_face)
+
+
+def locked_clusters(run: PipelineRun) -> dict[int, list[int]]:
+    """Confirmed clusters of earlier runs on the same dataset, as {earlier cluster id: face ids}: the faces
+    whose newest decision (:func:`decisions`) is that cluster."""
+    return decisions(run).groups
 
 
 def cluster_stage(ctx, run: PipelineRun) -> None:
@@ -120,9 +153,9 @@ def cluster_stage(ctx, run: PipelineRun) -> None:
 
     ov = artifacts.read_npz(art_rel(run, "overlap"))
     face_ids, state = ov["face_ids"], ov["state"]
-    locked = locked_clusters(run)
-    locked_faces = {f for faces in locked.values() for f in faces}
-    free = (state == 0) & ~np.isin(face_ids, list(locked_faces))
+    made = decisions(run)
+    locked = made.groups
+    free = (state == 0) & ~np.isin(face_ids, list(made.held))
     _, emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, face_ids)
     labels = np.full(len(face_ids), -1, np.int64)
     if free.sum() >= 2:
@@ -136,8 +169,9 @@ def cluster_stage(ctx, run: PipelineRun) -> None:
         rows = [pos[f] for f in faces if f in pos]
         labels[rows], carried[rows] = nxt, earlier
         nxt += 1
+    not_a_face = np.isin(face_ids, list(made.not_a_face))
     artifacts.write_npz(art_rel(run, "clusters"), Artifact.Kind.CLUSTERS, run.job, face_ids=face_ids,
-                        labels=labels, carried_from=carried)
+                        labels=labels, carried_from=carried, not_a_face=not_a_face)
     k = labels.max() + 1
     cent = np.zeros((max(k, 0), emb.shape[1]), np.float32)
     if k > 0:

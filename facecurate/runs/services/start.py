@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from facecurate.datasets.models import Dataset, Image
+from facecurate.datasets.services.busy import DatasetBusy, check_run_allowed
 from facecurate.jobs.models import Job
 from facecurate.recognition.models import RecognizerVersion
 from facecurate.recognition.services.versions import active_version
@@ -46,12 +47,18 @@ def start_run(user, unlabeled: Dataset, labeled: list[Dataset] = (), *, recogniz
     if bad:
         raise RunRequestError(f"not labeled datasets: {', '.join(bad)}")
     check_method(method, params)
-    pending = Image.objects.filter(Q(dataset=unlabeled) | Q(dataset__in=list(labeled)), status="pending").count()
-    if pending:
-        raise RunRequestError(f"{pending} images are still waiting for face detection; start the run when "
-                              "their ingestion jobs are done", status=409)
     with transaction.atomic():
-        busy = Job.objects.select_for_update().filter(
+        # The dataset rows are locked first: two starts (or a start and an ingestion) of one dataset queue
+        # here, and the second sees what the first did.
+        try:
+            check_run_allowed([unlabeled, *labeled])
+        except DatasetBusy as exc:
+            raise RunRequestError(str(exc), status=409) from None
+        pending = Image.objects.filter(Q(dataset=unlabeled) | Q(dataset__in=list(labeled)), status="pending").count()
+        if pending:
+            raise RunRequestError(f"{pending} images are still waiting for face detection; start the run when "
+                                  "their ingestion jobs are done", status=409)
+        busy = Job.objects.filter(
             kind=Job.Kind.PIPELINE_RUN, pipeline_run__unlabeled_dataset=unlabeled,
             state__in=[Job.State.QUEUED, Job.State.RUNNING]).first()
         if busy is not None:

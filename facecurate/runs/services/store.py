@@ -23,6 +23,7 @@ def store_stage(ctx, run: PipelineRun) -> None:
     cl = artifacts.read_npz(art_rel(run, "clusters"))
     un = artifacts.read_npz(art_rel(run, "uncertainty"))
     face_ids, labels, carried = cl["face_ids"], cl["labels"], cl["carried_from"]
+    not_a_face = cl.get("not_a_face", np.zeros(len(face_ids), bool))
     if not (np.array_equal(face_ids, ov["face_ids"]) and np.array_equal(face_ids, un["face_ids"])):
         raise RuntimeError("the run's artifacts disagree on their faces; re-run from the overlap stage")
     p = un["p_minus"]
@@ -36,8 +37,8 @@ def store_stage(ctx, run: PipelineRun) -> None:
         RunFace.objects.filter(run=run).delete()
         Cluster.objects.filter(run=run).delete()
         cluster_ids = _make_clusters(run, labels, p, carried, prio, k)
-        _make_run_faces(run, face_ids, labels, cluster_ids, ov, un)
-    run.counts = _counts(ov["state"], labels)
+        _make_run_faces(run, face_ids, labels, cluster_ids, ov, un, not_a_face)
+    run.counts = _counts(ov["state"], labels, not_a_face)
     run.metrics = _metrics(run, face_ids, ov, labels) if run.options.get("truth_from_folders") else {}
     run.save(update_fields=["counts", "metrics"])
 
@@ -85,10 +86,15 @@ def _make_clusters(run, labels, p, carried, prio, k) -> np.ndarray:
     s = cluster_summaries(labels, p, carried, k)
     carried_ids = _ids_or_none(s["carried"])
     state = np.where(s["carried"] >= 0, Cluster.Review.CONFIRMED, Cluster.Review.PENDING).tolist()
+    # A carried cluster keeps the name and the labeled identity people gave it.
+    kept = {c["id"]: c for c in Cluster.objects.filter(pk__in=np.unique(carried[carried >= 0]).tolist())
+            .values("id", "name", "assigned_identity_id")}
     insert_columns(Cluster, {
         "run_id": [run.pk] * k, "number": list(range(k)), "size": s["sizes"].tolist(),
         "priority": np.asarray(prio, np.float64).tolist(), "mean_p_minus": _nullable(s["mean"]),
         "max_p_minus": _nullable(s["max"]), "review_state": state, "carried_from_id": carried_ids,
+        "name": [kept.get(c, {}).get("name", "") for c in carried_ids],
+        "assigned_identity_id": [kept.get(c, {}).get("assigned_identity_id") for c in carried_ids],
     }, k)
     ids = np.zeros(k, np.int64)
     for number, pk in Cluster.objects.filter(run=run, number__isnull=False).values_list("number", "id"):
@@ -96,7 +102,7 @@ def _make_clusters(run, labels, p, carried, prio, k) -> np.ndarray:
     return ids
 
 
-def _make_run_faces(run, face_ids, labels, cluster_ids, ov, un) -> None:
+def _make_run_faces(run, face_ids, labels, cluster_ids, ov, un, not_a_face) -> None:
     n = len(face_ids)
     cluster = _ids_or_none(np.where(labels >= 0, cluster_ids[np.maximum(labels, 0)] if len(cluster_ids) else -1, -1))
     pred = np.asarray(ov["predicted"], np.int64)
@@ -106,16 +112,18 @@ def _make_run_faces(run, face_ids, labels, cluster_ids, ov, un) -> None:
         "predicted_identity_id": _ids_or_none(pred), "predicted_score": _nullable(np.where(pred >= 0, logit, np.nan)),
         "overlap_state": np.asarray(ov["state"], np.int64).tolist(), "cluster_id": cluster,
         "original_cluster_id": cluster, "p_minus": _nullable(un["p_minus"]), "margin": _nullable(un["margin"]),
+        "excluded": np.where(np.asarray(not_a_face, bool), RunFace.Excluded.NOT_A_FACE, "").tolist(),
     }, n)
 
 
-def _counts(state, labels) -> dict:
+def _counts(state, labels, not_a_face) -> dict:
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
     return {
         "faces": int(len(state)), "overlap": int((state == 1).sum()), "disjoint": int((state == 0).sum()),
         "rejected": int((state == -1).sum()), "clusters": int((sizes > 0).sum()),
         "singletons": int((sizes == 1).sum()), "clustered_faces": int((labels >= 0).sum()),
         "largest_cluster": int(sizes.max()) if sizes.size else 0,
+        "not_a_face": int(not_a_face.sum()),
     }
 
 

@@ -32,7 +32,12 @@
     async function load() {
       const page = await api("/api/datasets/?limit=1000");
       tbody.replaceChildren();
-      if (!page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "6", text: "No datasets yet."})]));
+      if (!page.results.length) {
+        tbody.appendChild(el("tr", {}, [el("td", {colspan: "6", "data-testid": "first-steps", text: "No datasets yet. " +
+          (cfg.staff ? "First steps: create a dataset below (labeled if its photos come in one folder per person), "
+            + "upload photos or import a folder on its page, then start a run here; its clusters are reviewed next."
+            : "A staff member creates the datasets and starts runs; clusters to review show here once a run is done.")})]));
+      }
       page.results.forEach((d) => {
         const c = d.image_counts || d.face_counts;
         tbody.appendChild(el("tr", {"data-dataset": String(d.id)}, [
@@ -65,10 +70,15 @@
 
   function jobLine(job) {
     const pct = job.progress === null ? "" : " " + Math.round(job.progress * 100) + "%";
-    const refused = (job.result && job.result.rejected) ? job.result.rejected.length : 0;
+    const rejected = (job.result && job.result.rejected) || [];
+    const refused = rejected.length ? rejected.length + " file(s) refused: " +
+      rejected.slice(0, 20).map((r) => r.name + " (" + r.reason + ")").join(", ") +
+      (rejected.length > 20 ? ", …" : "") : "";
     const text = job.kind + " · " + job.state + (job.stage ? " · " + job.stage : "") +
       " · " + job.progress_current + "/" + job.progress_total + pct +
-      (refused ? " · " + refused + " file(s) refused" : "") + (job.error ? " · " + job.error.split("\n")[0] : "");
+      (refused ? " · " + refused : "") + (job.error ? " · " + job.error.split("\n")[0] : "") +
+      (job.silent_seconds ? " · its worker has not reported for " + Math.round(job.silent_seconds) +
+       " s (stopped? it is requeued after a while)" : "");
     const li = el("li", {"data-job": job.id, "data-state": job.state, "class": "job " + job.state}, [
       el("span", {text: text}),
       el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}),
@@ -87,8 +97,9 @@
       const d = await api("/api/datasets/" + id + "/");
       const c = d.image_counts || d.face_counts;
       document.getElementById("counts").textContent =
-        c.total + " images: " + c.ok + " faces, " + c.no_face + " without a face, " + c.error + " errors, " +
-        c.pending + " pending" + (d.kind === "labeled" ? ", " + d.identity_count + " identities" : "");
+        c.total + " images (" + c.ok + " with faces, " + c.no_face + " without a face, " + c.error + " errors, " +
+        c.pending + " pending), " + d.face_count + " faces" +
+        (d.kind === "labeled" ? ", " + d.identity_count + " identities" : "");
     }
 
     function faceTile(f) {

@@ -5,7 +5,9 @@
   const fc = window.facecurate;
   const api = fc.api;
   const cfg = window.FACECURATE || {};
-  const {el, post, fmt, fmtP, ready, queueFilters, queueKey} = fc.ui;
+  const {el, post, fmt, ready, queueFilters, queueKey} = fc.ui;
+  // p- for people: a percentage, never a raw float ("<1 %" below one percent)
+  const pctP = (p) => (p === null || p === undefined) ? "–" : (p < 0.01 ? "<1 %" : Math.round(100 * p) + " %");
 
   // --- a cluster ---------------------------------------------------------------------------------------------
 
@@ -33,10 +35,20 @@
       const c = cluster;
       document.getElementById("c-info").textContent = c.size + " faces · " + c.review_state +
         (c.name ? " · " + c.name : "") + (c.assigned_identity_name && c.assigned_identity_name !== c.name ? " · " + c.assigned_identity_name : "") +
-        " · Σp- " + fmt(c.priority, 2) + " · max p- " + fmt(c.max_p_minus, 3) + " · v" + c.version +
-        (c.number === null ? " · made in review" : "");
+        (c.size ? " · expected wrong (Σ p-) " + fmt(c.sum_p_minus, 2) + " · max p- " + fmt(c.max_p_minus, 2) : "") +
+        " · v" + c.version + (c.number === null ? " · made in review" : "");
+      emptyState(c.size === 0);
       document.getElementById("faces-count").textContent = faces.length + " of " + c.size + " faces shown";
       document.title = "Cluster " + c.id + " (" + c.size + ") · facecurate";
+    }
+    // an emptied cluster (its faces moved, merged or rejected): only undo and navigation make sense
+    const KEEP = new Set(["undo", "prev", "next", "skip"]);
+    function emptyState(empty) {
+      document.body.classList.toggle("empty-cluster", empty);
+      document.querySelectorAll("#toolbar button[data-act]").forEach((b) => { if (!KEEP.has(b.dataset.act)) b.disabled = empty; });
+      nameInput.disabled = empty; search.disabled = empty;
+      const note = document.getElementById("empty-note");
+      if (note) note.hidden = !empty;
     }
     function updateSel() {
       grid.querySelectorAll(".face").forEach((t) => {
@@ -50,10 +62,12 @@
       const p = f.p_minus === null ? null : f.p_minus;
       const t = el("figure", {"class": "face tile" + (p !== null && p >= 0.5 ? " doubtful" : ""), "data-rf": String(f.id),
                               "data-index": String(i), role: "option", "aria-selected": "false",
-                              title: "run-face " + f.id + " · p- " + fmt(p, 4) + (f.predicted_identity_name ? " · looks like " + f.predicted_identity_name : "")}, [
+                              title: (f.image_name || "face") + " · chance it does not belong " + pctP(p) +
+                                (f.predicted_identity_name ? " · looks like " + f.predicted_identity_name : "")}, [
         f.thumbnail_url || f.crop_url ? el("img", {src: f.thumbnail_url || f.crop_url, alt: "face " + f.id, loading: "lazy",
                                                     decoding: "async", width: "112", height: "112"}) : el("div", {"class": "noimg", text: "no image"}),
-        el("figcaption", {}, [el("span", {"class": "pm", "data-p": String(p), text: "p- " + fmtP(p)}),
+        el("figcaption", {}, [el("span", {"class": "pm", "data-p": String(p), title: "p-: chance this face does not belong",
+                                          text: "p- " + pctP(p)}),
           el("button", {type: "button", "class": "link photo-btn", title: "source photo (o)", text: "photo"})]),
       ]);
       return t;
@@ -220,11 +234,26 @@
       merge: async () => {
         const t = targetId();
         if (!t) return;
+        let other = null;
+        try { other = await api("/api/clusters/" + t + "/"); } catch (e) { say(e.message, "bad"); return; }
+        if (other.review_state === "confirmed" && cluster.review_state !== "confirmed") {
+          const who = other.assigned_identity_name || other.name;
+          if (!window.confirm("Cluster " + t + (who ? " (" + who + ")" : "") + " is confirmed, this one is still pending. " +
+                              "Merging moves its " + other.size + " confirmed faces here and dismisses it, dropping that confirmation. Merge anyway?")) {
+            say("Not merged: cluster " + t + " is confirmed. Open it and merge this one into it instead, or confirm this one first.", "warn");
+            return;
+          }
+        }
         const out = await act("merge", {other: t});
         if (out) { say("Merged cluster " + t + " into this one (" + out.results.length + " faces).", "ok"); await loadFaces(true); loadSuggestions(); }
       },
       not_a_face: async () => {
         const ids = selectedIds();
+        if (!ids.length && !window.confirm("No faces are selected. Mark ALL " + cluster.size + " faces of cluster " + clusterId +
+                                           " as not a face? (Select faces first to mark only those; u undoes.)")) {
+          say("Nothing marked. Select the faces that are not faces, then press f.", "warn");
+          return;
+        }
         const out = await act("not_a_face", ids.length ? {faces: ids} : {});
         if (out) {
           if (ids.length) { dropFaces(ids); say(ids.length + " face(s) marked not a face.", "ok"); }
@@ -267,28 +296,47 @@
     async function loadSuggestions() {
       try { suggestions = await api("/api/clusters/" + clusterId + "/suggestions/"); } catch (e) { return; }
       document.getElementById("merges").replaceChildren(...suggestions.merges.map((m, i) => el("li", {"data-cluster": String(m.id)}, [
-        el("button", {type: "button", "class": "pick", text: (i + 1) + " · cluster " + m.id + " · " + m.size + " faces · sim " + fmt(m.similarity, 2),
+        el("button", {type: "button", "class": "pick", text: (i + 1) + " · " + (m.assigned_identity_name || m.name || "cluster " + m.id) + " · " + m.size + " faces · " +
+            Math.round(100 * m.similarity) + " % similar" + (m.review_state === "confirmed" ? " · confirmed" : ""),
           on: {click: () => { target.value = m.id; }}}),
         el("div", {"class": "thumbs"}, m.thumbnails.filter(Boolean).map((u) => el("img", {src: u, alt: "", loading: "lazy"}))),
       ])));
       if (!suggestions.merges.length) document.getElementById("merges").appendChild(el("li", {"class": "muted", text: "none"}));
       document.getElementById("identities").replaceChildren(...suggestions.identities.map((s) => el("li", {"data-identity": String(s.identity)}, [
-        el("button", {type: "button", "class": "pick", text: s.name + " · score " + fmt(s.score, 2),
+        el("button", {type: "button", "class": "pick", text: s.name + " · " + Math.round(100 * s.score) + " % match",
           on: {click: () => actions.assign(s.identity, s.name)}}),
         el("div", {"class": "thumbs"}, s.thumbnails.filter(Boolean).map((u) => el("img", {src: u, alt: "", loading: "lazy"}))),
       ])));
-      if (!suggestions.identities.length) document.getElementById("identities").appendChild(el("li", {"class": "muted", text: "none (no labeled set)"}));
+      if (!suggestions.identities.length) {
+        const why = cluster && cluster.size === 0 ? "none (the cluster is empty)" : labeledSets.length ? "none" : "none (no labeled set)";
+        document.getElementById("identities").appendChild(el("li", {"class": "muted", text: why}));
+      }
     }
 
     // identity type-ahead: finds only; creating is its own, explicit button
-    let searchSeq = 0, found = [];
+    let searchSeq = 0, found = [], chosen = -1;
+    function choose(i) {
+      chosen = found.length ? Math.max(0, Math.min(i, found.length - 1)) : -1;
+      [...matches.children].forEach((li, k) => { li.classList.toggle("chosen", k === chosen); li.setAttribute("aria-selected", k === chosen ? "true" : "false"); });
+      if (chosen >= 0) matches.children[chosen].scrollIntoView({block: "nearest"});
+    }
+    function assignChosen() {
+      const m = found[chosen];
+      if (!m) return;
+      if (!window.confirm("Assign cluster " + clusterId + " (" + cluster.size + " faces) to " + m.name + " (" + m.dataset_name + ")?")) return;
+      actions.assign(m.id, m.name);
+    }
     async function runSearch() {
       const q = search.value.trim();
       const seq = ++searchSeq;
-      found = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
+      const got = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
       if (seq !== searchSeq) return;
-      matches.replaceChildren(...found.map((m, i) => el("li", {"class": i === 0 ? "first" : "", "data-identity": String(m.id)}, [
-        el("button", {type: "button", "class": "pick", text: m.name + " · " + m.dataset_name, on: {click: () => actions.assign(m.id, m.name)}})])));
+      const keep = chosen >= 0 && found[chosen] ? found[chosen].id : null;  // a re-render keeps the choice
+      found = got;
+      matches.replaceChildren(...found.map((m, i) => el("li", {"data-identity": String(m.id), role: "option", "aria-selected": "false"}, [
+        el("button", {type: "button", "class": "pick", text: m.name + " · " + m.dataset_name, on: {click: () => { choose(i); assignChosen(); }}})])));
+      chosen = -1;
+      if (keep !== null && found.some((m) => m.id === keep)) choose(found.findIndex((m) => m.id === keep));
       const exact = found.some((m) => m.name.toLowerCase() === q.toLowerCase());
       const box = document.getElementById("identity-create");
       box.hidden = !q || exact || !labeledSets.length;
@@ -296,7 +344,15 @@
     }
     search.addEventListener("input", runSearch);
     search.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter") { ev.preventDefault(); if (found.length) actions.assign(found[0].id, found[0].name); }
+      // Enter never assigns the first match by itself: ↓/↑ choose a match, Enter then asks to confirm it
+      if (ev.key === "ArrowDown") { ev.preventDefault(); choose(chosen + 1); }
+      else if (ev.key === "ArrowUp") { ev.preventDefault(); choose(chosen - 1); }
+      else if (ev.key === "Enter") {
+        ev.preventDefault();
+        if (chosen >= 0) assignChosen();
+        else if (found.length) { choose(0); say("Enter again assigns " + found[0].name + " after you confirm; ↓/↑ choose another match.", "warn"); }
+        else say("No identity matches “" + search.value.trim() + "”.", "warn");
+      }
       if (ev.key === "Escape") { search.blur(); }
     });
     document.getElementById("identity-create-btn").addEventListener("click", async () => {
@@ -345,7 +401,8 @@
         }
       };
       img.src = f.image_url;
-      document.getElementById("photo-cap").textContent = "run-face " + f.id + " · image " + f.image + (f.box ? " · box " + f.box.join(", ") : "");
+      document.getElementById("photo-cap").textContent = (f.image_name || "source photo") + " · chance it does not belong " + pctP(f.p_minus) +
+        (f.predicted_identity_name ? " · looks like " + f.predicted_identity_name : "");
       photo.hidden = false;
     }
     document.getElementById("photo-close").addEventListener("click", () => { photo.hidden = true; });
@@ -380,12 +437,13 @@
       const keys = {
         ArrowRight: () => setFocus(focus + 1), ArrowLeft: () => setFocus(focus - 1), l: () => setFocus(focus + 1), h: () => setFocus(focus - 1),
         ArrowDown: () => setFocus(focus + columns()), ArrowUp: () => setFocus(focus - columns()),
+        j: () => setFocus(focus + columns()), k: () => setFocus(focus - columns()),  // as in the queue: k is up
         x: () => toggle(), " ": () => toggle(),
         a: () => { faces.forEach((f) => selected.add(f.id)); updateSel(); },
         o: () => showPhoto(faces[focus]),
         c: () => actions.confirm(), C: () => nameInput.focus(),
         r: () => actions.reject(), Delete: () => actions.reject(), s: () => actions.split(),
-        m: () => actions.move(), g: () => actions.merge(), f: () => actions.not_a_face(), k: () => actions.skip(),
+        m: () => actions.move(), g: () => actions.merge(), f: () => actions.not_a_face(), z: () => actions.skip(),
         n: () => actions.next(), p: () => actions.prev(), u: () => actions.undo(), i: () => search.focus(),
       };
       if (/^[1-5]$/.test(k)) {

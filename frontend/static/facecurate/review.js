@@ -55,12 +55,14 @@
       const cells = [
         el("td", {}, [el("a", {href: "/runs/" + run.id + "/", text: "run " + run.id})]),
         el("td", {text: run.unlabeled_dataset_name}),
-        el("td", {text: String(run.labeled_datasets.length)}),
+        el("td", {text: (run.labeled_dataset_names || []).join(", ") || "–"}),
         el("td", {text: run.method}),
         el("td", {"class": "state"}, [el("span", {"data-job-state": job.state, text: jobState(job)}),
           (job.state === "running" || job.state === "queued") ?
             el("progress", {max: String(job.progress_total || 1), value: String(job.progress_current)}) : null,
-          recoveryNote(job), job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
+          recoveryNote(job), job.silent_seconds ? el("span", {"class": "note", "data-testid": "silent",
+            text: "its worker has not reported for " + Math.round(job.silent_seconds) + " s"}) : null,
+          job.error ? el("div", {"class": "error", text: job.error.split("\n")[0]}) : null]),
         el("td", {text: run.counts && run.counts.clusters !== undefined ? String(run.counts.clusters) : "–"}),
         el("td", {text: run.reviewed ? (run.reviewed.confirmed + run.reviewed.dismissed) + " / " +
           (run.reviewed.pending + run.reviewed.confirmed + run.reviewed.dismissed) : "–"}),
@@ -265,7 +267,7 @@
     const run = await api("/api/runs/" + runId + "/");
     const c = run.counts || {}, rv = run.reviewed || {};
     const items = [["faces", c.faces], ["overlap (known people)", c.overlap], ["disjoint (new people)", c.disjoint],
-      ["rejected (uncertain)", c.rejected], ["clusters", c.clusters], ["singletons", c.singletons],
+      ["rejected (uncertain)", c.rejected], ["clusters (all faces)", c.clusters], ["singletons", c.singletons],
       ["largest cluster", c.largest_cluster], ["reviewed clusters", (rv.confirmed || 0) + (rv.dismissed || 0)],
       ["confirmed", rv.confirmed], ["pending", rv.pending]];
     document.getElementById("counts").replaceChildren(...items.map(([k, v]) => el("div", {}, [
@@ -294,7 +296,9 @@
       if (m.overlap_fnr_rejected_as_miss !== undefined) add("overlap: known faces missed (FNR)", pct(m.overlap_fnr_rejected_as_miss));
       if (m.disjoint_fpr !== undefined) add("overlap: new faces taken as known (FPR)", pct(m.disjoint_fpr));
       Object.entries(m.clustering || {}).forEach(([k, v]) => {
-        if (typeof v === "number") add("clustering " + k.replace(/_/g, " "), Math.abs(v) <= 1 ? fmt(v, 4) : String(v));
+        // counts print as integers; these are over the primary faces the folders name (not all faces)
+        if (typeof v === "number") add("clustering " + k.replace(/_/g, " ") + (/clusters|singletons/.test(k) ?
+          " (primary faces)" : ""), Number.isInteger(v) ? String(v) : fmt(v, 4));
       });
       box.replaceChildren(el("table", {"class": "list metrics"}, rows));
     }
@@ -341,7 +345,10 @@
       return el("tr", {"data-cluster": String(c.id), "data-state": c.review_state, tabindex: "-1"}, [
         el("td", {text: String(rank)}),
         el("td", {}, [el("a", {href: "/clusters/" + c.id + "/", text: "cluster " + c.id + (c.number === null ? " (new)" : "")})]),
-        el("td", {text: String(c.size)}), el("td", {text: fmt(c.priority, 3)}), el("td", {text: fmt(c.max_p_minus, 3)}),
+        el("td", {"class": "strip", "data-testid": "strip"}, (c.thumbnails || []).map((u) =>
+          el("img", {src: u, alt: "", loading: "lazy", width: "40", height: "40"}))),
+        el("td", {text: String(c.size)}),
+        el("td", {"data-sum": String(c.sum_p_minus), text: fmt(c.sum_p_minus, 2)}), el("td", {text: fmt(c.max_p_minus, 3)}),
         el("td", {text: c.review_state}),
         el("td", {text: c.assigned_identity_name || c.name || ""}), el("td", {text: held}),
       ]);
@@ -358,7 +365,7 @@
       page.results.forEach((c) => tbody.appendChild(row(c)));
       next = page.next;
       more.hidden = !next;
-      if (reset && !page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "8", text: "No clusters here."})]));
+      if (reset && !page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "9", text: "No clusters here."})]));
       remember({pages: Math.max(1, Math.ceil(rank / 100))});
     }
     function focusRow(i) {
@@ -392,7 +399,8 @@
       if (ev.target.matches("input, select, textarea")) return;
       if (ev.key === "j" || ev.key === "ArrowDown") { focusRow(cursor + 1); ev.preventDefault(); }
       else if (ev.key === "k" || ev.key === "ArrowUp") { focusRow(cursor - 1); ev.preventDefault(); }
-      else if (ev.key === "Enter" && cursor >= 0) {
+      else if (ev.key === "Enter" && rows().length) {
+        if (cursor < 0) focusRow(0);  // a fresh queue: Enter opens the first row (the cursor starts there)
         const tr = rows()[cursor];
         remember({last: tr.dataset.cluster, scroll: window.scrollY});
         location.href = "/clusters/" + tr.dataset.cluster + "/";
@@ -410,6 +418,7 @@
       if (i >= 0) { focusRow(i); rows()[i].classList.add("last-open"); }
       else if (saved.scroll) window.scrollTo(0, saved.scroll);
     }
+    if (cursor < 0 && rows().length) focusRow(0);  // the cursor is visible from the start
     counts();
   }
 

@@ -51,8 +51,9 @@ class Command(BaseCommand):
         user.save(update_fields=["is_superuser", "is_staff"])
         if generated:
             path = Path(settings.ADMIN_PASSWORD_FILE)
-            write_private(path, f"{username}\n{password}\n")
-            where = f"its password is in {path} (readable by you only; delete the file once you have signed in)"
+            write_private(path, f"{password}\n")  # the password alone, as the README says
+            where = (f"its password is the one line of {path} (readable by you only; delete the file once you "
+                     "have signed in)")
         else:
             where = "its password is FACECURATE_ADMIN_PASSWORD"
         self.stdout.write(f"created admin user {username!r}; {where}. "

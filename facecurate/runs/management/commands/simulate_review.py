@@ -1,14 +1,17 @@
-"""``manage.py simulate_review RUN [--max-actions N]``: let the simulated annotator work a run's queue under
-each queue order (the run must have ground truth: started with truth_from_folders, and no review yet),
-store the quality curves in the run's metrics (the run's report page draws them), then put the run back
-as it was computed."""
+"""``manage.py simulate_review RUN [--order O ...] [--targets F ...] [--passes N] [--max-actions N] [--json]``:
+let the simulated annotator work a run's review under each queue order (the run must have ground truth:
+started with truth_from_folders, and no review by people yet), compute the perfect greedy annotator's
+bound on the same run, store the quality curves in the run's metrics (the run's report page draws
+them), say for each order why it stopped, then put the run back as it was computed."""
 from __future__ import annotations
+
+import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from facecurate.accounts.roles import create_user
 from facecurate.runs.models import PipelineRun
-from facecurate.runs.services.simulate import ORDERS, Annotator, Quality, reset_review
+from facecurate.runs.services.simulate import ORDERS, Annotator, Quality, oracle_curve, reset_review
 
 POINTS = 200
 
@@ -19,14 +22,22 @@ def _decimate(xs: list[float]) -> list[list[float]]:
     return [[i, round(xs[i], 5)] for i in idx]
 
 
+def _first(xs: list[float], t: float) -> int | None:
+    return next((i for i, f in enumerate(xs) if f >= t), None)
+
+
 class Command(BaseCommand):
     help = "Simulate an annotator on a run with ground truth and store the quality curves in its report."
 
     def add_arguments(self, parser):
         parser.add_argument("run", type=int)
         parser.add_argument("--max-actions", type=int, default=500)
+        parser.add_argument("--order", nargs="+", choices=ORDERS, default=list(ORDERS))
+        parser.add_argument("--targets", nargs="+", type=float, default=[0.95, 0.99])
+        parser.add_argument("--passes", type=int, default=1, help="walks of the cluster orders (default 1)")
+        parser.add_argument("--json", action="store_true", help="print the summaries as one JSON object")
 
-    def handle(self, *args, run, max_actions, **options):
+    def handle(self, *args, run, max_actions, order, targets, passes, json: bool = False, **options):
         try:
             obj = PipelineRun.objects.get(pk=run)
         except PipelineRun.DoesNotExist:
@@ -38,14 +49,29 @@ class Command(BaseCommand):
         user, _ = create_user("simulated-annotator", role="annotator", token=False)
         quality = Quality(obj)
         curves, summaries = {}, {}
-        for order in ORDERS:
+        for name in order:
             reset_review(obj)
-            trace = Annotator(obj, user, quality, max_actions=max_actions).work(order)
-            curves[order] = _decimate(trace.pairwise_f)
-            summaries[order] = trace.summary((0.99,))
-            self.stdout.write(f"{order}: {summaries[order]}")
+            trace = Annotator(obj, user, quality, max_actions=max_actions).work(name, passes=passes)
+            curves[name] = _decimate(trace.pairwise_f)
+            summaries[name] = trace.summary(tuple(targets))
+            if not json:
+                self.stdout.write(f"{name}: stopped ({trace.stopped}) after {len(trace.actions)} actions, "
+                                  f"F {trace.pairwise_f[0]:.4f} -> {trace.pairwise_f[-1]:.4f}; {summaries[name]}")
         reset_review(obj)
+        oracle = oracle_curve(quality, max_actions)
+        summaries["oracle"] = {"order": "oracle", "actions": len(oracle) - 1, "final_pairwise_f": oracle[-1],
+                               **{f"actions_to_pairwise_f_{t}": _first(oracle, t) for t in targets}}
+        curves["oracle"] = _decimate(oracle)
         obj.refresh_from_db()
-        obj.metrics = {**obj.metrics, "simulated_review": {"max_actions": max_actions, "curves": curves,
-                                                           "summaries": summaries}}
+        result = {"max_actions": max_actions, "passes": passes, "targets": targets, "curves": curves,
+                  "summaries": summaries}
+        obj.metrics = {**obj.metrics, "simulated_review": result}
         obj.save(update_fields=["metrics"])
+        if json:
+            self.stdout.write(_dumps({"run": obj.pk, "summaries": summaries}))
+        else:
+            self.stdout.write(f"oracle: {summaries['oracle']}")
+
+
+def _dumps(x) -> str:
+    return json.dumps(x, indent=1)

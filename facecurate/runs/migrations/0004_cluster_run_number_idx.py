@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('datasets', '0007_dataset_counts'),
-        ('runs', '0002_review_changed_by'),
+        ('runs', '0003_review_distinct'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,234 @@
+"""The merge queue and the recall-aware review queue of a run.
+
+Candidate pairs come from a centroid kNN over the run's clusters as computed (and, for every face, its
+nearest other clusters, where it may belong once rejected), with the merge model's probability that
+the two are one identity (:mod:`pipeline.review`). They are computed once per run, on the first
+request, and kept as the run's ``merge_candidates`` artifact. Review changes are followed when the
+queue is listed: a cluster merged into another stands for it, answered pairs ("no") are left out,
+emptied and dismissed clusters drop out.
+
+Every item carries ``gain``, the expected pairwise errors it fixes, and ``actions``, the expected
+decisions it takes; the review queue orders merges, placements and clean-ups by gain per action.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from django.db import transaction
+
+from facecurate.recognition.models import Artifact
+from facecurate.recognition.services import artifacts
+from facecurate.recognition.services.embeddings import load_embeddings
+
+from ..models import Cluster, PipelineRun, ReviewAction, RunFace
+from . import review
+from .stages import art_rel
+
+NAME = "merge_candidates"
+
+
+@dataclass
+class Item:
+    kind: str  # "merge" (two clusters), "place" (a rejected face and a cluster), "clean" (one cluster)
+    cluster: int
+    other: int | None = None
+    face: int | None = None
+    probability: float | None = None
+    gain: float = 0.0
+    actions: float = 1.0
+
+    @property
+    def per_action(self) -> float:
+        return self.gain / max(self.actions, 1e-9)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "per_action": self.per_action}
+
+
+def build(run: PipelineRun) -> dict:
+    """Compute and store the run's candidate pairs (clusters as the cluster stage made them)."""
+    from pipeline.review.candidates import cluster_pairs, face_placements
+    from pipeline.review.merge_model import probability
+
+    rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
+                .values_list("id", "face_id", "original_cluster_id", "p_minus"))
+    rf = np.array([r[0] for r in rows], np.int64)
+    cids, labels = np.unique(np.array([r[2] for r in rows], np.int64), return_inverse=True)
+    p = np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64)
+    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1] if rows else \
+        np.zeros((0, 128), np.float32)
+    pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, 6)))
+    place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, 6)))
+    arrays = {
+        "a": cids[pairs[:, 0]] if len(pairs) else np.zeros(0, np.int64),
+        "b": cids[pairs[:, 1]] if len(pairs) else np.zeros(0, np.int64),
+        "prob": probability(feats) if len(pairs) else np.zeros(0),
+        "runface_ids": rf,
+        "place": np.where(place >= 0, cids[np.maximum(place, 0)] if len(cids) else place, -1),
+        "place_prob": probability(pfeats.reshape(-1, pfeats.shape[-1])).reshape(place.shape) if len(rf) else
+        np.zeros((0, 3)),
+    }
+    art = artifacts.write_npz(art_rel(run, NAME), Artifact.Kind.REPORT, run.job, **arrays)
+    return artifacts.read_npz_cached(art)
+
+
+def candidates(run: PipelineRun) -> dict:
+    art = Artifact.objects.filter(path=art_rel(run, NAME)).first()
+    return artifacts.read_npz_cached(art) if art else build(run)
+
+
+def _merged_into(run: PipelineRun) -> dict[int, int]:
+    out = {}
+    for cid, payload in ReviewAction.objects.filter(run=run, kind=ReviewAction.Kind.MERGE, undone_at__isnull=True) \
+            .values_list("cluster_id", "payload"):
+        out[int(payload["target"])] = cid
+    return out
+
+
+def _resolver(run: PipelineRun):
+    into = _merged_into(run)
+
+    def resolve(cid: int) -> int:
+        seen = 0
+        while cid in into and seen < 10_000:
+            cid, seen = into[cid], seen + 1
+        return cid
+    return resolve
+
+
+def _answered(run: PipelineRun, resolve) -> tuple[set, set]:
+    pairs, faces = set(), set()
+    for cid, payload in ReviewAction.objects.filter(run=run, kind=ReviewAction.Kind.DISTINCT,
+                                                    undone_at__isnull=True).values_list("cluster_id", "payload"):
+        if "pair" in payload:
+            a, b = (resolve(int(x)) for x in payload["pair"])
+            pairs.add((min(a, b), max(a, b)))
+        elif "face" in payload:
+            faces.add((int(payload["face"]), resolve(cid)))
+    return pairs, faces
+
+
+def _live(run: PipelineRun) -> dict[int, Cluster]:
+    return {c.pk: c for c in Cluster.objects.filter(run=run, size__gt=0).exclude(review_state=Cluster.Review.DISMISSED)}
+
+
+def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
+    """The merge queue: cluster pairs and rejected faces against their likely clusters, most gain first
+    (``face``: only that rejected face's offers)."""
+    cand, resolve = candidates(run), _resolver(run)
+    live = _live(run)
+    no_pairs, no_faces = _answered(run, resolve)
+    best: dict[tuple, float] = {}
+    if face is None:
+        for a, b, q in zip(cand["a"].tolist(), cand["b"].tolist(), cand["prob"].tolist()):
+            a, b = resolve(a), resolve(b)
+            key = (min(a, b), max(a, b))
+            if a != b and a in live and b in live and key not in no_pairs:
+                best[key] = max(best.get(key, 0.0), q)
+    best = _rescored(run, best, {c for c, x in live.items() if x.version > 1})
+    items = [Item("merge", a, b, probability=q, gain=float(q * live[a].size * live[b].size))
+             for (a, b), q in best.items()]
+    rejected = RunFace.objects.filter(run=run, cluster__isnull=True, excluded=RunFace.Excluded.REJECTED)
+    if face is not None:
+        rejected = rejected.filter(pk=face)
+    pos = {int(r): i for i, r in enumerate(cand["runface_ids"].tolist())}
+    for rf in rejected.values_list("id", flat=True):
+        i = pos.get(rf)
+        if i is None:
+            continue
+        offers: dict[int, float] = {}
+        for c, q in zip(cand["place"][i].tolist(), cand["place_prob"][i].tolist()):
+            c = resolve(c) if c >= 0 else c
+            if c in live and (rf, c) not in no_faces:
+                offers[c] = max(offers.get(c, 0.0), q)
+        items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size)) for c, q in offers.items()]
+    items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
+    return items
+
+
+def _rescored(run: PipelineRun, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
+    """Pairs that involve a cluster review changed (merged into, cleaned) scored again on the faces it
+    holds now: a stale probability times a grown size would put doubtful pairs first."""
+    from pipeline.review.candidates import pair_features
+    from pipeline.review.merge_model import probability
+
+    redo = [k for k in best if k[0] in changed or k[1] in changed]
+    if not redo:
+        return best
+    ids = sorted({c for k in redo for c in k})
+    rows = list(RunFace.objects.filter(cluster_id__in=ids).order_by("id").values_list("cluster_id", "face_id", "p_minus"))
+    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1]
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    p = np.array([0.0 if r[2] is None else r[2] for r in rows])
+    pos = {c: i for i, c in enumerate(ids)}
+    lab = np.array([pos[r[0]] for r in rows])
+    members = [np.flatnonzero(lab == i) for i in range(len(ids))]
+    cent = np.stack([emb[m].sum(0) for m in members])
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+    pmax = np.array([p[m].max() for m in members])
+    feats = [pair_features(emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), p) for a, b in redo]
+    return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
+
+
+def clean_items(run: PipelineRun) -> list[Item]:
+    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make."""
+    from pipeline.review.gain import cleanup_gain
+
+    by: dict[int, list] = {}
+    for cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
+            .values_list("cluster_id", "p_minus"):
+        by.setdefault(cid, []).append(np.nan if p is None else p)
+    items = []
+    for cid, ps in by.items():
+        fixed, actions = cleanup_gain(ps)
+        items.append(Item("clean", cid, gain=fixed, actions=actions))
+    items.sort(key=lambda it: (-it.per_action, it.cluster))
+    return items
+
+
+def review_items(run: PipelineRun) -> list[Item]:
+    """One queue: merges, placements and clean-ups by expected pairwise errors fixed per action."""
+    items = merge_items(run) + clean_items(run)
+    items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
+                               it.other or 0, it.face or 0))
+    return items
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def answer_pair(user, cluster_id: int, version: int, other_id: int, other_version: int, same: bool):
+    """"Same person?" on two clusters: yes merges the smaller into the larger (into the confirmed one
+    when one of them is confirmed); no is recorded so the queue stops asking."""
+    if not same:
+        return review.distinct(user, cluster_id, other_cluster_id=other_id)
+    c, o = Cluster.objects.get(pk=cluster_id), Cluster.objects.get(pk=other_id)
+    keep_other = (o.review_state == Cluster.Review.CONFIRMED) > (c.review_state == Cluster.Review.CONFIRMED) or \
+        ((o.review_state == Cluster.Review.CONFIRMED) == (c.review_state == Cluster.Review.CONFIRMED) and o.size > c.size)
+    if keep_other:
+        return review.merge(user, other_id, other_version, cluster_id, version)
+    return review.merge(user, cluster_id, version, other_id, other_version)
+
+
+@transaction.atomic
+def answer_face(user, cluster_id: int, version: int, runface_id: int, same: bool):
+    """Is this rejected face the person of this cluster? Yes places it there; no is recorded."""
+    if not same:
+        return review.distinct(user, cluster_id, runface_id=runface_id)
+    return review.place(user, cluster_id, version, [runface_id])
+
+
+@transaction.atomic
+def accept_merges(user, cluster_id: int, version: int, others: list[dict]):
+    """Accept several merge suggestions for one cluster at once: each other cluster ({id, version})
+    merges into it, in order, all or nothing. Returns the outcomes."""
+    if not others:
+        raise review.ReviewError("name at least one cluster to merge (others)", "no_target", 400)
+    outs = []
+    for o in others:
+        out = review.merge(user, cluster_id, version, o.get("id"), o.get("version"))
+        version = next(c.version for c in out.clusters if c.pk == int(cluster_id))
+        outs.append(out)
+    return outs

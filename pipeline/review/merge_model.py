@@ -1,0 +1,74 @@
+"""P(two clusters are one identity | pair features): an L2-regularised logistic regression, fitted by
+Newton steps in NumPy on standardised features. The shipped coefficients are ``merge_model.json``
+(written by ``bench/merge_queue.py``, the L2 strength chosen on an inner split of dev data)."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .candidates import FEATURES
+
+MODEL_PATH = Path(__file__).with_name("merge_model.json")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> dict:
+    """Fit on (M, F) features and (M,) 0/1 labels; returns the model as a JSON-able dict."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 2 or x.shape[1] != len(FEATURES) or y.shape != (x.shape[0],):
+        raise ValueError(f"features (M, {len(FEATURES)}) and labels (M,) needed, got {x.shape}, {y.shape}")
+    mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[0] = 0.0
+    for _ in range(iters):
+        p = _sigmoid(z @ w)
+        grad = z.T @ (p - y) + reg * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"features": list(FEATURES), "mean": mean.tolist(), "std": std.tolist(), "coef": w.tolist(), "l2": l2}
+
+
+def predict(model: dict, x: np.ndarray) -> np.ndarray:
+    """(M,) probabilities for (M, F) features."""
+    x = np.asarray(x, np.float64).reshape(-1, len(FEATURES))
+    if list(model["features"]) != list(FEATURES):
+        raise ValueError(f"model reads {model['features']}, this code makes {FEATURES}")
+    w = np.asarray(model["coef"])
+    z = (x - np.asarray(model["mean"])) / np.asarray(model["std"])
+    return _sigmoid(w[0] + z @ w[1:])
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
+def choose(x: np.ndarray, y: np.ndarray, inner: np.ndarray, l2s=(0.01, 0.1, 1.0, 10.0, 100.0)) -> tuple[dict, dict]:
+    """Pick the L2 strength by log-loss on the rows where ``inner`` is True (fitted on the rest), then
+    refit on all rows. Returns (model, {l2: inner log-loss})."""
+    losses = {}
+    for l2 in l2s:
+        m = fit(x[~inner], y[~inner], l2)
+        losses[l2] = log_loss(y[inner], predict(m, x[inner]))
+    best = min(losses, key=losses.get)
+    return fit(x, y, best), losses
+
+
+@lru_cache(maxsize=1)
+def shipped() -> dict:
+    return json.loads(MODEL_PATH.read_text())
+
+
+def probability(x: np.ndarray) -> np.ndarray:
+    return predict(shipped(), x)

@@ -1,0 +1,149 @@
+"""The merge queue and the recall-aware review queue (issue 16): candidate pairs from the run's
+centroid kNN, computed once per run; yes merges through the review service, no is recorded and not
+asked again; several suggestions accepted at once; a rejected face is offered its likely clusters; the
+one queue orders merges and clean-ups by expected pairwise errors fixed per action."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.app.conftest import make_user
+from tests.app.review_fixtures import assert_consistent, small_run
+
+
+def _split(run, cluster, n: int):
+    """Split ``n`` faces of ``cluster`` into a new cluster as if the clusterer had (original_cluster too)."""
+    from facecurate.runs.models import Cluster, RunFace
+    from facecurate.runs.services.review import refresh_stats
+
+    new = Cluster.objects.create(run=run, number=Cluster.objects.filter(run=run).count())
+    ids = list(RunFace.objects.filter(cluster=cluster).order_by("p_minus", "id").values_list("id", flat=True)[:n])
+    RunFace.objects.filter(pk__in=ids).update(cluster=new, original_cluster=new)
+    for c in (cluster, new):
+        refresh_stats(c)
+        c.save()
+    return new
+
+
+@pytest.fixture
+def mq(db):
+    run, clusters, outliers, labeled = small_run(people=4, per=12)
+    halves = [_split(run, clusters[0], 5), _split(run, clusters[1], 4)]
+    user, _ = make_user("ann", role="annotator")
+    client = APIClient()
+    client.force_authenticate(user)
+    return {"run": run, "clusters": clusters, "halves": halves, "outliers": outliers, "user": user, "client": client}
+
+
+def _c(pk):
+    from facecurate.runs.models import Cluster
+
+    return Cluster.objects.get(pk=pk)
+
+
+def test_split_people_head_the_merge_queue_and_candidates_are_computed_once(mq, django_assert_max_num_queries):
+    from facecurate.recognition.models import Artifact
+
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    resp = mq["client"].get(f"/api/runs/{run.pk}/merge-queue/")
+    assert resp.status_code == 200, resp.content
+    items = resp.json()
+    top = {frozenset((i["cluster"], i["other"])) for i in items[:2]}
+    assert top == {frozenset((c[0].pk, h[0].pk)), frozenset((c[1].pk, h[1].pk))}
+    assert all(0 <= i["probability"] <= 1 for i in items)
+    assert items[0]["probability"] > 0.5 > min(i["probability"] for i in items)
+    assert [i["per_action"] for i in items] == sorted((i["per_action"] for i in items), reverse=True)
+    arts = Artifact.objects.filter(path__endswith="merge_candidates.npz")
+    assert arts.count() == 1
+    stamp = arts.get().sha256
+    mq["client"].get(f"/api/runs/{run.pk}/merge-queue/")
+    assert Artifact.objects.filter(path__endswith="merge_candidates.npz").get().sha256 == stamp
+
+
+def test_yes_merges_through_the_review_service_and_no_is_not_asked_again(mq):
+    from facecurate.runs.models import ReviewAction
+
+    run, c, h, client = mq["run"], mq["clusters"], mq["halves"], mq["client"]
+    big, small = c[0], h[0]
+    r = client.post(f"/api/runs/{run.pk}/merge-answer/", {"cluster": small.pk, "version": small.version,
+                                                          "other": big.pk, "other_version": big.version,
+                                                          "same": True}, format="json")
+    assert r.status_code == 200, r.content
+    assert _c(small.pk).size == 0 and _c(small.pk).review_state == "dismissed"  # the smaller goes into the larger
+    assert _c(big.pk).size == 12
+    assert ReviewAction.objects.filter(run=run, kind="merge").count() == 1
+    assert_consistent(run)
+    # "no" on the next pair: recorded, gone from the queue, nothing changed
+    item = client.get(f"/api/runs/{run.pk}/merge-queue/").json()[0]
+    pair = frozenset((item["cluster"], item["other"]))
+    r = client.post(f"/api/runs/{run.pk}/merge-answer/", {"cluster": item["cluster"], "version": 1,
+                                                          "other": item["other"], "same": False}, format="json")
+    assert r.status_code == 200, r.content
+    assert all(frozenset((i["cluster"], i["other"])) != pair
+               for i in client.get(f"/api/runs/{run.pk}/merge-queue/").json() if i["kind"] == "merge")
+    # the pair that mentioned the merged-away cluster now stands for the cluster it went into
+    left = client.get(f"/api/runs/{run.pk}/merge-queue/").json()
+    assert all(small.pk not in (i["cluster"], i["other"]) for i in left)
+    # undo brings the pair back
+    no = ReviewAction.objects.filter(run=run, kind="distinct").get()
+    assert client.post(f"/api/review-actions/{no.pk}/undo/").status_code == 200
+    assert any(frozenset((i["cluster"], i["other"])) == pair
+               for i in client.get(f"/api/runs/{run.pk}/merge-queue/").json() if i["kind"] == "merge")
+
+
+def test_stale_version_changes_nothing(mq):
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    r = mq["client"].post(f"/api/runs/{run.pk}/merge-answer/", {"cluster": h[0].pk, "version": 7, "other": c[0].pk,
+                                                                "other_version": c[0].version, "same": True},
+                          format="json")
+    assert r.status_code == 409 and r.json()["code"] == "stale_version"
+    assert _c(h[0].pk).size == 5
+
+
+def test_accept_several_suggestions_at_once(mq):
+    from facecurate.runs.models import ReviewAction
+
+    run, c, h, client = mq["run"], mq["clusters"], mq["halves"], mq["client"]
+    r = client.post(f"/api/clusters/{c[0].pk}/accept-merges/", {"version": c[0].version, "others": [
+        {"id": h[0].pk, "version": h[0].version}, {"id": h[1].pk, "version": h[1].version}]}, format="json")
+    assert r.status_code == 200, r.content
+    assert _c(c[0].pk).size == 7 + 5 + 4 and _c(h[0].pk).size == 0 == _c(h[1].pk).size
+    assert ReviewAction.objects.filter(run=run, kind="merge").count() == 2
+    # all or nothing: one stale version refuses the lot
+    r = client.post(f"/api/clusters/{c[2].pk}/accept-merges/", {"version": c[2].version, "others": [
+        {"id": c[3].pk, "version": c[3].version}, {"id": c[1].pk, "version": 99}]}, format="json")
+    assert r.status_code == 409
+    assert _c(c[3].pk).size == 12 and ReviewAction.objects.filter(run=run, kind="merge").count() == 2
+    assert_consistent(run)
+
+
+def test_a_rejected_face_is_offered_its_likely_clusters(mq):
+    from facecurate.runs.services import review
+
+    run, c, client = mq["run"], mq["clusters"], mq["client"]
+    outlier = mq["outliers"][c[1].pk]  # person 0's last face, planted in person 1's cluster
+    review.reject(mq["user"], c[1].pk, c[1].version, [outlier])
+    offers = client.get(f"/api/runs/{run.pk}/merge-queue/?face={outlier}").json()
+    assert offers and all(o["kind"] == "place" and o["face"] == outlier for o in offers)
+    home = {c[0].pk, mq["halves"][0].pk}
+    assert offers[0]["cluster"] in home
+    tgt = _c(offers[0]["cluster"])
+    r = client.post(f"/api/runs/{run.pk}/merge-answer/", {"cluster": tgt.pk, "version": tgt.version,
+                                                          "face": outlier, "same": True}, format="json")
+    assert r.status_code == 200, r.content
+    from facecurate.runs.models import RunFace
+
+    assert RunFace.objects.get(pk=outlier).cluster_id == tgt.pk and RunFace.objects.get(pk=outlier).excluded == ""
+    assert_consistent(run)
+
+
+def test_review_queue_interleaves_merges_and_clean_ups_by_gain_per_action(mq):
+    run = mq["run"]
+    items = mq["client"].get(f"/api/runs/{run.pk}/review-queue/?limit=200").json()
+    kinds = [i["kind"] for i in items]
+    assert "merge" in kinds and "clean" in kinds
+    assert [i["per_action"] for i in items] == sorted((i["per_action"] for i in items), reverse=True)
+    assert kinds[0] == "merge"  # a split person is worth more than a planted outlier here
+    cleans = [i for i in items if i["kind"] == "clean"]
+    assert all(i["gain"] > 0 and 1 <= i["actions"] <= 2 for i in cleans)
+

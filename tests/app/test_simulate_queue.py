@@ -1,0 +1,71 @@
+"""The simulated annotator works like a person (issue 16): through the real review services, one action
+per decision, the shipped queue (gain) answering merge pairs and cleaning clusters; it says why it
+stopped; the command takes --order, --targets, --passes, --json and reports the greedy oracle beside."""
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from tests.app.conftest import make_user
+from tests.app.review_fixtures import assert_consistent, small_run
+from tests.app.test_merge_queue import _split
+
+
+@pytest.fixture
+def split_run(db):
+    run, clusters, outliers, labeled = small_run(people=4, per=12)
+    _split(run, clusters[0], 5)
+    _split(run, clusters[1], 4)
+    run.options = {"truth_from_folders": True}
+    run.labeled_datasets.clear()
+    run.save()
+    return run
+
+
+def test_gain_order_fixes_splits_and_outliers_and_stops_when_the_queue_is_exhausted(split_run):
+    from facecurate.runs.models import ReviewAction
+    from facecurate.runs.services.simulate import Annotator, Quality, oracle_curve
+
+    user, _ = make_user("sim", role="annotator")
+    q = Quality(split_run)
+    trace = Annotator(split_run, user, q, max_actions=200).work("gain")
+    assert trace.stopped == "queue_exhausted"
+    assert trace.pairwise_f[-1] == pytest.approx(1.0)
+    assert trace.actions[:2] == ["merge", "merge"]  # the split people first: the most errors per action
+    assert len(trace.actions) == len(trace.pairwise_f) - 1 == ReviewAction.objects.filter(run=split_run).count()
+    assert set(trace.actions) <= {"merge", "no", "reject", "confirm", "place", "assign"}
+    assert_consistent(split_run)
+    oracle = oracle_curve(q, 200)
+    assert oracle[-1] == pytest.approx(1.0)
+    assert len(oracle) - 1 <= trace.actions_to(1.0)  # the oracle bounds it
+
+
+def test_the_limit_is_reported(split_run):
+    from facecurate.runs.services.simulate import Annotator, Quality
+
+    user, _ = make_user("sim", role="annotator")
+    trace = Annotator(split_run, user, Quality(split_run), max_actions=3).work("gain")
+    assert trace.stopped == "limit" and len(trace.actions) == 3
+    trace = Annotator(split_run, user, Quality(split_run), max_actions=500).work("size", passes=2)
+    assert trace.stopped in ("queue_exhausted", "passes_done")
+
+
+def test_command_orders_targets_passes_json_and_resets(split_run):
+    from facecurate.runs.models import ReviewAction, RunFace
+
+    before = sorted(RunFace.objects.filter(run=split_run).values_list("id", "cluster_id"))
+    out = StringIO()
+    call_command("simulate_review", split_run.pk, order=["gain", "size"], targets=[0.9, 0.99], passes=2,
+                 max_actions=100, json=True, stdout=out)
+    data = json.loads(out.getvalue())
+    s = data["summaries"]
+    assert set(s) == {"gain", "size", "oracle"}
+    assert s["gain"]["stopped"] == "queue_exhausted" and s["gain"]["actions_to_pairwise_f_0.99"] is not None
+    assert s["oracle"]["actions_to_pairwise_f_0.99"] <= s["gain"]["actions_to_pairwise_f_0.99"]
+    assert sorted(RunFace.objects.filter(run=split_run).values_list("id", "cluster_id")) == before
+    assert not ReviewAction.objects.filter(run=split_run).exists()
+    split_run.refresh_from_db()
+    assert split_run.metrics["simulated_review"]["curves"]["oracle"]

@@ -1,0 +1,69 @@
+"""pipeline.review: the merge model fits and calibrates, the expected-gain arithmetic, candidate pairs,
+and the greedy oracle (issue 16)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.review import gain, merge_model
+from pipeline.review.candidates import FEATURES, cluster_pairs, face_placements
+from pipeline.review.oracle import greedy_oracle
+
+
+def test_logistic_fit_recovers_a_separable_rule_and_chooses_l2_on_the_inner_split():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, len(FEATURES)))
+    y = (x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=600) > 0).astype(float)
+    inner = np.arange(600) % 3 == 0
+    model, losses = merge_model.choose(x, y, inner)
+    assert set(losses) == {0.01, 0.1, 1.0, 10.0, 100.0} and model["l2"] == min(losses, key=losses.get)
+    p = merge_model.predict(model, x)
+    assert ((p > 0.5) == (y > 0.5)).mean() > 0.9
+    # calibrated: in a bin of predictions around 0.8, about 80 % are positive
+    mid = (p > 0.6) & (p < 0.95)
+    assert abs(y[mid].mean() - p[mid].mean()) < 0.1
+
+
+def test_shipped_model_reads_the_features_this_code_makes():
+    m = merge_model.shipped()
+    assert m["features"] == list(FEATURES) and len(m["coef"]) == len(FEATURES) + 1
+    assert 0 < merge_model.probability(np.zeros((1, len(FEATURES))))[0] < 1
+
+
+def test_gains():
+    assert gain.merge_gain(0.5, 10, 4) == pytest.approx(20.0)
+    fixed, actions = gain.cleanup_gain([1.0, 0.0, 0.0, 0.0])
+    assert fixed == pytest.approx(3.0) and actions == pytest.approx(2.0)  # one stray: 3 wrong pairs, reject + confirm
+    fixed, actions = gain.cleanup_gain([0.0, 0.0])
+    assert fixed == 0.0 and actions == 1.0
+
+
+def _blobs(people=5, per=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, 32))
+    emb = np.concatenate([c + 0.3 * rng.normal(size=(per, 32)) for c in centres]).astype(np.float32)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), np.repeat(np.arange(people), per)
+
+
+def test_candidate_pairs_link_a_split_person_closest():
+    emb, truth = _blobs()
+    labels = truth.copy()
+    labels[:3] = 5  # person 0 split in two
+    pairs, feats = cluster_pairs(emb, labels, np.zeros(len(labels)), k=3)
+    assert feats.shape == (len(pairs), len(FEATURES)) and (pairs[:, 0] < pairs[:, 1]).all()
+    best = pairs[np.argmax(feats[:, 0])]
+    assert set(best.tolist()) == {0, 5}
+    place, pf = face_placements(emb, labels, k=2)
+    assert place.shape == (len(emb), 2) and (place[:3, 0] == 0).all()  # the split-off faces' best other cluster
+
+
+def test_oracle_merges_splits_and_cleans_outliers_to_perfect():
+    truth = np.repeat(np.arange(4), 6)
+    labels = truth.copy()
+    labels[:3] = 4  # split
+    labels[6] = 2  # an outlier of person 1 in person 2's cluster
+    labels[20] = -1  # unclustered
+    curve = greedy_oracle(truth, labels, max_actions=10)
+    assert curve[0] < 1.0 and curve[-1] == pytest.approx(1.0)
+    assert len(curve) - 1 == 4  # merge the split, reject the outlier, place it, place the unclustered face
+    assert all(b >= a for a, b in zip(curve, curve[1:]))
