@@ -212,10 +212,11 @@ def make_notes(res: dict) -> list[str]:
         if "flat" in r["knn"]:
             f = r["knn"]["flat"]["seconds"]
             lines.append(f"  Exact (flat) search ran at {2 * n**2 * DIM / f / 1e9:.0f} GFLOP/s effective ({f} s).")
-    from pipeline.clustering.knn import AUTO_FLAT_MAX, AUTO_IVF_MAX
+    from pipeline.clustering.knn import AUTO_FLAT_MAX
 
-    lines.append(f"- `build_knn(index='auto')` searches exactly up to {AUTO_FLAT_MAX:,} faces, uses IVF up to "
-                 f"{AUTO_IVF_MAX:,} and HNSW above (pipeline/knn.py). Measured here, share of the cos >= {STRONG} "
+    lines.append(f"- `build_knn(index='auto')` on the CPU searches exactly up to {AUTO_FLAT_MAX:,} faces and uses "
+                 f"HNSW above (pipeline/clustering/knn.py; settings from bench/knn_compare.py). Measured here, share of "
+                 f"the cos >= {STRONG} "
                  "edges each index found: " + "; ".join(
                      f"N={r['n']:,}: " + ", ".join(f"{k} {v[f'recall_sim_ge_{STRONG}'] * 100:.0f} % in {v['seconds']} s"
                                                    for k, v in r["knn"].items()) for r in res["sizes"]) + ".")

@@ -40,7 +40,8 @@ class RetrainForm(forms.Form):
 
 @admin.register(RecognizerVersion)
 class RecognizerVersionAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "kind", "parent", "is_active", "created_at")
+    list_display = ("id", "name", "kind", "parent", "state", "verdict", "is_active", "created_at")
+    list_filter = ("state", "verdict")
     readonly_fields = [f.name for f in RecognizerVersion._meta.fields]
     actions = ["retrain_from"]
 

@@ -12,11 +12,11 @@ from rest_framework.response import Response
 from facecurate.accounts.permissions import IsStaffRole
 from facecurate.jobs.models import Job
 
-from .models import RecognizerVersion
-from .serializers import RecognizerSerializer, RetrainCreateSerializer, RetrainingSerializer
+from .models import Artifact, RecognizerVersion
+from .serializers import PromoteSerializer, RecognizerSerializer, RetrainCreateSerializer, RetrainingSerializer
 from .services.retrain import RetrainRequestError, start_retraining
 from .services.retrain_eval import compare
-from .services.versions import active_version, promote
+from .services.versions import PromotionRefused, active_version, promote
 
 Comparison = inline_serializer("Comparison", {
     "a": serializers.IntegerField(), "b": serializers.IntegerField(), "evaluated_on": serializers.IntegerField(),
@@ -42,7 +42,7 @@ class RetrainingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         options = {k: v[k] for k in RetrainCreateSerializer.OPTION_FIELDS if k in v}
         try:
             job = start_retraining(request.user, v.get("parent") or active_version(), v["labeled_datasets"],
-                                   v.get("runs", []), options)
+                                   v.get("runs", []), options, eval_datasets=v.get("eval_datasets", []))
         except RetrainRequestError as exc:
             return Response({"detail": str(exc), "code": "retrain_refused"}, status=status.HTTP_400_BAD_REQUEST)
         body = RetrainingSerializer(job, context={"request": request}).data
@@ -73,10 +73,19 @@ class RecognizerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = RecognizerVersion.objects.all()
     serializer_class = RecognizerSerializer
 
-    @extend_schema(request=None, responses={200: RecognizerSerializer})
+    @extend_schema(request=PromoteSerializer, responses={200: RecognizerSerializer, 400: None, 409: None})
     @action(detail=True, methods=["post"], permission_classes=[IsStaffRole])
     def promote(self, request, pk=None):
-        return Response(RecognizerSerializer(promote(self.get_object())).data)
+        """Make the version active. A version whose verdict is not_better or unknown answers 409 unless the
+        request says ``override: true`` with a ``reason`` (kept in ``promotions``: who, when, why); one still
+        being evaluated, or failed, answers 409 always."""
+        body = PromoteSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        try:
+            version = promote(self.get_object(), user=request.user, **body.validated_data)
+        except PromotionRefused as exc:
+            return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+        return Response(RecognizerSerializer(version).data)
 
     @extend_schema(parameters=[OpenApiParameter("with", int, description="the other version (default: the parent)")],
                    responses={200: Comparison, 409: None})
@@ -99,7 +108,12 @@ class RecognizerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(parameters=[OpenApiParameter("lineage", int, description="only this version, its ancestors "
                                                                             "and children")])
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        paths = [v.path for v in page if v.kind == RecognizerVersion.Kind.CHECKPOINT and v.path]
+        checkpoints = {a.path: a for a in Artifact.objects.filter(path__in=paths)}
+        data = self.get_serializer(page, many=True, context={**self.get_serializer_context(),
+                                                             "checkpoints": checkpoints}).data
+        return self.get_paginated_response(data)
 
     def get_queryset(self):
         qs = super().get_queryset()

@@ -21,6 +21,17 @@ class RecognizerVersion(models.Model):
         ONNX = "onnx", "ONNX face model"
         CHECKPOINT = "checkpoint", "trained checkpoint"
 
+    class State(models.TextChoices):
+        EVALUATING = "evaluating", "trained, being evaluated"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed (never offered for promotion)"
+
+    class Verdict(models.TextChoices):
+        NONE = "", "not a retraining"
+        BETTER = "better", "better than its parent"
+        NOT_BETTER = "not_better", "not better than its parent"
+        UNKNOWN = "unknown", "not measured on the new domain"
+
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ONNX)
     path = models.CharField(max_length=1024, blank=True, default="",
@@ -30,6 +41,13 @@ class RecognizerVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     training_summary = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.READY,
+                             help_text="A retraining's version is 'evaluating' until its benchmarks are done.")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, default=Verdict.NONE, blank=True,
+                               help_text="Better than its parent on the new domain? (services.retrain_verdict)")
+    verdict_detail = models.JSONField(default=dict, blank=True, help_text="The rule and the numbers behind the verdict.")
+    promotions = models.JSONField(default=list, blank=True,
+                                  help_text="Each promotion: who, when, the verdict then, override and its reason.")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                             help_text="The retraining job that made this version.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

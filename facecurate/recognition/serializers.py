@@ -8,17 +8,38 @@ from facecurate.jobs.models import Job
 from facecurate.jobs.serializers import JobSerializer
 from facecurate.runs.models import PipelineRun
 
-from .models import RecognizerVersion
-from .services.retrain import DEFAULTS
+from .models import Artifact, RecognizerVersion
+from .services.retrain import DEFAULTS, GUARD_DEFAULTS
 
 
 class RecognizerSerializer(serializers.ModelSerializer):
     parent = serializers.PrimaryKeyRelatedField(read_only=True)
+    checkpoint = serializers.SerializerMethodField(help_text="The checkpoint artifact of a trained version.")
+    state = serializers.CharField(read_only=True, help_text="evaluating (a retraining's version until its benchmarks "
+                                                            "are done), ready, or failed (never promoted).")
 
     class Meta:
         model = RecognizerVersion
-        fields = ["id", "name", "kind", "parent", "config", "metrics", "training_summary", "is_active", "created_at"]
+        fields = ["id", "name", "kind", "parent", "state", "verdict", "verdict_detail", "promotions", "checkpoint",
+                  "config", "metrics", "training_summary", "is_active", "job", "created_at"]
         read_only_fields = fields
+
+    def get_checkpoint(self, v: RecognizerVersion) -> dict | None:
+        if v.kind != RecognizerVersion.Kind.CHECKPOINT or not v.path:
+            return None
+        known = self.context.get("checkpoints")
+        a = known.get(v.path) if known is not None else Artifact.objects.filter(path=v.path).first()
+        if a is None:
+            return {"path": v.path, "recorded": False}
+        return {"id": a.pk, "path": a.path, "kind": a.kind, "size_bytes": a.size_bytes, "sha256": a.sha256,
+                "format_version": a.format_version, "job": str(a.job_id) if a.job_id else None,
+                "created_at": a.created_at.isoformat(), "recorded": True}
+
+
+class PromoteSerializer(serializers.Serializer):
+    override = serializers.BooleanField(default=False, help_text="Promote although the verdict is not 'better'.")
+    reason = serializers.CharField(default="", allow_blank=True, max_length=2000,
+                                   help_text="Why (required with override; kept in the version's promotions).")
 
 
 class RetrainCreateSerializer(serializers.Serializer):
@@ -53,8 +74,16 @@ class RetrainCreateSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=DEFAULTS["seed"], min_value=0)
     lfw_pairs = serializers.BooleanField(default=True, help_text="Score both versions on LFW pairs "
                                                                   "(read from FACECURATE_SHARED_DATA/lfw).")
+    pseudo_holdout_fraction = serializers.FloatField(
+        default=GUARD_DEFAULTS["pseudo_holdout_fraction"], min_value=0, max_value=0.9,
+        help_text="The runs' own clusters held out whole (seeded) to score the new domain; the verdict weighs them.")
+    pseudo_holdout_seed = serializers.IntegerField(default=GUARD_DEFAULTS["pseudo_holdout_seed"], min_value=0)
+    eval_datasets = serializers.PrimaryKeyRelatedField(
+        queryset=Dataset.objects.all(), many=True, required=False,
+        help_text="Labeled datasets of the new domain to score both versions on (never trained on); when given, "
+                  "the verdict is read off them.")
 
-    OPTION_FIELDS = tuple(DEFAULTS)
+    OPTION_FIELDS = tuple(DEFAULTS) + tuple(GUARD_DEFAULTS)
 
 
 class RetrainingSerializer(JobSerializer):

@@ -102,6 +102,7 @@ class Cluster(models.Model):
             models.Index(fields=["run", "review_state", "-priority", "id"], name="cluster_queue_idx"),
             models.Index(fields=["run", "-priority", "id"], name="cluster_priority_idx"),
             models.Index(fields=["run", "-size", "id"], name="cluster_size_idx"),
+            models.Index(fields=["run", "number"], name="cluster_run_number_idx"),  # suggestions by centroid row
         ]
 
     def __str__(self) -> str:

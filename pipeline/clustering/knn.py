@@ -6,12 +6,20 @@
 
 Index kinds (faiss):
 - ``flat``: exact ``IndexFlatIP``, brute force, N^2 d flops.
-- ``ivf``: ``IndexIVFFlat`` with ``nlist ~ 4 sqrt(N)`` inverted lists, ``nprobe`` of them searched.
-- ``hnsw``: ``IndexHNSWFlat`` (M=32), ``efSearch`` >= 2k.
-- ``auto``: ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``ivf`` up to :data:`AUTO_IVF_MAX`, ``hnsw`` above.
-  Measured on 2 cores (bench/results/clustering_speed.md): at 100k IVF takes 9 s against 24 s for HNSW
-  and 26 s exact, finding 95 % of the cos >= 0.5 edges; at 1M IVF (nprobe 64 of 4,000 lists) finds
-  only 66 % of them in 245 s while HNSW finds 95 % in 508 s, still inside the 15-minute budget.
+- ``ivf``: ``IndexIVFFlat`` with ``nlist ~ 4 sqrt(N)`` inverted lists, a share (:data:`IVF_PROBE_SHARE`) of
+  them searched.
+- ``hnsw``: ``IndexHNSWFlat`` with a lighter graph (M, efConstruction: :data:`HNSW_BUILD`) and a wider
+  search (efSearch: :data:`HNSW_EF_SEARCH`, at least 4k): build cost grows with M x efConstruction, and
+  the wider search buys back the recall the lighter graph loses, for less CPU.
+- ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
+  numba compiles it on first use in a process).
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN`,
+  ``nndescent`` above (``hnsw`` where pynndescent is not installed); on a GPU (faiss-gpu seeing one)
+  exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
+  Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
+  probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
+  (f32, i8) and pynndescent's NN-descent on the same synthetic 100k; the fastest that keeps >= 99 % of
+  the cos >= 0.5 edges is ``auto``'s.
 A GPU is used automatically for flat and ivf when faiss was built with GPU support and sees one.
 
 With ``cache_dir`` the graph is stored as ``knn_<hash>.npz``, the hash taken over the feature
@@ -35,11 +43,20 @@ from pipeline.features import atomic_save_npz, check_embeddings
 
 log = logging.getLogger(__name__)
 
-INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw", "nndescent")
 # Above this many rows ``auto`` leaves exact search (measured: bench/clustering_speed.py).
 AUTO_FLAT_MAX = 20_000
-AUTO_IVF_MAX = 200_000
-CACHE_VERSION = 1
+# On a GPU exact search stays cheap far longer (2 N^2 d flops: 1M rows is 2.6e14, seconds on one card).
+AUTO_GPU_FLAT_MAX = 2_000_000
+# bench/results/knn_compare_cpu.md (synthetic 100k, k=30): M16 efC80 efS128 found 99.87 % of the cos >= 0.5
+# edges in 65 CPU s; main's M32 efC80 efS64 99.96 % in 78; M16 efC40 efS256 99.27 % in 79.
+HNSW_BUILD = {"M": 16, "efConstruction": 80}
+HNSW_EF_SEARCH = 128
+# Same bench: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but numba compiles
+# it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
+AUTO_NNDESCENT_MIN = 200_000
+IVF_PROBE_SHARE = 0.10
+CACHE_VERSION = 2
 
 
 
@@ -100,20 +117,40 @@ class KnnGraph:
             return cls(data["indices"], data["sims"], kind)
 
 
-def resolve_index(n: int, index: str) -> str:
+def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
+    """The index kind ``build_knn`` uses for ``n`` rows (``gpu``: None asks faiss whether it sees one)."""
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
-    if index == "auto":
-        return "flat" if n <= AUTO_FLAT_MAX else "ivf" if n <= AUTO_IVF_MAX else "hnsw"
-    return index
+    if index != "auto":
+        return index
+    if gpu is None:
+        try:
+            import faiss
+
+            gpu = _gpu_available(faiss)
+        except ImportError:  # pragma: no cover - faiss is a dependency
+            gpu = False
+    if gpu:
+        return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
+    if n <= AUTO_FLAT_MAX:
+        return "flat"
+    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw"
+
+
+def _has_pynndescent() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pynndescent") is not None
 
 
 def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
     if kind == "ivf":
         nlist = int(max(1, min(n // 39, round(4 * math.sqrt(n)))))
-        return {"nlist": nlist, "nprobe": int(nprobe or min(nlist, 64))}
+        return {"nlist": nlist, "nprobe": int(nprobe or max(1, round(IVF_PROBE_SHARE * nlist)))}
     if kind == "hnsw":
-        return {"M": 32, "efConstruction": 80, "efSearch": int(ef_search or max(2 * k, 64))}
+        return {**HNSW_BUILD, "efSearch": int(ef_search or max(HNSW_EF_SEARCH, 4 * k))}
+    if kind == "nndescent":
+        return {"seed": 0}
     return {}
 
 
@@ -154,6 +191,19 @@ def _make_index(faiss, emb: np.ndarray, kind: str, params: dict):
         log.info("kNN on GPU (faiss-gpu)")
         index = faiss.index_cpu_to_all_gpus(index)
     return index
+
+
+def _nndescent(emb: np.ndarray, kk: int, params: dict, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The whole kNN graph at once by NN-descent (pynndescent): (N, kk) ids and inner products, best first."""
+    from pynndescent import NNDescent
+
+    nn = NNDescent(emb, metric="dot", n_neighbors=kk, random_state=params.get("seed", 0),
+                   n_jobs=int(threads) if threads else -1, low_memory=True, compressed=True)
+    idx, dist = nn.neighbor_graph
+    sims = (1.0 - dist).astype(np.float32)  # pynndescent's "dot" distance is 1 - x.y
+    idx = idx.astype(np.int64)
+    sims[idx < 0] = -np.inf
+    return idx, sims
 
 
 def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +258,17 @@ def build_knn(
     idx_out = np.full((n, k), -1, dtype=np.int64)
     sim_out = np.full((n, k), -np.inf, dtype=np.float32)
     kk = min(k + 1, n)
+    if kind == "nndescent":
+        idx, sims = _nndescent(emb, kk, params, threads)
+        idx, sims = _drop_self(idx, sims, min(k, kk), 0)
+        idx_out[:, : idx.shape[1]], sim_out[:, : idx.shape[1]] = idx, sims
+        if progress:
+            progress(n, n, stage="knn")
+        graph = KnnGraph(idx_out, sim_out, kind)
+        log.info("kNN (%s, N=%d, k=%d) built in %.1f s", kind, n, k, time.perf_counter() - t0)
+        if cache_path is not None:
+            graph.save(cache_path)
+        return graph
     index_obj = _make_index(faiss, emb, kind, params)
     if kind == "hnsw":
         for start in range(0, n, batch_size):

@@ -36,11 +36,59 @@ def check_crops(crops: np.ndarray) -> np.ndarray:
     return crops
 
 
+def float_model_bytes(path: str | Path) -> bytes | None:
+    """The ONNX model with its weight-only DequantizeLinear / Reshape nodes (inputs all constant) folded
+    into float initializers, stale graph inputs dropped and a free batch dimension; None when there is
+    nothing to fold or the file is not one this can rewrite. The int8 block-quantised SFace then runs in
+    batches through OpenCV (its int8 graph is wrong for batches > 1) with the same outputs."""
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+        from onnx.reference import ReferenceEvaluator
+
+        m = onnx.load(str(path))
+        g = m.graph
+        consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        for n in g.node:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+                consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        folded = []
+        for n in g.node:
+            if n.op_type in ("DequantizeLinear", "Reshape") and all(i in consts for i in n.input if i):
+                sub = helper.make_model(helper.make_graph(
+                    [n], "fold", [], [helper.make_tensor_value_info(n.output[0], onnx.TensorProto.FLOAT, None)],
+                    [numpy_helper.from_array(consts[i], i) for i in n.input if i]), opset_imports=m.opset_import)
+                consts[n.output[0]] = ReferenceEvaluator(sub).run(None, {})[0]
+                folded.append(n)
+        if not folded or len(g.output) != 1:
+            return None
+        rest = [n for n in g.node if n not in folded]
+        used = {i for n in rest for i in n.input}
+        real_inputs = [i for i in g.input if i.name in used and i.name not in consts]
+        if len(real_inputs) != 1:
+            return None
+        data = real_inputs[0]
+        del g.node[:]
+        g.node.extend(rest)
+        inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k in used]
+        del g.initializer[:]
+        g.initializer.extend(inits)
+        del g.input[:]
+        g.input.extend([data])
+        g.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+        g.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+        return m.SerializeToString()
+    except Exception:  # noqa: BLE001 - any model this cannot rewrite runs as it is, one crop a pass
+        return None
+
+
 class OnnxEmbedder:
-    """An ONNX face model run by OpenCV's DNN module, batched.
+    """An ONNX face model run by OpenCV's DNN module.
 
     ``swap_rb``, ``scale`` and ``mean`` describe the model's input form; the defaults are
-    SFace's (RGB, raw 0..255 pixels).
+    SFace's (RGB, raw 0..255 pixels). Where the file's quantised weights can be folded to floats
+    (:func:`float_model_bytes`) and a batch then gives the per-crop outputs, crops go ``batch_size`` a
+    pass (bench/results/embed_speed.md); otherwise one crop a pass on the file as it is.
     """
 
     def __init__(
@@ -60,20 +108,38 @@ class OnnxEmbedder:
         self.batch_size = int(batch_size)
         self.name = name or ("sface" if model_path is None else self.model_path.stem)
         self._local = threading.local()
-        self.dim = int(self._forward(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)).shape[1])
+        self._float = float_model_bytes(self.model_path) if self.batch_size > 1 else None
+        self.batched = False
+        probe = np.random.default_rng(0).integers(0, 256, (3, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+        one = self._forward(probe)
+        if self._float is not None:
+            self.batched = True
+            try:
+                ok = np.allclose(self._forward(probe), one, rtol=1e-3, atol=1e-3 * float(np.abs(one).max()))
+            except cv2.error:
+                ok = False
+            if not ok:  # the float copy does not give the file's outputs in a batch: run the file as it is
+                self.batched, self._float, self._local = False, None, threading.local()
+        self.dim = int(one.shape[1])
 
-    def _net(self):
-        net = getattr(self._local, "net", None)
+    def _net(self, batched: bool):
+        key = "batched" if batched else "single"
+        net = getattr(self._local, key, None)
         if net is None:
-            net = cv2.dnn.readNetFromONNX(str(self.model_path))
-            self._local.net = net
+            net = (cv2.dnn.readNetFromONNX(np.frombuffer(self._float, np.uint8)) if batched
+                   else cv2.dnn.readNetFromONNX(str(self.model_path)))
+            setattr(self._local, key, net)
         return net
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
-        # One crop per forward pass: OpenCV runs SFace's int8 graph wrongly for batches
-        # larger than one (every row after the first comes back as zeros), and a batch is
-        # no faster on the CPU anyway.
-        net = self._net()
+        if self.batched:
+            net = self._net(True)
+            net.setInput(cv2.dnn.blobFromImages(list(crops), self.scale, (CROP_SIZE, CROP_SIZE),
+                                                (self.mean,) * 3, self.swap_rb, False))
+            return net.forward().reshape(len(crops), -1).astype(np.float32)
+        # One crop per forward pass on the file as it is: OpenCV runs SFace's int8 graph wrongly for
+        # batches larger than one (every row after the first comes back as zeros).
+        net = self._net(False)
         rows = []
         for crop in crops:
             blob = cv2.dnn.blobFromImage(

@@ -46,11 +46,17 @@ def test_retraining_makes_an_evaluated_version_then_unchanged_then_iteration_two
     assert v.parent == parent and v.kind == "checkpoint" and v.path != parent.path and not v.is_active
     assert Artifact.objects.filter(path=v.path, kind="checkpoint").exists()
     ts = v.training_summary
-    assert ts["labeled_faces"] == 36 and ts["kept"]["pseudo"] == 60 and ts["num_classes"] == 11
+    pseudo_held = ts["held_out_pseudo"]
+    assert len(pseudo_held["clusters"]) >= 2 and pseudo_held["faces"] >= 4  # the new domain's own test identities
+    assert ts["labeled_faces"] == 36 and ts["kept"]["pseudo"] + pseudo_held["faces"] == 60
+    assert ts["num_classes"] == 6 + pseudo_held["eligible_clusters"] - len(pseudo_held["clusters"])
     assert ts["training"]["attempts"] == [{"start_epoch": 0, "end_epoch": 2}] and len(ts["training"]["history"]) == 2
     assert job.result["training_set"]["held_out"]["faces"] == 12 and v.config["input_hash"] == job.result["input_hash"]
 
     bench = v.metrics["benchmarks"]
+    assert set(bench["held_out_pseudo"]["versions"]) == {str(parent.pk), str(v.pk)}
+    assert v.state == "ready" and v.verdict in ("better", "not_better") and v.verdict_detail["domain"]
+    assert v.verdict_detail["domain"]["benchmark"] == "held_out_pseudo" and job.result["verdict"] == v.verdict
     held = bench["held_out_identities"]["versions"]
     assert set(held) == {str(parent.pk), str(v.pk)}
     for m in held.values():
@@ -75,7 +81,12 @@ def test_retraining_makes_an_evaluated_version_then_unchanged_then_iteration_two
 
     # promote (staff only), then a second run embeds with the new version: iteration 2
     assert annotator_client.post(f"/api/recognizers/{v.pk}/promote/").status_code == 403
-    assert staff_client.post(f"/api/recognizers/{v.pk}/promote/").json()["is_active"] is True
+    if v.verdict == "better":
+        assert staff_client.post(f"/api/recognizers/{v.pk}/promote/").json()["is_active"] is True
+    else:
+        assert staff_client.post(f"/api/recognizers/{v.pk}/promote/").status_code == 409
+        assert staff_client.post(f"/api/recognizers/{v.pk}/promote/", {"override": True, "reason": "iteration 2"},
+                                 format="json").json()["is_active"] is True
     assert RecognizerVersion.objects.filter(is_active=True).count() == 1 and active_version() == v
     resp = staff_client.post("/api/runs/", {"unlabeled_dataset": unl.pk, "labeled_datasets": [labeled.pk],
                                             "truth_from_folders": True}, format="json")

@@ -9,13 +9,11 @@ its files; a redone image overwrites the same content-addressed names.
 """
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from ..models import Face, Image
 from .ingest import CROP_SIZE, THUMB_SIZE, IngestError, decode_image
@@ -30,9 +28,14 @@ def ingestion_detector():
 
 
 def png_bytes(crop_bgr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(crop_bgr[:, :, ::-1])).save(buf, format="PNG")
-    return buf.getvalue()
+    """A lossless PNG of a BGR crop. zlib level 1 through OpenCV: a third of the time of Pillow's default
+    (level 6) for files 2 % larger; the pixels read back are the same (bench/ingest_profile.py)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(crop_bgr), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR array
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
 
 
 def thumbnail_bytes(image_bgr: np.ndarray, box=None) -> bytes:
@@ -46,11 +49,17 @@ def thumbnail_bytes(image_bgr: np.ndarray, box=None) -> bytes:
         right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
         if right - left >= 2 and bottom - top >= 2:
             image_bgr = image_bgr[top:bottom, left:right]
-    img = PILImage.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
-    img.thumbnail((THUMB_SIZE, THUMB_SIZE), PILImage.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+    import cv2
+
+    h, w = image_bgr.shape[:2]
+    scale = min(1.0, THUMB_SIZE / max(h, w))
+    if scale < 1.0:  # area averaging straight from full size: no full-size copy, no Lanczos over megapixels
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image_bgr), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:  # pragma: no cover
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def keep_detections(dets: list, image_shape, *, labeled: bool) -> tuple[list, int | None]:

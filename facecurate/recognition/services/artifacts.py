@@ -76,3 +76,22 @@ def read_npz_cached(artifact: Artifact) -> dict[str, np.ndarray]:
     """``read_npz`` for readers that come back again and again (review requests, a run's stages), kept per
     process by the recorded sha256: an artifact rewritten and re-recorded is read anew. Arrays are read-only."""
     return _read_cached(artifact.path, artifact.sha256)
+
+
+def write_npy(rel: str, kind: str, array: np.ndarray, job=None) -> Artifact:
+    """Save one array as a plain ``.npy`` (memory-mappable, unlike an npz) atomically and record it."""
+    path = artifact_path(rel)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return record(rel, kind, job)
+
+
+@lru_cache(maxsize=64)
+def _mapped(rel: str, sha256: str) -> np.ndarray:
+    return np.load(artifact_path(rel), mmap_mode="r", allow_pickle=False)
+
+
+def open_npy(artifact: Artifact) -> np.ndarray:
+    """A ``.npy`` artifact memory-mapped read-only, kept per process by its recorded sha256: the page cache,
+    not each worker process, holds it, and a request reads only the rows it touches."""
+    return _mapped(artifact.path, artifact.sha256)

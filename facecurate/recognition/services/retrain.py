@@ -17,8 +17,12 @@
 3. **train** (:func:`pipeline.recognition.training.train_on_crops`, CosFace weighted by the rows' weights): progress
    per step (epoch, loss, faces/s, ETA), a cancel check between batches, a checkpoint every epoch
    under ``ARTIFACT_ROOT/checkpoints/``; a re-run (or a requeue after a dead worker) resumes there.
-4. A new ``RecognizerVersion`` (kind checkpoint, its own file, ``parent`` set; never the parent's file),
-   then **evaluate** (:mod:`.retrain_eval`): the new version and its parent on the same benchmarks.
+4. A new ``RecognizerVersion`` (kind checkpoint, its own file, ``parent`` set; never the parent's file; state
+   ``evaluating``), then **evaluate** (:mod:`.retrain_eval`): the new version and its parent on the same
+   benchmarks, including the new domain: a seeded fraction of the runs' own clusters held out whole before
+   training (``pseudo_holdout_fraction``) and any labeled ``eval_datasets`` named in the request. The verdict
+   (:mod:`.retrain_verdict`: better / not_better / unknown) and state ``ready`` are stored with the metrics.
+   A cancel or failure during evaluation deletes the version (the checkpoint stays for a re-run).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from django.db import transaction
 
 from facecurate.datasets.models import Dataset, Face
 from facecurate.jobs.models import Job
-from facecurate.jobs.runner import JobContext, JobFailed
+from facecurate.jobs.runner import JobContext, JobFailed, JobLost
 from pipeline.retraining.training_set import RetrainConfig, TrainingSet, UnlabeledFaces, build_training_set
 
 from ..models import Artifact, RecognizerVersion
@@ -50,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "lfw_pairs": True,
 }
 BACKBONES = ("sface", "mobilefacenet")
+#: The guard's options (issue 15): a seeded fraction of the runs' own clusters held out, whole, as the new
+#: domain's evaluation identities (no training row uses them).
+GUARD_DEFAULTS: dict[str, Any] = {"pseudo_holdout_fraction": 0.2, "pseudo_holdout_seed": 0}
 
 
 class RetrainRequestError(ValueError):
@@ -66,20 +73,24 @@ class Gathered:
     held_out_identity: np.ndarray
     unlabeled: UnlabeledFaces
     report: dict[str, Any] = field(default_factory=dict)
+    pseudo_held_face_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # held-out clusters
+    pseudo_held_cluster: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their cluster ids
 
 
 def check_options(options: dict | None) -> dict[str, Any]:
     """The options with defaults filled in; RetrainRequestError names a bad one."""
-    opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if k in DEFAULTS}}
-    unknown = sorted(set(options or {}) - set(DEFAULTS))
+    known = {**DEFAULTS, **GUARD_DEFAULTS}
+    opts = {**known, **{k: v for k, v in (options or {}).items() if k in known}}
+    unknown = sorted(set(options or {}) - set(known))
     if unknown:
         raise RetrainRequestError(f"unknown options: {', '.join(unknown)}")
     if opts["weighting"] not in ("soft", "hard"):
         raise RetrainRequestError("weighting must be 'soft' or 'hard'")
     if opts["backbone"] not in BACKBONES:
         raise RetrainRequestError(f"backbone must be one of {', '.join(BACKBONES)}")
-    if not 0 <= float(opts["holdout_fraction"]) < 1:
-        raise RetrainRequestError("holdout_fraction must be in [0, 1)")
+    for key in ("holdout_fraction", "pseudo_holdout_fraction"):
+        if not 0 <= float(opts[key]) < 1:
+            raise RetrainRequestError(f"{key} must be in [0, 1)")
     if opts["backbone"] != "sface":
         opts["trainable_blocks"] = None
     try:
@@ -104,12 +115,17 @@ def train_config(opts: dict, **extra):
                        seed=int(opts["seed"]), **extra)
 
 
-def start_retraining(user, parent: RecognizerVersion, labeled: list[Dataset], runs: list, options: dict | None = None
-                     ) -> Job:
-    """Queue a retraining job (``job.params`` holds the request); the job's URL tells its progress."""
-    bad = [d.name for d in labeled if not d.is_labeled]
+def start_retraining(user, parent: RecognizerVersion, labeled: list[Dataset], runs: list, options: dict | None = None,
+                     eval_datasets: list[Dataset] | None = None) -> Job:
+    """Queue a retraining job (``job.params`` holds the request); the job's URL tells its progress.
+    ``eval_datasets``: labeled datasets of the new domain to score both versions on (never trained on)."""
+    eval_datasets = list(eval_datasets or [])
+    bad = [d.name for d in [*labeled, *eval_datasets] if not d.is_labeled]
     if bad:
         raise RetrainRequestError(f"not labeled datasets: {', '.join(bad)}")
+    both = sorted({d.name for d in labeled} & {d.name for d in eval_datasets})
+    if both:
+        raise RetrainRequestError(f"an evaluation dataset cannot also be trained on: {', '.join(both)}")
     if not labeled:
         raise RetrainRequestError("at least one labeled dataset is needed")
     opts = check_options(options)  # after the cheap checks: it builds the training config (imports torch)
@@ -119,7 +135,7 @@ def start_retraining(user, parent: RecognizerVersion, labeled: list[Dataset], ru
     with transaction.atomic():
         job = Job.objects.create(kind=Job.Kind.RETRAIN, created_by=user, params={
             "parent": parent.pk, "labeled": sorted(d.pk for d in labeled), "runs": sorted(r.pk for r in runs),
-            "options": opts})
+            "options": opts, "eval_datasets": sorted(d.pk for d in eval_datasets)})
         job.enqueue()
     return job
 
@@ -172,6 +188,8 @@ def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
             kept.append((run_id, face_id, -1 if cl is None else cl, state == Cluster.Review.CONFIRMED,
                          -1 if assigned is None or cl is None else assigned, ov,
                          -1 if pred is None or pred in held_set else pred, np.nan if p is None else p))
+    kept, pseudo_ids, pseudo_cluster, pseudo_report = hold_out_clusters(
+        kept, float(opts["pseudo_holdout_fraction"]), int(opts["pseudo_holdout_seed"]))
     cols = list(zip(*kept)) if kept else [[]] * 8
     unl = UnlabeledFaces(
         run_id=np.asarray(cols[0], np.int64), face_id=np.asarray(cols[1], np.int64),
@@ -183,10 +201,38 @@ def gather(labeled_ids: list[int], run_ids: list[int], opts: dict) -> Gathered:
               "left_out_before_rules": left_out,
               "held_out": {"fraction": float(opts["holdout_fraction"]), "seed": int(opts["holdout_seed"]),
                            "identities": held.tolist(), "faces": int(is_held.sum()),
-                           "rule": "seeded fraction of labeled identities with >= 2 faces; no training row uses them"}}
+                           "rule": "seeded fraction of labeled identities with >= 2 faces; no training row uses them"},
+              "held_out_pseudo": pseudo_report}
     return Gathered(labeled_face_ids=faces[~is_held, 0], labeled_identity=faces[~is_held, 1],
                     held_out_face_ids=faces[is_held, 0], held_out_identity=faces[is_held, 1], unlabeled=unl,
-                    report=report)
+                    report=report, pseudo_held_face_ids=pseudo_ids, pseudo_held_cluster=pseudo_cluster)
+
+
+def hold_out_clusters(kept: list[tuple], fraction: float, seed: int) -> tuple[list[tuple], np.ndarray, np.ndarray, dict]:
+    """Hold out a seeded ``fraction`` of the runs' pseudo-identities, whole clusters, for the domain benchmark.
+
+    Eligible: clusters nobody confirmed or assigned to an identity (reviewed work stays in training), with
+    >= 2 kept faces. At least 2 are held out when 4 or more are eligible (TAR needs two identities).
+    ``kept`` rows are gather's tuples (run, face, cluster, confirmed, assigned, overlap, predicted, p-);
+    returns (the rows left for training, held-out face ids, their cluster ids, a report)."""
+    sizes: dict[int, int] = {}
+    for row in kept:
+        if row[2] >= 0 and not row[3] and row[4] < 0:
+            sizes[row[2]] = sizes.get(row[2], 0) + 1
+    eligible = np.asarray(sorted(c for c, n in sizes.items() if n >= 2), np.int64)
+    n = int(round(fraction * len(eligible)))
+    if fraction > 0 and len(eligible) >= 4:
+        n = max(n, 2)
+    held = set(np.random.default_rng(seed).permutation(eligible)[:n].tolist())
+    out = [r for r in kept if r[2] not in held]
+    taken = [(r[1], r[2]) for r in kept if r[2] in held]
+    ids = np.asarray([f for f, _ in taken], np.int64)
+    clusters = np.asarray([c for _, c in taken], np.int64)
+    report = {"fraction": fraction, "seed": seed, "eligible_clusters": int(len(eligible)), "clusters": sorted(held),
+              "faces": int(len(ids)),
+              "rule": "seeded fraction of unreviewed, unassigned clusters with >= 2 faces (at least 2 when 4 or "
+                      "more are eligible), held out whole: no training row uses them; labels are the cluster ids"}
+    return out, ids, clusters, report
 
 
 def training_set(g: Gathered, opts: dict) -> tuple[TrainingSet, np.ndarray, dict]:
@@ -287,7 +333,8 @@ def _new_version(job: Job, parent: RecognizerVersion, rel: str, opts: dict, dige
         artifacts.record(rel, Artifact.Kind.CHECKPOINT, job)
         return RecognizerVersion.objects.create(
             name=f"retrain-{job.pk.hex[:12]}", kind=RecognizerVersion.Kind.CHECKPOINT, path=rel, parent=parent,
-            job=job, created_by=job.created_by,
+            job=job, created_by=job.created_by, state=RecognizerVersion.State.EVALUATING,
+            verdict=RecognizerVersion.Verdict.UNKNOWN,
             config={**ckpt["config"], "input_hash": digest, "retrain": opts, "dim": 128,
                     "labeled_datasets": job.params["labeled"], "runs": job.params["runs"]},
             training_summary={**report, "training": {
@@ -298,8 +345,6 @@ def _new_version(job: Job, parent: RecognizerVersion, rel: str, opts: dict, dige
 
 def retrain_work(ctx: JobContext):
     """The retraining job (see the module docstring); resumes wherever it stopped."""
-    from .retrain_eval import evaluate_version
-
     job = ctx.job
     p = job.params
     opts = check_options(p["options"])
@@ -318,7 +363,8 @@ def retrain_work(ctx: JobContext):
         if ts.num_classes < 2 or len(ts) < 2:
             raise JobFailed(f"the training set has {len(ts)} faces in {ts.num_classes} classes; need 2 or more")
         digest = input_hash(parent, ts, face_ids, opts)
-        same = RecognizerVersion.objects.filter(config__input_hash=digest).exclude(job=job).first()
+        same = (RecognizerVersion.objects.filter(config__input_hash=digest).exclude(job=job)
+                .exclude(state=RecognizerVersion.State.FAILED).first())
         if same is not None:
             ctx.set_result(unchanged=True, version=same.pk, input_hash=digest, training_set=report,
                            message=f"inputs unchanged since version {same.name}: no new version")
@@ -328,20 +374,54 @@ def retrain_work(ctx: JobContext):
         ctx.check_cancel()
         rel, training = _train(ctx, parent, ts, face_ids, opts, digest)
         version = _new_version(job, parent, rel, opts, digest, report, training)
-        held = (g.held_out_face_ids, g.held_out_identity)
     else:
         g = gather(p["labeled"], p["runs"], opts)
-        held = (g.held_out_face_ids, g.held_out_identity)
     ctx.set_result(version=version.pk, unchanged=False)
-    if not version.metrics.get("benchmarks"):
-        ctx.check_cancel()
-        metrics = evaluate_version(version, parent, held_out=held, run_ids=p["runs"], lfw_pairs=opts["lfw_pairs"],
-                                   ctx=ctx)
-        version.metrics = {**metrics, "final_loss": version.training_summary["training"]["final_loss"]}
-        version.save(update_fields=["metrics"])
-    ctx.set_result(metrics=headline(version.metrics))
+    evaluate_or_discard(ctx, version, parent, g, opts)
+    ctx.set_result(metrics=headline(version.metrics), verdict=version.verdict)
     ctx.progress(1, 1, stage="done", force=True)
     return None
+
+
+def evaluate_or_discard(ctx: JobContext, version: RecognizerVersion, parent: RecognizerVersion, g: Gathered,
+                        opts: dict) -> None:
+    """Evaluate; a cancel or failure meanwhile deletes the version (its checkpoint stays for a re-run), so a
+    cancelled or failed retraining leaves no version behind."""
+    try:
+        _evaluate(ctx, version, parent, g, opts)
+    except JobLost:
+        raise  # another worker holds the job now and carries on with the version
+    except Exception:  # JobCancelled, JobFailed or an error
+        pk = version.pk
+        _discard(version)
+        ctx.set_result(version=None, discarded_version=pk)
+        raise
+
+
+def _evaluate(ctx: JobContext, version: RecognizerVersion, parent: RecognizerVersion, g: Gathered, opts: dict) -> None:
+    """Score the version and its parent, then store the metrics, the verdict and state ready."""
+    from .retrain_eval import evaluate_version
+    from .retrain_verdict import verdict
+
+    if not version.metrics.get("benchmarks"):
+        ctx.check_cancel()
+        metrics = evaluate_version(version, parent, held_out=(g.held_out_face_ids, g.held_out_identity),
+                                   held_out_pseudo=(g.pseudo_held_face_ids, g.pseudo_held_cluster),
+                                   eval_datasets=ctx.job.params.get("eval_datasets") or [],
+                                   run_ids=ctx.job.params["runs"], lfw_pairs=opts["lfw_pairs"], ctx=ctx)
+        version.metrics = {**metrics, "final_loss": version.training_summary["training"]["final_loss"]}
+    ctx.check_cancel()
+    version.verdict, version.verdict_detail = verdict(version.metrics["benchmarks"], parent.pk, version.pk)
+    version.state = RecognizerVersion.State.READY
+    version.save(update_fields=["metrics", "verdict", "verdict_detail", "state"])
+
+
+def _discard(version: RecognizerVersion) -> None:
+    """Delete a version whose evaluation did not finish (never one that is active or has children)."""
+    if version.is_active or version.children.exists():
+        RecognizerVersion.objects.filter(pk=version.pk).update(state=RecognizerVersion.State.FAILED)
+        return
+    version.delete()
 
 
 def headline(metrics: dict) -> dict:

@@ -5,13 +5,14 @@ import base64
 import json
 
 import numpy as np
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
 from facecurate.datasets.models import Face, Identity
 from facecurate.recognition.services import artifacts
-from facecurate.recognition.services.embeddings import load_embeddings
 
 from ..models import Cluster, PipelineRun, RunFace
+from .member_index import member_embeddings
 from .stages import art_rel
 
 ORDERINGS = {"priority": ("priority", "-priority"), "size": ("size", "-size")}
@@ -82,13 +83,25 @@ def current_centroid(cluster: Cluster) -> np.ndarray | None:
     ids = list(RunFace.objects.filter(cluster=cluster).values_list("face_id", flat=True))
     if not ids:
         return None
-    _, emb = load_embeddings(cluster.run.unlabeled_dataset_id, cluster.run.recognizer, ids)
-    c = emb.sum(0)
+    c = member_embeddings(cluster.run, ids).sum(0, dtype=np.float64)
     return c / max(np.linalg.norm(c), 1e-12)
 
 
-def _sample_faces(qs, n: int = 3) -> list[int]:
-    return list(qs.values_list("id", flat=True)[:n])
+def _top(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest, largest first: a partition (O(n)), then a sort of those ``k`` only."""
+    if k >= len(sims):
+        return np.argsort(-sims, kind="stable")
+    part = np.argpartition(-sims, k - 1)[:k]
+    return part[np.argsort(-sims[part], kind="stable")]
+
+
+def _first_per_group(qs, group: str, value: str, order: tuple[str, ...], n: int = 3) -> dict[int, list]:
+    """{group: the first ``n`` values in ``order``} for every group of ``qs``, in one query (a window)."""
+    ranked = qs.annotate(_rank=Window(RowNumber(), partition_by=[F(group)], order_by=[F(o).asc() for o in order]))
+    out: dict[int, list] = {}
+    for g, v in ranked.filter(_rank__lte=n).order_by(group, "_rank").values_list(group, value):
+        out.setdefault(g, []).append(v)
+    return out
 
 
 def suggestions(cluster: Cluster, k: int = 5) -> dict:
@@ -100,24 +113,26 @@ def suggestions(cluster: Cluster, k: int = 5) -> dict:
         return out
     cents = run_artifact(run, "centroids")
     if cents is not None and len(cents["centroids"]):
-        sims = cents["centroids"] @ centre
-        order = [int(i) for i in np.argsort(-sims)[: k + 1]]
+        sims = cents["centroids"] @ centre.astype(np.float32)
+        order = [int(i) for i in _top(sims, k + 1)]
         by_number = {c.number: c for c in Cluster.objects.filter(run=run, number__in=order)
                      .exclude(pk=cluster.pk).exclude(size=0)}
-        for i in order:
-            if i in by_number and len(out["merges"]) < k:
-                c = by_number[i]
-                faces = RunFace.objects.filter(cluster=c).order_by("p_minus", "id").values_list("face_id", flat=True)
-                out["merges"].append({"cluster": c, "similarity": float(sims[i]), "faces": list(faces[:3])})
+        chosen = [i for i in order if i in by_number][:k]
+        faces = _first_per_group(RunFace.objects.filter(cluster_id__in=[by_number[i].pk for i in chosen]),
+                                 "cluster_id", "face_id", ("p_minus", "id"))
+        for i in chosen:
+            c = by_number[i]
+            out["merges"].append({"cluster": c, "similarity": float(sims[i]), "faces": faces.get(c.pk, [])})
     means = run_artifact(run, "class_means")
     if means is not None and len(means["means"]):
-        sims = means["means"] @ centre
-        top = np.argsort(-sims)[:k]
+        sims = means["means"] @ centre.astype(np.float32)
+        top = _top(sims, k)
         ids = [int(means["identity_ids"][i]) for i in top]
         names = dict(Identity.objects.filter(id__in=ids).values_list("id", "name"))
+        samples = _first_per_group(Face.objects.filter(identity_id__in=ids), "identity_id", "id", ("id",))
         for i, ident in zip(top, ids):
             out["identities"].append({"identity": ident, "name": names.get(ident, "?"), "score": float(sims[i]),
-                                      "faces": _sample_faces(Face.objects.filter(identity_id=ident).order_by("id"))})
+                                      "faces": samples.get(ident, [])})
     return out
 
 

@@ -19,6 +19,7 @@ from facecurate.recognition.services.embeddings import load_embeddings
 
 from ..models import PipelineRun, RunFace
 from . import scoring
+from .member_index import write_member_index
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ def cluster_stage(ctx, run: PipelineRun) -> None:
         np.add.at(cent, labels[labels >= 0], emb[labels >= 0])
         cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
     artifacts.write_npz(art_rel(run, "centroids"), Artifact.Kind.CENTROIDS, run.job, centroids=cent)
+    write_member_index(run, face_ids, emb)  # review reads current members' embeddings from it
 
 
 def uncertainty_stage(ctx, run: PipelineRun) -> None:

@@ -45,6 +45,38 @@
     return root;
   }
 
+  const VERDICT = {better: "better than its parent", not_better: "NOT better than its parent", unknown: "not measured on the new domain"};
+
+  function verdictLine(v) {
+    const d = v.verdict_detail || {};
+    const dom = d.domain ? ` (${d.domain.benchmark} ${d.domain.metric}: ${fmt(d.domain.parent)} → ${fmt(d.domain.new)})` : "";
+    const why = (d.reasons || []).length ? " — " + d.reasons.join("; ") : "";
+    return `${v.state === "ready" ? "" : v.state + ", "}${VERDICT[v.verdict] || "no verdict"}${dom}${why}`;
+  }
+
+  /* Promote: a version not better (or unknown) needs the override box ticked and a reason, kept with the version. */
+  function promoteControls(v) {
+    const box = el("div", {"data-testid": "promote"});
+    if (!cfg.canRetrain || v.is_active || v.state !== "ready") return box;
+    const needs = v.verdict === "not_better" || v.verdict === "unknown";
+    const reason = el("input", {type: "text", name: "reason", placeholder: "reason (required to override)", size: "40"});
+    const override = el("input", {type: "checkbox", name: "override"});
+    const msg = el("span", {class: "error", role: "alert"});
+    const b = el("button", {type: "button", text: needs ? "Promote anyway" : "Promote to active"});
+    b.addEventListener("click", async () => {
+      msg.textContent = "";
+      const body = needs ? {override: override.checked, reason: reason.value} : {};
+      try {
+        await api(`/api/recognizers/${v.id}/promote/`, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+        box.replaceChildren(el("span", {text: "active"}));
+        loadVersions();
+      } catch (e) { msg.textContent = e.message; }
+    });
+    if (needs) box.append(el("label", {}, [override, document.createTextNode(" override the verdict")]), reason);
+    box.append(b, msg);
+    return box;
+  }
+
   async function showComparison(versionId) {
     const box = document.getElementById("comparison");
     const v = await api(`/api/recognizers/${versionId}/`);
@@ -52,13 +84,16 @@
     try { cmp = await api(`/api/recognizers/${versionId}/compare/`); } catch (e) { box.hidden = false; document.getElementById("cmp-title").textContent = e.message; return; }
     box.hidden = false;
     document.getElementById("cmp-title").textContent = `${v.name} (new) vs version ${cmp.a} (parent)`;
+    const verdict = document.getElementById("cmp-verdict");
+    verdict.textContent = "Verdict: " + verdictLine(v);
+    verdict.className = v.verdict === "better" ? "" : "error";
+    verdict.dataset.verdict = v.verdict;
+    const ck = v.checkpoint;
+    document.getElementById("cmp-checkpoint").textContent = ck ? `Checkpoint: ${ck.path}` + (ck.recorded ? ` (${ck.size_bytes} bytes, sha256 ${ck.sha256.slice(0, 16)}…)` : " (not recorded)") : "";
+    (v.promotions || []).forEach((p) => document.getElementById("cmp-checkpoint").appendChild(el("div", {text:
+      `promoted ${p.at} by ${p.by || "?"}${p.override ? ` overriding "${p.verdict}": ${p.reason}` : ""}`})));
     const actions = document.getElementById("cmp-actions");
-    actions.replaceChildren();
-    if (cfg.canRetrain && !v.is_active) {
-      const b = el("button", {type: "button", text: "Promote to active"});
-      b.addEventListener("click", async () => { await api(`/api/recognizers/${versionId}/promote/`, {method: "POST"}); b.replaceWith(el("span", {text: "active"})); });
-      actions.appendChild(b);
-    }
+    actions.replaceChildren(promoteControls(v));
     const tbody = document.querySelector("#cmp-table tbody");
     tbody.replaceChildren();
     cmp.rows.forEach((r) => tbody.appendChild(el("tr", {}, [el("td", {text: r.benchmark}), el("td", {text: r.metric}),
@@ -80,11 +115,24 @@
     if (!page.results.length) tbody.appendChild(el("tr", {}, [el("td", {colspan: "6", text: "No retraining yet."})]));
     page.results.forEach((j) => {
       const info = j.progress_info || {};
+      const live = j.state === "queued" || j.state === "running";
       const prog = j.stage === "train" && info.epoch ? `epoch ${info.epoch}/${info.epochs}, loss ${fmt(info.loss)}, ${info.faces_per_s} faces/s, ETA ${info.eta_seconds ?? "?"} s`
-        : (j.progress === null ? "" : Math.round(j.progress * 100) + " %");
-      const vcell = el("td", {text: j.version ? String(j.version) + (j.result && j.result.unchanged ? " (unchanged)" : "") : ""});
+        : (j.progress === null ? "" : `${j.progress_current}/${j.progress_total} (${Math.round(j.progress * 100)} %)` +
+           (live && info.eta_seconds != null ? `, ETA ${Math.round(info.eta_seconds)} s` : ""));
+      const verdict = j.result && j.result.verdict ? " " + (VERDICT[j.result.verdict] || j.result.verdict) : "";
+      const vcell = el("td", {text: j.version ? String(j.version) + (j.result && j.result.unchanged ? " (unchanged)" : verdict) : ""});
       const btn = el("td");
       if (j.version) { const b = el("button", {type: "button", text: "Compare"}); b.addEventListener("click", () => showComparison(j.version)); btn.appendChild(b); }
+      if (cfg.canRetrain && live) {
+        const c = el("button", {type: "button", text: j.cancel_requested ? "Cancelling…" : "Cancel", "data-testid": "cancel"});
+        if (j.cancel_requested) c.setAttribute("disabled", "");
+        c.addEventListener("click", async () => {
+          c.setAttribute("disabled", ""); c.textContent = "Cancelling…";
+          try { await api(`/api/jobs/${j.id}/cancel/`, {method: "POST"}); } catch (e) { c.textContent = e.message; }
+          loadJobs();
+        });
+        btn.appendChild(c);
+      }
       tbody.appendChild(el("tr", {"data-job": j.id}, [el("td", {text: new Date(j.created_at).toLocaleString()}),
         el("td", {text: j.state + (j.error ? ": " + j.error.split("\n")[0] : "")}), el("td", {text: j.stage}), el("td", {text: prog}), vcell, btn]));
     });
@@ -96,6 +144,8 @@
     versions.results.forEach((v) => parent.appendChild(el("option", Object.assign({value: v.id, text: `${v.name}${v.is_active ? " (active)" : ""}`}, v.is_active ? {selected: ""} : {}))));
     const labeled = document.getElementById("rt-labeled");
     datasets.results.filter((d) => d.kind === "labeled").forEach((d) => labeled.appendChild(el("option", {value: d.id, text: d.name})));
+    const evalSets = document.getElementById("rt-eval");
+    datasets.results.filter((d) => d.kind === "labeled").forEach((d) => evalSets.appendChild(el("option", {value: d.id, text: d.name})));
     const rs = document.getElementById("rt-runs");
     runs.results.filter((r) => r.stages && r.stages.store && r.stages.store.state === "done").forEach((r) =>
       rs.appendChild(el("option", {value: r.id, text: `run ${r.id} of ${r.unlabeled_dataset_name}`})));
@@ -107,7 +157,8 @@
       const num = (n) => (f[n].value === "" ? null : Number(f[n].value));
       const body = {parent: Number(parent.value), labeled_datasets: multi(labeled), runs: multi(rs), weighting: f.weighting.value,
         gamma: num("gamma"), overlap: f.overlap.value, min_cluster_size: num("min_cluster_size"), max_faces_per_cluster: num("max_faces_per_cluster"),
-        holdout_fraction: num("holdout_fraction"), backbone: f.backbone.value, trainable_blocks: f.backbone.value === "sface" ? num("trainable_blocks") : null,
+        holdout_fraction: num("holdout_fraction"), pseudo_holdout_fraction: num("pseudo_holdout_fraction"),
+        eval_datasets: multi(evalSets), backbone: f.backbone.value, trainable_blocks: f.backbone.value === "sface" ? num("trainable_blocks") : null,
         epochs: num("epochs"), lr: num("lr"), batch_size: num("batch_size"), lfw_pairs: f.lfw_pairs.checked};
       try {
         await api("/api/retrainings/", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
@@ -116,8 +167,23 @@
     });
   }
 
-  window.facecurateRetrain = {showComparison, loadJobs, rocChart};
+  async function loadVersions() {
+    const tbody = document.querySelector("#versions tbody");
+    const page = await api("/api/recognizers/?limit=100");
+    tbody.replaceChildren();
+    page.results.forEach((v) => {
+      const b = el("td");
+      if (v.parent) { const c = el("button", {type: "button", text: "Compare"}); c.addEventListener("click", () => showComparison(v.id)); b.appendChild(c); }
+      tbody.appendChild(el("tr", {"data-version": v.id, "data-verdict": v.verdict}, [el("td", {text: String(v.id)}),
+        el("td", {text: v.name + (v.is_active ? " (active)" : "")}), el("td", {text: v.parent ? String(v.parent) : ""}),
+        el("td", {text: v.state}), el("td", {text: v.verdict ? VERDICT[v.verdict] : ""}),
+        el("td", {text: v.checkpoint ? v.checkpoint.path : ""}), b]));
+    });
+  }
+
+  window.facecurateRetrain = {showComparison, loadJobs, loadVersions, rocChart};
   if (cfg.canRetrain) fillForm().catch((e) => { document.getElementById("retrain-error").textContent = e.message; });
   loadJobs();
+  loadVersions();
   setInterval(loadJobs, 3000);
 })();
