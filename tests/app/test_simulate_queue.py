@@ -73,3 +73,8 @@ def test_command_orders_targets_passes_json_and_resets(split_run):
     assert not ReviewAction.objects.filter(run=split_run).exists()
     split_run.refresh_from_db()
     assert split_run.metrics["simulated_review"]["curves"]["oracle"]
+    out = StringIO()
+    call_command("simulate_review", split_run.pk, order=["gain"], targets=[0.9], stop_at=0.9, json=True, stdout=out)
+    s = json.loads(out.getvalue())["summaries"]
+    assert s["gain"]["stopped"] == "target" and s["gain"]["actions"] == s["gain"]["actions_to_pairwise_f_0.9"]
+    assert s["oracle"]["actions"] == s["oracle"]["actions_to_pairwise_f_0.9"]
