@@ -51,7 +51,13 @@ def test_split_people_head_the_merge_queue_and_candidates_are_computed_once(mq, 
     top = {frozenset((i["cluster"], i["other"])) for i in items[:2]}
     assert top == {frozenset((c[0].pk, h[0].pk)), frozenset((c[1].pk, h[1].pk))}
     assert all(0 <= i["probability"] <= 1 for i in items)
-    assert items[0]["probability"] > 0.5 > min(i["probability"] for i in items)
+    from facecurate.runs.services.merge_queue import candidates
+    from pipeline.review.merge_model import probability_floor
+
+    floor = probability_floor()
+    assert 0 < floor < 0.5 and items[0]["probability"] > 0.5
+    assert min(i["probability"] for i in items if i["kind"] == "merge") >= floor  # negligible pairs not offered
+    assert (candidates(run)["prob"] < floor).any()  # though the candidates hold some
     assert [i["per_action"] for i in items] == sorted((i["per_action"] for i in items), reverse=True)
     arts = Artifact.objects.filter(path__endswith="merge_candidates.npz")
     assert arts.count() == 1
@@ -158,6 +164,9 @@ def test_review_queue_offers_a_cluster_with_all_its_likely_partners_and_one_answ
     assert groups and all(i.others and i.other == i.others[0]["id"] for i in groups)
     assert all(len({o["id"] for o in i.others}) == len(i.others) and i.cluster not in {o["id"] for o in i.others}
                for i in groups)
+    api = mq["client"].get(f"/api/runs/{run.pk}/review-queue/?limit=200").json()
+    row = next(i for i in api if i["kind"] == "merge" and i["cluster"] == c[0].pk)
+    assert row["others"] and all(str(o["id"]) in row["clusters"] for o in row["others"])  # each partner's faces shown
     g = next(i for i in groups if i.cluster == c[0].pk)
     assert g.others[0]["id"] == h[0].pk  # its split-off half is its most likely partner
     others = [{"id": o["id"], "version": _c(o["id"]).version} for o in g.others]
