@@ -1,8 +1,17 @@
-"""Hard dev sets for review (issue 16): glint-sample's aligned 112x112 crops downscaled to ``px`` pixels
-and back (INTER_AREA down, INTER_LINEAR up), embedded with the bundled SFace. Cached as
-``.cache/features/glint_lowres<px>_sface.npz`` (embeddings, labels, paths), rebuilt when absent.
+"""Hard dev sets for review (issue 16), built reproducibly and cached under ``.cache/``:
 
-    nice -n 10 .venv/bin/python -m bench.review_devsets 20 16
+* glint-sample's aligned 112x112 crops downscaled to ``px`` pixels and back (INTER_AREA down,
+  INTER_LINEAR up), embedded with the bundled SFace: ``.cache/features/glint_lowres<px>_sface.npz``.
+  (These crops are passed to SFace in RGB order, while the embedder expects BGR; kept as built so
+  earlier numbers stay comparable.)
+* LFW (images_deepfunneled): the people with at least ``LFW_MIN`` photos, their first ``LFW_CAP`` photos
+  (sorted by file name), detected and aligned as the product does (:mod:`pipeline.recognition.faces`,
+  primary face); the crops are cached once in ``.cache/review_devsets/lfw_crops.npz`` and each
+  resolution's SFace features in ``.cache/features/lfw6_lowres<px>_sface.npz``.
+* :func:`lfw_split`: the LFW people split by identity with a seeded hash: ``train`` (the merge model's
+  fit, its L2 strength and every ordering setting are chosen on these only) and ``test`` (reported).
+
+    nice -n 10 .venv/bin/python -m bench.review_devsets 20 16 lfw
 """
 from __future__ import annotations
 
@@ -46,13 +55,87 @@ def build(px: int) -> Path:
     return out
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, person labels) of dev set ``name``: glint, glint20, glint16."""
+LFW_MIN, LFW_CAP, LFW_SEED, LFW_TEST_SHARE = 6, 10, 16, 0.4
+CROPS = ROOT / ".cache" / "review_devsets" / "lfw_crops.npz"
+
+
+def lfw_files() -> list[Path]:
+    out = []
+    for d in sorted((DATA / "lfw" / "images_deepfunneled").iterdir()):
+        files = sorted(d.glob("*.jpg"))
+        if len(files) >= LFW_MIN:
+            out += files[:LFW_CAP]
+    return out
+
+
+def lfw_crops() -> dict:
+    """Aligned 112x112 BGR crops of the LFW dev people (cached; faces not found are left out)."""
+    if CROPS.exists():
+        d = np.load(CROPS)
+        return {k: d[k] for k in d.files}
+    from pipeline.recognition.faces import detect_and_align, read_image
+
+    crops, people, paths = [], [], []
+    for f in lfw_files():
+        a = detect_and_align(read_image(f))
+        if a.crop is not None:
+            crops.append(a.crop), people.append(f.parent.name), paths.append(str(f.relative_to(DATA)))
+    CROPS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CROPS.with_suffix(".tmp.npz")
+    np.savez(tmp, crops=np.stack(crops), labels=np.array(people), paths=np.array(paths))
+    tmp.rename(CROPS)
+    return lfw_crops()
+
+
+def lfw_path(px: int) -> Path:
+    return CACHE / f"lfw6_lowres{px}_sface.npz"
+
+
+def build_lfw(px: int) -> Path:
+    import cv2
+
+    from pipeline.recognition.embedders import OnnxEmbedder
+
+    out = lfw_path(px)
+    if out.exists():
+        return out
+    d = lfw_crops()
+    small = [cv2.resize(cv2.resize(c, (px, px), interpolation=cv2.INTER_AREA), (112, 112),
+                        interpolation=cv2.INTER_LINEAR) for c in d["crops"]]
+    x = OnnxEmbedder().embed(np.stack(small))
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, embeddings=x, labels=d["labels"], paths=d["paths"])
+    tmp.rename(out)
+    return out
+
+
+def lfw_split(people) -> np.ndarray:
+    """True where the person is held out (``test``): a seeded hash of the name, about LFW_TEST_SHARE."""
+    import zlib
+
+    return np.array([zlib.crc32(f"{LFW_SEED}:{p}".encode()) % 1000 < LFW_TEST_SHARE * 1000 for p in people])
+
+
+def paths_of(name: str) -> np.ndarray:
+    return _subset(name, "paths")
+
+
+def _subset(name: str, key: str) -> np.ndarray:
+    """LFW sets are named lfw<px>_<train|test>; glint sets glint, glint<px>."""
+    if name.startswith("lfw"):
+        px, part = name[3:].split("_")
+        d = np.load(lfw_path(int(px)))
+        keep = lfw_split(d["labels"]) == (part == "test")
+        return d[key][keep]
     path = CACHE / "glint_sface.npz" if name == "glint" else lowres_path(int(name.removeprefix("glint")))
-    d = np.load(path)
-    return d["embeddings"].astype(np.float32), d["labels"]
+    return np.load(path)[key]
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, person labels) of dev set ``name``: glint, glint20, glint16, lfw20_train, lfw16_test, ..."""
+    return _subset(name, "embeddings").astype(np.float32), _subset(name, "labels")
 
 
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["20", "16"]:
-        print(build(int(arg)))
+        print(build_lfw(20), build_lfw(16)) if arg == "lfw" else print(build(int(arg)))

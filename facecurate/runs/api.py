@@ -194,7 +194,8 @@ def _items(items) -> list[dict]:
     """Review items with what a page shows of their clusters (size, version, name, six thumbnails)."""
     from facecurate.runs.models import RunFace
 
-    ids = {i.cluster for i in items} | {i.other for i in items if i.other}
+    ids = {i.cluster for i in items} | {i.other for i in items if i.other} | \
+        {o["id"] for i in items for o in (i.others or [])}
     info = {c.pk: {"size": c.size, "version": c.version, "name": c.name, "state": c.review_state, "thumbnails": []}
             for c in Cluster.objects.filter(pk__in=ids)}
     for cid, thumb in RunFace.objects.filter(cluster_id__in=ids).order_by("cluster_id", "p_minus", "id") \
@@ -202,7 +203,8 @@ def _items(items) -> list[dict]:
         if len(info[cid]["thumbnails"]) < 6:
             info[cid]["thumbnails"].append(media_url(thumb))
     faces = dict(RunFace.objects.filter(pk__in=[i.face for i in items if i.face]).values_list("id", "face__thumbnail"))
-    return [{**i.as_dict(), "clusters": {str(k): info[k] for k in (i.cluster, i.other) if k in info},
+    return [{**i.as_dict(), "clusters": {str(k): info[k] for k in (i.cluster, i.other, *(o["id"] for o in i.others or []))
+                                      if k in info},
              "face_thumbnail": media_url(faces[i.face]) if i.face in faces else None} for i in items]
 
 

@@ -279,5 +279,8 @@ class ReviewItemSerializer(serializers.Serializer):
     gain = serializers.FloatField(help_text="Expected pairwise errors fixed.")
     actions = serializers.FloatField(help_text="Expected decisions it takes.")
     per_action = serializers.FloatField()
+    others = serializers.ListField(child=serializers.DictField(), allow_null=True, help_text=(
+        "A merge group (review queue): the cluster's likely partners [{id, probability}], most likely first; "
+        "one decision merges the same ones and records no for the rest."))
     clusters = serializers.DictField(help_text="Per cluster id: size, version, name, state, thumbnails.")
     face_thumbnail = serializers.CharField(allow_null=True)

@@ -28,3 +28,40 @@ def cleanup_gain(p_minus) -> tuple[float, float]:
 
 def per_action(fixed, actions) -> np.ndarray:
     return np.asarray(fixed, np.float64) / np.maximum(np.asarray(actions, np.float64), 1e-9)
+
+
+def merge_groups(pairs, sizes: dict, p_min: float = 0.0, max_partners: int = 8) -> list[tuple[float, int, list]]:
+    """A cluster shown with all its likely partners at once (one decision: the person ticks the ones
+    that are the same person, or answers "none"). ``pairs``: (a, b, q) with q the probability that a
+    and b are one identity; partners with q < ``p_min`` are left out. Every cluster anchors one group,
+    its ``max_partners`` most likely partners; the group fixes ``sum q_i*|A|*|B_i|`` pairs in expectation
+    for one action, whatever the answers. Returns (gain, anchor, [(other, q), ...]) most gain first."""
+    by: dict[int, list] = {}
+    for a, b, q in pairs:
+        if q >= p_min and a != b:
+            by.setdefault(a, []).append((b, q))
+            by.setdefault(b, []).append((a, q))
+    out = []
+    for a, partners in by.items():
+        partners = sorted(partners, key=lambda x: (-x[1], x[0]))[:max_partners]
+        gain = float(sizes[a] * sum(q * sizes[b] for b, q in partners))
+        out.append((gain, a, partners))
+    out.sort(key=lambda g: (-g[0], g[1]))
+    return out
+
+
+def probability_floor(q, y, weight, lost: float = 0.01) -> float:
+    """The largest probability floor that drops at most ``lost`` of the true merges' weight (pairs
+    fixed, ``|A|*|B|``) among labelled candidate pairs ``q`` (predicted), ``y`` (0/1): chosen on
+    training data, it ends the merge queue where what is left is negligible."""
+    q, y, w = (np.asarray(v, np.float64) for v in (q, y, weight))
+    if q.shape != y.shape or q.shape != w.shape:
+        raise ValueError(f"q, y and weight must have one shape, got {q.shape}, {y.shape}, {w.shape}")
+    total = float((y * w).sum())
+    if total <= 0:
+        return 0.0
+    best = 0.0
+    for t in np.unique(q):
+        if float((y * w)[q < t].sum()) <= lost * total:
+            best = max(best, float(t))
+    return best

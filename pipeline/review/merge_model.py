@@ -72,3 +72,22 @@ def shipped() -> dict:
 
 def probability(x: np.ndarray) -> np.ndarray:
     return predict(shipped(), x)
+
+
+def probability_floor() -> float:
+    """Pairs less likely than this are not offered (``p_min`` of the shipped model; 0 when absent)."""
+    return float(shipped().get("p_min", 0.0))
+
+
+def reliability(y: np.ndarray, p: np.ndarray, edges=(0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0)) -> list[dict]:
+    """A reliability table: per bin of predicted probability, the pairs, the mean prediction and the
+    observed share of same-identity pairs (a calibrated model has the two close)."""
+    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and probabilities {p.shape} differ")
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (p >= lo) & ((p < hi) if hi < 1.0 else (p <= hi))
+        out.append({"bin": [lo, hi], "pairs": int(m.sum()), "mean_p": float(p[m].mean()) if m.any() else None,
+                    "observed": float(y[m].mean()) if m.any() else None})
+    return out

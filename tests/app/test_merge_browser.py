@@ -17,7 +17,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture
-def merge_run(transactional_db):
+def merge_run(transactional_db, monkeypatch):
+    # every candidate pair offered (no probability floor): after the two true merges the queue still
+    # holds unlikely pairs to answer "no" to
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 0.0)
     run, clusters, outliers, labeled = small_run(people=4, per=12, media=True)
     halves = [_split(run, clusters[0], 5), _split(run, clusters[1], 4)]
     make_user("newbie", "annotator")

@@ -51,7 +51,13 @@ def test_split_people_head_the_merge_queue_and_candidates_are_computed_once(mq, 
     top = {frozenset((i["cluster"], i["other"])) for i in items[:2]}
     assert top == {frozenset((c[0].pk, h[0].pk)), frozenset((c[1].pk, h[1].pk))}
     assert all(0 <= i["probability"] <= 1 for i in items)
-    assert items[0]["probability"] > 0.5 > min(i["probability"] for i in items)
+    from facecurate.runs.services.merge_queue import candidates
+    from pipeline.review.merge_model import probability_floor
+
+    floor = probability_floor()
+    assert 0 < floor < 0.5 and items[0]["probability"] > 0.5
+    assert min(i["probability"] for i in items if i["kind"] == "merge") >= floor  # negligible pairs not offered
+    assert (candidates(run)["prob"] < floor).any()  # though the candidates hold some
     assert [i["per_action"] for i in items] == sorted((i["per_action"] for i in items), reverse=True)
     arts = Artifact.objects.filter(path__endswith="merge_candidates.npz")
     assert arts.count() == 1
@@ -147,3 +153,27 @@ def test_review_queue_interleaves_merges_and_clean_ups_by_gain_per_action(mq):
     cleans = [i for i in items if i["kind"] == "clean"]
     assert all(i["gain"] > 0 and 1 <= i["actions"] <= 2 for i in cleans)
 
+
+
+def test_review_queue_offers_a_cluster_with_all_its_likely_partners_and_one_answer_takes_them(mq):
+    from facecurate.runs.models import ReviewAction
+    from facecurate.runs.services import merge_queue
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    groups = [i for i in merge_queue.review_items(run) if i.kind == "merge"]
+    assert groups and all(i.others and i.other == i.others[0]["id"] for i in groups)
+    assert all(len({o["id"] for o in i.others}) == len(i.others) and i.cluster not in {o["id"] for o in i.others}
+               for i in groups)
+    api = mq["client"].get(f"/api/runs/{run.pk}/review-queue/?limit=200").json()
+    row = next(i for i in api if i["kind"] == "merge" and i["cluster"] == c[0].pk)
+    assert row["others"] and all(str(o["id"]) in row["clusters"] for o in row["others"])  # each partner's faces shown
+    g = next(i for i in groups if i.cluster == c[0].pk)
+    assert g.others[0]["id"] == h[0].pk  # its split-off half is its most likely partner
+    others = [{"id": o["id"], "version": _c(o["id"]).version} for o in g.others]
+    merge_queue.answer_group(user, c[0].pk, _c(c[0].pk).version, others, [h[0].pk])
+    assert _c(c[0].pk).size == 12 and _c(h[0].pk).size == 0
+    nos = ReviewAction.objects.filter(run=run, kind="distinct").count()
+    assert nos == len(others) - 1  # the rest recorded as "no": not offered again with this cluster
+    after = [i for i in merge_queue.review_items(run) if i.kind == "merge" and i.cluster == c[0].pk]
+    assert all(o["id"] not in {x["id"] for x in others} for i in after for o in i.others)
+    assert_consistent(run)

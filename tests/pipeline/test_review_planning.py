@@ -67,3 +67,34 @@ def test_oracle_merges_splits_and_cleans_outliers_to_perfect():
     assert curve[0] < 1.0 and curve[-1] == pytest.approx(1.0)
     assert len(curve) - 1 == 4  # merge the split, reject the outlier, place it, place the unclustered face
     assert all(b >= a for a, b in zip(curve, curve[1:]))
+
+
+def test_a_merge_group_shows_a_cluster_with_its_likely_partners_for_one_action():
+    sizes = {0: 10, 1: 6, 2: 4, 3: 1, 4: 8}
+    pairs = [(0, 1, 0.9), (0, 2, 0.5), (0, 3, 0.01), (2, 4, 0.3)]
+    groups = gain.merge_groups(pairs, sizes, p_min=0.05)
+    top_gain, anchor, partners = groups[0]
+    assert anchor == 0 and [b for b, _ in partners] == [1, 2]  # most likely first, the negligible one dropped
+    assert top_gain == pytest.approx(10 * (0.9 * 6 + 0.5 * 4))
+    assert [g for g, _, _ in groups] == sorted((g for g, _, _ in groups), reverse=True)
+    assert {a for _, a, _ in groups} == {0, 1, 2, 4}  # cluster 3 is only in a pair under the floor
+    assert len(gain.merge_groups(pairs, sizes, p_min=0.0, max_partners=1)[0][2]) == 1
+
+
+def test_probability_floor_drops_at_most_the_allowed_share_of_true_merges():
+    q = np.array([0.01, 0.02, 0.1, 0.3, 0.9])
+    y = np.array([0, 1, 0, 1, 1])
+    w = np.array([5.0, 1.0, 50.0, 30.0, 68.0])  # true merges weigh 1 + 30 + 68 = 99
+    assert gain.probability_floor(q, y, w, lost=0.011) == pytest.approx(0.3)  # drops 1 of 99 pairs (and a wrong one)
+    assert gain.probability_floor(q, y, w, lost=0.0) == pytest.approx(0.02)
+    assert gain.probability_floor(q, np.zeros(5), w) == 0.0
+
+
+def test_reliability_table_bins_predictions_and_observed_rates():
+    p = np.array([0.02, 0.03, 0.55, 0.6, 0.95, 1.0])
+    y = np.array([0, 0, 1, 0, 1, 1])
+    table = merge_model.reliability(y, p)
+    assert sum(r["pairs"] for r in table) == 6
+    mid = next(r for r in table if r["bin"] == [0.5, 0.65])
+    assert mid["pairs"] == 2 and mid["observed"] == pytest.approx(0.5) and mid["mean_p"] == pytest.approx(0.575)
+    assert table[-1]["pairs"] == 2 and table[-1]["observed"] == 1.0

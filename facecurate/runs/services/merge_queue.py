@@ -8,7 +8,11 @@ queue is listed: a cluster merged into another stands for it, answered pairs ("n
 emptied and dismissed clusters drop out.
 
 Every item carries ``gain``, the expected pairwise errors it fixes, and ``actions``, the expected
-decisions it takes; the review queue orders merges, placements and clean-ups by gain per action.
+decisions it takes; the review queue orders merges, placements and clean-ups by gain per action. In the
+review queue a merge item is a cluster with all its likely partners (``others``, most likely first;
+``other`` is the first): one decision accepts the ones that are the same person and says no to the rest
+(:func:`answer_group`). Pairs below the model's probability floor (``p_min`` in merge_model.json, chosen
+on training identities) are not offered.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class Item:
     probability: float | None = None
     gain: float = 0.0
     actions: float = 1.0
+    others: list | None = None  # a merge group: [{"id": cluster, "probability": q}, ...], most likely first
 
     @property
     def per_action(self) -> float:
@@ -113,22 +118,53 @@ def _live(run: PipelineRun) -> dict[int, Cluster]:
     return {c.pk: c for c in Cluster.objects.filter(run=run, size__gt=0).exclude(review_state=Cluster.Review.DISMISSED)}
 
 
+def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set) -> dict[tuple, float]:
+    """Open candidate pairs (a < b, both live, not answered no) with their probability, rescored where
+    review changed a cluster, those under the probability floor left out."""
+    from pipeline.review.merge_model import probability_floor
+
+    best: dict[tuple, float] = {}
+    for a, b, q in zip(cand["a"].tolist(), cand["b"].tolist(), cand["prob"].tolist()):
+        a, b = resolve(a), resolve(b)
+        key = (min(a, b), max(a, b))
+        if a != b and a in live and b in live and key not in no_pairs:
+            best[key] = max(best.get(key, 0.0), q)
+    best = _rescored(run, best, {c for c, x in live.items() if x.version > 1})
+    floor = probability_floor()
+    return {k: q for k, q in best.items() if q >= floor}
+
+
 def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
     """The merge queue: cluster pairs and rejected faces against their likely clusters, most gain first
     (``face``: only that rejected face's offers)."""
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
-    best: dict[tuple, float] = {}
-    if face is None:
-        for a, b, q in zip(cand["a"].tolist(), cand["b"].tolist(), cand["prob"].tolist()):
-            a, b = resolve(a), resolve(b)
-            key = (min(a, b), max(a, b))
-            if a != b and a in live and b in live and key not in no_pairs:
-                best[key] = max(best.get(key, 0.0), q)
-    best = _rescored(run, best, {c for c, x in live.items() if x.version > 1})
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs) if face is None else {}
     items = [Item("merge", a, b, probability=q, gain=float(q * live[a].size * live[b].size))
              for (a, b), q in best.items()]
+    items += _place_items(run, cand, resolve, live, no_faces, face)
+    items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
+    return items
+
+
+def group_items(run: PipelineRun) -> list[Item]:
+    """Merge groups (a cluster with all its likely partners, one decision) and rejected faces' offers."""
+    from pipeline.review.gain import merge_groups
+
+    cand, resolve = candidates(run), _resolver(run)
+    live = _live(run)
+    no_pairs, no_faces = _answered(run, resolve)
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs)
+    sizes = {c: x.size for c, x in live.items()}
+    items = [Item("merge", a, partners[0][0], probability=partners[0][1], gain=gain,
+                  others=[{"id": b, "probability": q} for b, q in partners])
+             for gain, a, partners in merge_groups(((a, b, q) for (a, b), q in best.items()), sizes)]
+    return items + _place_items(run, cand, resolve, live, no_faces, None)
+
+
+def _place_items(run, cand, resolve, live, no_faces, face) -> list[Item]:
+    items = []
     rejected = RunFace.objects.filter(run=run, cluster__isnull=True, excluded=RunFace.Excluded.REJECTED)
     if face is not None:
         rejected = rejected.filter(pk=face)
@@ -143,7 +179,6 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
             if c in live and (rf, c) not in no_faces:
                 offers[c] = max(offers.get(c, 0.0), q)
         items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size)) for c, q in offers.items()]
-    items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
     return items
 
 
@@ -188,8 +223,8 @@ def clean_items(run: PipelineRun) -> list[Item]:
 
 
 def review_items(run: PipelineRun) -> list[Item]:
-    """One queue: merges, placements and clean-ups by expected pairwise errors fixed per action."""
-    items = merge_items(run) + clean_items(run)
+    """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action."""
+    items = group_items(run) + clean_items(run)
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items
@@ -210,6 +245,21 @@ def answer_pair(user, cluster_id: int, version: int, other_id: int, other_versio
     if keep_other:
         return review.merge(user, other_id, other_version, cluster_id, version)
     return review.merge(user, cluster_id, version, other_id, other_version)
+
+
+@transaction.atomic
+def answer_group(user, cluster_id: int, version: int, others: list[dict], same: list[int]):
+    """One decision on a merge group: the clusters in ``same`` (ids among ``others`` = [{id, version}])
+    merge into this cluster, every other one is recorded as not this person. Returns the outcomes."""
+    ids = {int(o["id"]) for o in others}
+    if not ids or not set(map(int, same)) <= ids:
+        raise review.ReviewError("name the group's clusters (others) and the same ones among them", "no_target", 400)
+    outs = [review.distinct(user, cluster_id, other_cluster_id=o["id"]) for o in others if int(o["id"]) not in same]
+    keep = [o for o in others if int(o["id"]) in same]
+    if keep:
+        version = Cluster.objects.get(pk=cluster_id).version
+        outs += accept_merges(user, cluster_id, version, keep)
+    return outs
 
 
 @transaction.atomic

@@ -4,7 +4,8 @@ yes/no on a pair, a reject, a merge, a placement, an assignment), recording the 
 (pairwise F, BCubed F) after every action, and why it stopped (queue exhausted, action limit, target).
 
 The shipped order, ``gain``, is the one review queue (:mod:`.merge_queue`): the person takes its head
-item each time: a pair of clusters ("same person?": yes merges, no is recorded), a rejected face
+item each time: a cluster with its likely partners (one decision: the ones that are the same person
+merge into it, the rest are recorded as "no"; all "no" is one action too), a rejected face
 against a cluster (yes places it), or a cluster to clean (reject the faces that are not its majority
 person, then confirm or assign it); the queue is listed again after every decision.
 
@@ -235,6 +236,13 @@ class Annotator:
         """One queue item, as a person answers it (one action per decision)."""
         from . import merge_queue
 
+        if item.kind == "merge" and item.others:
+            person = self.majority(item.cluster)[0]
+            others = [{"id": o["id"], "version": self.version(o["id"])} for o in item.others]
+            same = [o["id"] for o in others if self.majority(o["id"])[0] == person]
+            trace.clusters_visited += 1
+            return self.act(trace, "merge" if same else "no", merge_queue.answer_group, item.cluster,
+                            self.version(item.cluster), others, same)
         if item.kind == "merge":
             same = self.majority(item.cluster)[0] == self.majority(item.other)[0]
             trace.clusters_visited += 1

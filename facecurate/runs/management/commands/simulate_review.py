@@ -1,4 +1,4 @@
-"""``manage.py simulate_review RUN [--order O ...] [--targets F ...] [--passes N] [--max-actions N] [--json]``:
+"""``manage.py simulate_review RUN [--order O ...] [--targets F ...] [--passes N] [--max-actions N] [--stop-at F] [--json]``:
 let the simulated annotator work a run's review under each queue order (the run must have ground truth:
 started with truth_from_folders, and no review by people yet), compute the perfect greedy annotator's
 bound on the same run, store the quality curves in the run's metrics (the run's report page draws
@@ -34,10 +34,12 @@ class Command(BaseCommand):
         parser.add_argument("--max-actions", type=int, default=500)
         parser.add_argument("--order", nargs="+", choices=ORDERS, default=list(ORDERS))
         parser.add_argument("--targets", nargs="+", type=float, default=[0.95, 0.99])
+        parser.add_argument("--stop-at", type=float, default=None,
+                            help="stop each order once pairwise F reaches this (stopped: target)")
         parser.add_argument("--passes", type=int, default=1, help="walks of the cluster orders (default 1)")
         parser.add_argument("--json", action="store_true", help="print the summaries as one JSON object")
 
-    def handle(self, *args, run, max_actions, order, targets, passes, json: bool = False, **options):
+    def handle(self, *args, run, max_actions, order, targets, passes, json: bool = False, stop_at=None, **options):
         try:
             obj = PipelineRun.objects.get(pk=run)
         except PipelineRun.DoesNotExist:
@@ -51,14 +53,14 @@ class Command(BaseCommand):
         curves, summaries = {}, {}
         for name in order:
             reset_review(obj)
-            trace = Annotator(obj, user, quality, max_actions=max_actions).work(name, passes=passes)
+            trace = Annotator(obj, user, quality, max_actions=max_actions).work(name, passes=passes, target=stop_at)
             curves[name] = _decimate(trace.pairwise_f)
             summaries[name] = trace.summary(tuple(targets))
             if not json:
                 self.stdout.write(f"{name}: stopped ({trace.stopped}) after {len(trace.actions)} actions, "
                                   f"F {trace.pairwise_f[0]:.4f} -> {trace.pairwise_f[-1]:.4f}; {summaries[name]}")
         reset_review(obj)
-        oracle = oracle_curve(quality, max_actions)
+        oracle = oracle_curve(quality, max_actions, target=stop_at)
         summaries["oracle"] = {"order": "oracle", "actions": len(oracle) - 1, "final_pairwise_f": oracle[-1],
                                **{f"actions_to_pairwise_f_{t}": _first(oracle, t) for t in targets}}
         curves["oracle"] = _decimate(oracle)
