@@ -68,8 +68,8 @@ function facecurateMerges(runId) {
       const out = await api("/api/runs/" + runId + "/merge-answer/", {method: "POST", body: JSON.stringify(body)});
       lastAction = out.action && out.action.id;
       answered += 1;
+      await load();  // the next item first, then the status: "N answered" means the page shows what comes next
       status.textContent = (same ? "Merged" : "Noted: not the same person") + " · " + answered + " answered";
-      await load();
     } catch (e) { error.textContent = e.message; await load(); }
     busy = false;
   }
