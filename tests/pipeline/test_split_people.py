@@ -89,3 +89,20 @@ def test_training_masks_close_classes_from_the_starting_centroids(tmp_path):
         TrainConfig(backbone="mlp", close_class_threshold=0.9, classifier_init="random")
     with pytest.raises(ValueError):
         TrainConfig(backbone="mlp", close_class_threshold=2.0)
+
+
+def test_reestimate_batchnorm_takes_the_new_domains_statistics():
+    from pipeline.recognition.adapt import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    lin = net[0].weight.detach().clone()
+    data = torch.randn(40, 3) * 3 + 5
+    seen = reestimate_batchnorm(net, (data[i:i + 10] for i in range(0, 40, 10)))
+    assert seen == 40 and not net.training and net[1].momentum == 0.1
+    with torch.no_grad():
+        h = net[0](data)
+    torch.testing.assert_close(net[1].running_mean, h.mean(0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(net[0].weight, lin)  # only statistics move
+    with pytest.raises(ValueError):
+        reestimate_batchnorm(torch.nn.Linear(3, 3), [data])
