@@ -106,3 +106,22 @@ def test_reestimate_batchnorm_takes_the_new_domains_statistics():
     torch.testing.assert_close(net[0].weight, lin)  # only statistics move
     with pytest.raises(ValueError):
         reestimate_batchnorm(torch.nn.Linear(3, 3), [data])
+
+
+def test_pseudo_training_set_merges_close_clusters_then_builds_the_set():
+    from pipeline.retraining.recipe import Recipe, pseudo_training_set
+
+    emb = _unit([1, 0], [1, 0.05], [1, 0.1], [1, 0.12], [0, 1], [0, 1], [0.7, 0.7])
+    labels = np.array([0, 0, 1, 1, 2, 2, -1])
+    p = np.array([0.0, 0.5, 0.1, 0.1, 0.2, np.nan, 0.3])
+    state = np.array([0, 0, 0, 0, 0, 0, 0])
+    rows, cls, w = pseudo_training_set(emb, labels, p, state, Recipe(weighting="hard"))
+    np.testing.assert_array_equal(rows, [0, 1, 2, 3, 4, 5])  # unclustered face left out
+    assert len(np.unique(cls)) == 3 and (w == 1).all()
+    rows, cls, w = pseudo_training_set(emb, labels, p, state, Recipe(weighting="hard", merge_threshold=0.99))
+    assert len(np.unique(cls)) == 2 and cls[0] == cls[2]  # clusters 0 and 1 are one person
+    rows, cls, w = pseudo_training_set(emb, labels, p, state, Recipe(weighting="soft", gamma=1.0))
+    assert 5 not in rows  # soft weighting drops a face with no p-
+    np.testing.assert_allclose(w[rows == 1], 0.5)
+    with pytest.raises(ValueError):
+        pseudo_training_set(emb, labels, p[:3], state)
