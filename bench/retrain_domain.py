@@ -30,6 +30,8 @@ only; the table says which won. The product default must be that winner: the scr
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import tempfile
 import time
@@ -179,6 +181,23 @@ def training_rows(faces: Faces, pl: dict | None, recipe: Recipe, source: str) ->
 
 def train_and_score(name: str, faces: Faces, pl: dict | None, recipe: Recipe, source: str, sets: tuple[str, ...],
                     pairs: bool, tmp: Path, seed: int) -> dict:
+    """One training and its scores; kept in the domain cache by (recipe, source, sets, seed), so rows can be
+    trained by separate processes (``--only``) and a later run writes the results from all of them."""
+    key = json.dumps({"recipe": asdict(recipe), "source": source, "sets": sets, "pairs": pairs, "seed": seed,
+                      "device": faces.device.split(":")[0]}, sort_keys=True)
+    f = faces.dir / "rows" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if f.exists():
+        return {**json.loads(f.read_text()), "row": name}
+    row = _train_and_score(name, faces, pl, recipe, source, sets, pairs, tmp, seed)
+    f.parent.mkdir(exist_ok=True)
+    tmp_f = f.with_name(f.name + ".tmp")
+    tmp_f.write_text(json.dumps(row, default=float))
+    tmp_f.rename(f)
+    return row
+
+
+def _train_and_score(name: str, faces: Faces, pl: dict | None, recipe: Recipe, source: str, sets: tuple[str, ...],
+                     pairs: bool, tmp: Path, seed: int) -> dict:
     from pipeline.recognition.models import load_recognizer
     from pipeline.recognition.training import train_on_crops
 
@@ -236,7 +255,10 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=16)
     ap.add_argument("--select", action=argparse.BooleanOptionalAction, default=True,
                     help="train the CANDIDATES and choose on the val people first")
+    ap.add_argument("--only", default=None, help="train and cache only this row (or candidate) by name, write nothing")
     ap.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True, help="clean LFW pairs per row")
+    ap.add_argument("--bn-pairs", action=argparse.BooleanOptionalAction, default=None,
+                    help="LFW pairs for the BatchNorm row too (7,700 whole-network passes; default: on CUDA only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -248,13 +270,15 @@ def main() -> None:
     faces = Faces(cfg, args.device)
     res: dict = {"domain": asdict(cfg), "split": split_identities(cfg).facts(), "recipe": asdict(DEFAULT_RECIPE),
                  "faces": {g: int(len(v[0])) for g, v in faces.groups.items()}}
-    ks = sorted({DEFAULT_RECIPE.trainable_blocks} | {replace(DEFAULT_RECIPE, **c).trainable_blocks
-                                                     for c in CANDIDATES.values()} if args.select else
-                {DEFAULT_RECIPE.trainable_blocks})
+    ks = sorted({DEFAULT_RECIPE.trainable_blocks} | ({replace(DEFAULT_RECIPE, **c).trainable_blocks
+                                                      for c in CANDIDATES.values()} if args.select and not args.only
+                                                     else set()))
     pls = {k: pseudo_labels(faces, k) for k in ks}
     pl = pls[DEFAULT_RECIPE.trainable_blocks]
     res["pseudo_labels"] = {"overlap": pl["overlap"], **{m: pl[m]["quality"] for m in ("separated", "naive")}}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.only:
+            return run_only(args.only, faces, pls, pl, args, Path(tmp))
         if args.select:
             res["selection"] = []
             for name, change in CANDIDATES.items():
@@ -269,21 +293,49 @@ def main() -> None:
     harness.write_results(name, res, markdown(res, png.name if png else None))
 
 
+def row_specs(pl: dict) -> list[tuple[str, Recipe, str]]:
+    """(name, recipe, pseudo-label source) of every trained row. The pseudo-label rows change only the
+    weighting (the rest is the default recipe); 'naive' clusters every unlabeled face."""
+    d = DEFAULT_RECIPE
+    plain = replace(d, close_class_threshold=None, merge_threshold=None)
+    naive_source = "naive" if not np.array_equal(pl["naive"]["labels"], pl["separated"]["labels"]) else "separated"
+    return [("labeled only", d, "none"),
+            ("+ pseudo-labels, hard (no split-people handling)", replace(plain, weighting="hard"), "separated"),
+            ("+ pseudo-labels, soft gamma 1 (no split-people handling)", replace(plain, weighting="soft", gamma=1.0),
+             "separated"),
+            ("+ pseudo-labels, soft gamma 2 (no split-people handling)", replace(plain, weighting="soft", gamma=2.0),
+             "separated"),
+            ("naive: no overlap separation" + ("" if naive_source == "naive" else
+                                              " (= separated: the separation found no overlap)"), d, naive_source),
+            ("true labels (upper bound)", d, "true"),
+            ("product defaults (DEFAULT_RECIPE)", d, "separated")]
+
+
+def run_only(name: str, faces: Faces, pls: dict, pl: dict, args, tmp: Path) -> None:
+    for n, change in CANDIDATES.items():
+        if n == name:
+            r = replace(DEFAULT_RECIPE, **change)
+            train_and_score(n, faces, pls.get(r.trainable_blocks) or pseudo_labels(faces, r.trainable_blocks), r,
+                            "separated", ("val",), False, tmp, args.seed)
+            return
+    for n, recipe, source in row_specs(pl):
+        if n == name:
+            train_and_score(n, faces, pl, recipe, source, ("val", "test"), args.pairs, tmp, args.seed)
+            return
+    if name == "bn":
+        bn_row(faces, args.pairs and bool(args.bn_pairs))
+        return
+    sys.exit(f"no row or candidate named {name!r}")
+
+
 def test_rows(faces: Faces, pl: dict, args, tmp: Path) -> list[dict]:
     k0 = DEFAULT_RECIPE.trainable_blocks
     sets = ("val", "test")
     rows = [{"row": "parent (SFace as shipped)", "source": "none",
              **evaluate(parent_backbone(k0), faces, k0, sets, args.pairs)}]
-    rows.append(bn_row(faces, args.pairs))
-    d = DEFAULT_RECIPE
-    specs = [("labeled only", d, "none"),
-             ("+ pseudo-labels, hard", replace(d, weighting="hard"), "separated"),
-             ("+ pseudo-labels, soft gamma 1", replace(d, weighting="soft", gamma=1.0), "separated"),
-             ("+ pseudo-labels, soft gamma 2", replace(d, weighting="soft", gamma=2.0), "separated"),
-             ("naive: no overlap separation", d, "naive"),
-             ("true labels (upper bound)", d, "true"),
-             ("product defaults (DEFAULT_RECIPE)", d, "separated")]
-    for name, recipe, source in specs:
+    bn_pairs = args.pairs and (args.device.startswith("cuda") if args.bn_pairs is None else args.bn_pairs)
+    rows.append(bn_row(faces, bn_pairs))
+    for name, recipe, source in row_specs(pl):
         rows.append(train_and_score(name, faces, pl, recipe, source, sets, args.pairs, tmp, args.seed))
     return rows
 
