@@ -48,8 +48,8 @@ from . import artifacts
 log = logging.getLogger(__name__)
 
 #: Request options and their defaults (the API serializer and the admin form use the same names). The
-#: training recipe's values come from ``pipeline.retraining.recipe.DEFAULT_RECIPE`` (chosen on the validation
-#: people of bench/retrain_domain.py); ``lr`` None means the recipe's for 'sface', 1e-3 for 'mobilefacenet'.
+#: training recipe's values come from ``pipeline.retraining.recipe.DEFAULT_RECIPE`` (still the earlier defaults:
+#: bench/retrain_domain.py has not measured a better one yet); ``lr`` None means the recipe's for 'sface', 1e-3 for 'mobilefacenet'.
 DEFAULTS: dict[str, Any] = {
     "gamma": RECIPE.gamma, "weighting": RECIPE.weighting, "overlap": "discard",
     "min_cluster_size": RECIPE.min_cluster_size, "max_faces_per_cluster": RECIPE.max_faces_per_cluster,
