@@ -9,6 +9,7 @@
 | ``losses`` | the CosFace margin as a tiny module over cosine logits (``CosFaceLoss``) |
 | ``checkpoint`` | one checkpoint format (``save_checkpoint``, ``load_checkpoint``) |
 | ``training`` | training and fine-tuning with per-sample weights (``TrainConfig``, ``train``, ``train_on_crops``) |
+| ``adapt`` | BatchNorm statistics re-estimated on a new domain's faces (``reestimate_batchnorm``) |
 | ``extraction`` | folders of images to feature files (``extract_features``) |
 """
 from pipeline._lazy import lazy_exports

@@ -39,6 +39,8 @@ class TrainConfig:
     num_threads: int = 0  # CPU threads for torch (0: leave as is)
     log_every: int = 10  # progress callback every this many steps
     init_checkpoint: str | None = None  # start the backbone from this checkpoint's weights (same backbone)
+    close_class_threshold: float | None = None  # leave classes whose starting centroids have cosine >= this out of
+    # each other's softmax (split people: pipeline.retraining.split_people); needs the class-means classifier start
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -61,6 +63,12 @@ class TrainConfig:
                 raise ValueError("trainable_blocks applies to the 'sface' backbone only")
             if not 1 <= int(self.trainable_blocks) <= NUM_STAGES:
                 raise ValueError(f"trainable_blocks must be in [1, {NUM_STAGES}] or None, got {self.trainable_blocks}")
+
+        if self.close_class_threshold is not None:
+            if not -1.0 <= float(self.close_class_threshold) <= 1.0:
+                raise ValueError(f"close_class_threshold must be a cosine in [-1, 1], got {self.close_class_threshold}")
+            if self.classifier_init == "random":
+                raise ValueError("close_class_threshold needs the class-means classifier start (classifier_init)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

@@ -155,6 +155,7 @@ class _Run:
     net: Any = None  # forward, wrapped for DDP when distributed
     data: Any = None
     flipped: np.ndarray | None = None
+    ignore: torch.Tensor | None = None  # (C, C) bool: negatives left out of each class's softmax
     opt: Any = None
     sched: Any = None
     scaler: Any = None
@@ -188,22 +189,55 @@ def _setup(run: _Run) -> None:
     run.use_amp = bool(config.amp and run.device.type == "cuda")
 
 
-def _build(run: _Run, data: np.ndarray, resume_from: str | Path | None) -> None:
-    """The model (from the parent's backbone unless resuming), cached trunk inputs, the classifier's start."""
+def _check_trunk_cache(trunk_cache: tuple[np.ndarray, np.ndarray | None], n: int, config: TrainConfig) -> None:
+    from pipeline.recognition.sface_torch import trunk_output_shape
+
+    acts, flipped = trunk_cache
+    want = (n, *trunk_output_shape(config.trainable_blocks))
+    if tuple(acts.shape) != want or (flipped is not None and tuple(flipped.shape) != want):
+        raise ValueError(f"trunk_cache arrays must be {want}, got {acts.shape} and "
+                         f"{None if flipped is None else flipped.shape}")
+    if config.flip and flipped is None:
+        raise ValueError("trunk_cache needs the mirrored crops' activations too when config.flip is on")
+
+
+def _build(run: _Run, data: np.ndarray, resume_from: str | Path | None,
+           trunk_cache: tuple[np.ndarray, np.ndarray | None] | None = None) -> None:
+    """The model (from the parent's backbone unless resuming), cached trunk inputs, the classifier's start,
+    and the close-class mask (from the starting classifier, so a resumed run rebuilds the same one)."""
     config = run.config
     torch.manual_seed(config.seed)
     run.model = build_model(asdict(config), len(run.class_names), run.input_dim).to(run.device)
     if config.init_checkpoint and resume_from is None:
         _init_backbone(run.model, config)
     run.forward, run.data = run.model, data
+    if trunk_cache is not None and not _use_trunk_cache(config, run.device):
+        raise ValueError("trunk_cache is given but this training does not run on a frozen SFace trunk's activations")
     if _use_trunk_cache(config, run.device):
-        run.data, run.flipped = _trunk_activations(run.model, data, config, run.device, run.out_path,
-                                                   run.progress if run.rank == 0 else None)
+        if trunk_cache is not None:
+            _check_trunk_cache(trunk_cache, len(data), config)
+            split_for_finetune_only(run.model, config)
+            run.data, run.flipped = trunk_cache
+        else:
+            run.data, run.flipped = _trunk_activations(run.model, data, config, run.device, run.out_path,
+                                                       run.progress if run.rank == 0 else None)
         run.forward = _CachedHead(run.model)
     init = config.classifier_init
     if init == "class_means" or (init == "auto" and (not run.image or config.backbone in PRETRAINED_BACKBONES)):
         _init_class_means(run.forward, run.data, run.label_ids, len(run.class_names), run.image, run.device,
                           run.model.classifier)
+        if config.close_class_threshold is not None:
+            from pipeline.retraining.split_people import close_class_mask
+
+            w = run.model.classifier.weight.detach().float().cpu().numpy()
+            run.ignore = torch.from_numpy(close_class_mask(w, float(config.close_class_threshold))).to(run.device)
+
+
+def split_for_finetune_only(model: RecognizerModel, config: TrainConfig) -> None:
+    """Freeze the SFace trunk as ``_trunk_activations`` does, without running it."""
+    from pipeline.recognition.sface_torch import split_for_finetune
+
+    split_for_finetune(model.backbone, config.trainable_blocks)
 
 
 def _optimise(run: _Run) -> None:
@@ -262,7 +296,7 @@ def _step(run: _Run, criterion: CosFaceLoss, idx: np.ndarray, flip: torch.Tensor
     w = None if run.weights is None else torch.from_numpy(run.weights[idx]).to(run.device, non_blocking=True)
     with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
         _, cosine = run.net(x)
-    loss = criterion(cosine.float(), y, w)
+    loss = criterion(cosine.float(), y, w, None if run.ignore is None else run.ignore[y])
     run.opt.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.opt)
@@ -312,7 +346,8 @@ def _end_epoch(run: _Run, record: dict[str, Any], train_seconds: float, extra_me
         raise ValueError(f"training diverged at epoch {record['epoch']} (loss {record['loss']})")
     if run.rank != 0:
         return
-    metrics = {"history": run.history, "final_loss": record["loss"], "final_accuracy": record["accuracy"],
+    masked = 0 if run.ignore is None else int(run.ignore.sum()) // 2
+    metrics = {"close_class_pairs_masked": masked, "history": run.history, "final_loss": record["loss"], "final_accuracy": record["accuracy"],
                "train_seconds": train_seconds, "num_samples": len(run.label_ids),
                "num_classes": len(run.class_names), "world_size": run.world, "device": str(run.device),
                "amp": run.use_amp, "trunk_cached": run.forward is not run.model, **extra_metrics}
@@ -340,8 +375,12 @@ def run_training(
     progress: Progress | None,
     resume_from: str | Path | None,
     extra_metrics: dict[str, Any],
+    trunk_cache: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Path:
-    """Train on ``data`` (features (N, D) or crops (N, 112, 112, 3)) with class ids (N,); the checkpoint's path."""
+    """Train on ``data`` (features (N, D) or crops (N, 112, 112, 3)) with class ids (N,); the checkpoint's path.
+
+    ``trunk_cache`` (activations, mirrored activations or None): the frozen SFace trunk's outputs for
+    ``data``'s crops, computed by the caller (e.g. once for several trainings over the same faces)."""
     n = len(label_ids)
     if n < 2:
         raise ValueError(f"need at least 2 training samples, got {n}")
@@ -349,7 +388,7 @@ def run_training(
     run = _Run(config=config, label_ids=label_ids, class_names=class_names, weights=weights, out_path=Path(out_path),
                progress=progress, image=image, input_dim=None if image else int(data.shape[1]))
     _setup(run)
-    _build(run, data, resume_from)
+    _build(run, data, resume_from, trunk_cache)
     _optimise(run)
     if resume_from is not None:
         _resume(run, resume_from)

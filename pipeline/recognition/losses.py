@@ -7,6 +7,10 @@ target class's cosine only. The cross-entropy of those logits is the CosFace los
 ``weighted_cross_entropy`` takes a per-sample weight so later stages can down-weight
 pseudo-labeled faces by ``(1 - p_minus) ** gamma`` (weight 1 for labeled faces).
 
+``ignore`` (B, C) bool leaves chosen negative classes out of a sample's softmax (their logit is set
+to -inf; the target class is never left out): pseudo-classes whose centroids are close may be one
+person split by the clustering, and must not be pushed apart (``pipeline.retraining.split_people``).
+
 Defaults s=64, m=0.35 are the CosFace paper's (its best LFW/MegaFace setting, and the values
 the clustering paper we follow uses); with a few hundred classes s=64 still gives the
 softmax enough range (the target probability saturates at cos margins of ~0.1).
@@ -82,6 +86,20 @@ class CosFaceLoss(nn.Module):
         self.margin = CosFaceMargin(scale, margin)
 
     def forward(
-        self, cosine: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+        self, cosine: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None,
+        ignore: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return weighted_cross_entropy(self.margin(cosine, targets), targets, weights)
+        logits = self.margin(cosine, targets)
+        if ignore is not None:
+            logits = ignore_negatives(logits, targets, ignore)
+        return weighted_cross_entropy(logits, targets, weights)
+
+
+def ignore_negatives(logits: torch.Tensor, targets: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+    """``logits`` (B, C) with ``-inf`` where ``ignore`` (B, C) bool is set, except at each row's target."""
+    _check_logits_targets(logits, targets)
+    if ignore.shape != logits.shape or ignore.dtype != torch.bool:
+        raise ValueError(f"ignore must be a bool tensor of shape {tuple(logits.shape)}, got {ignore.dtype} "
+                         f"{tuple(ignore.shape)}")
+    keep_target = torch.zeros_like(ignore).scatter_(1, targets[:, None], True)
+    return logits.masked_fill(ignore & ~keep_target, float("-inf"))

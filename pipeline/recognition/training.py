@@ -114,8 +114,12 @@ def train_on_crops(
     progress: Progress | None = None,
     resume_from: str | Path | None = None,
     extra_metrics: dict[str, Any] | None = None,
+    trunk_cache: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Path:
-    """Train an image backbone on aligned crops (N, 112, 112, 3) uint8 BGR with string labels (N,)."""
+    """Train an image backbone on aligned crops (N, 112, 112, 3) uint8 BGR with string labels (N,).
+
+    ``trunk_cache``: the frozen SFace trunk's activations of these crops (and of their mirror images),
+    when the caller already has them (``pipeline.recognition.sface_torch.cache_trunk_activations``)."""
     from pipeline.recognition.embedders import check_crops
 
     if config.backbone not in IMAGE_BACKBONES:
@@ -126,4 +130,5 @@ def train_on_crops(
         raise ValueError(f"labels must have shape ({len(crops)},), got {labels.shape}")
     class_names, ids = np.unique(labels, return_inverse=True)
     return run_training(config, crops, ids.astype(np.int64), class_names, weights=_check_weights(weights, len(crops)),
-                  out_path=out_path, progress=progress, resume_from=resume_from, extra_metrics=extra_metrics or {})
+                  out_path=out_path, progress=progress, resume_from=resume_from, extra_metrics=extra_metrics or {},
+                  trunk_cache=trunk_cache)
