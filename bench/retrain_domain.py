@@ -61,6 +61,10 @@ CANDIDATES: dict[str, dict] = {
                                                         weighting="hard"),
     "1 stage, lr 1e-3, soft, close-class mask 0.4": dict(trainable_blocks=1, lr=1e-3, close_class_threshold=0.4,
                                                         weighting="soft"),
+    "2 stages, lr 1e-4, soft, close-class mask 0.4": dict(trainable_blocks=2, lr=1e-4, close_class_threshold=0.4,
+                                                         weighting="soft"),
+    "2 stages, lr 1e-4, hard, close-class mask 0.4": dict(trainable_blocks=2, lr=1e-4, close_class_threshold=0.4,
+                                                         weighting="hard"),
 }
 
 
