@@ -39,17 +39,10 @@ def png_main(crop_bgr: np.ndarray) -> bytes:
 def thumb_main(image_bgr: np.ndarray, box=None) -> bytes:
     from PIL import Image
 
+    from facecurate.datasets.services.detect import face_region
     from facecurate.datasets.services.ingest import THUMB_SIZE
 
-    h, w = image_bgr.shape[:2]
-    if box is not None:
-        x, y, bw, bh = (float(v) for v in box)
-        side = max(bw, bh) * 1.5
-        cx, cy = x + bw / 2, y + bh / 2
-        left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-        right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-        if right - left >= 2 and bottom - top >= 2:
-            image_bgr = image_bgr[top:bottom, left:right]
+    image_bgr = face_region(image_bgr, box)
     img = Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1]))
     img.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

@@ -38,17 +38,25 @@ def png_bytes(crop_bgr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def face_region(image_bgr: np.ndarray, box=None) -> np.ndarray:
+    """The face's box grown by half and squared, clipped to the image (the whole image without a box, or
+    when the clipped region is under 2 px)."""
+    if box is None:
+        return image_bgr
+    h, w = image_bgr.shape[:2]
+    x, y, bw, bh = (float(v) for v in box)
+    side = max(bw, bh) * 1.5
+    cx, cy = x + bw / 2, y + bh / 2
+    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+    if right - left >= 2 and bottom - top >= 2:
+        return image_bgr[top:bottom, left:right]
+    return image_bgr
+
+
 def thumbnail_bytes(image_bgr: np.ndarray, box=None) -> bytes:
     """A JPEG of the face region (box grown by half, squared) or of the whole image, <= 128 px."""
-    h, w = image_bgr.shape[:2]
-    if box is not None:
-        x, y, bw, bh = (float(v) for v in box)
-        side = max(bw, bh) * 1.5
-        cx, cy = x + bw / 2, y + bh / 2
-        left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-        right, bottom = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-        if right - left >= 2 and bottom - top >= 2:
-            image_bgr = image_bgr[top:bottom, left:right]
+    image_bgr = face_region(image_bgr, box)
     import cv2
 
     h, w = image_bgr.shape[:2]
