@@ -17,8 +17,9 @@ with the requests the cluster page makes (frontend/static/facecurate/cluster.js)
 
 1. GET /clusters/<id>/ (the page), GET /api/clusters/<id>/;
 2. at once: POST lease acquire, GET faces (limit 200);
-3. at once (6 at a time): suggestions, the history (review-actions, user=me, 8), the run, the labeled
-   datasets, the identity search (q empty), and the thumbnails of its faces;
+3. at once (6 at a time): suggestions, the history (review-actions, user=me, 8) and the thumbnails of its
+   faces (the run's labeled sets come in the page's HTML; the identity list is fetched only when the
+   search box is used, which these annotators do not);
 4. looks for --think seconds (uniform), then: confirm (65 %), reject the most doubtful face (15 %), or
    skip (20 %); confirm and reject reload the history; a cluster another annotator holds (lease 409)
    is left read-only, without an action;
@@ -85,6 +86,7 @@ def populate(n_annotators: int) -> dict:
     from facecurate.recognition.services.embeddings import save_embeddings
     from facecurate.recognition.services.versions import active_version
     from facecurate.runs.models import Cluster, PipelineRun, RunFace
+    from facecurate.runs.services.member_index import write_member_index
     from facecurate.runs.services.review import refresh_stats
     from facecurate.runs.services.stages import art_rel
     from pipeline.features import load_features
@@ -129,6 +131,7 @@ def populate(n_annotators: int) -> dict:
         for c in clusters:
             refresh_stats(c)
         Cluster.objects.bulk_update(clusters, ["size", "priority", "mean_p_minus", "max_p_minus", "review_state"])
+        write_member_index(run, np.array([f.pk for f in faces]), feats.embeddings)  # as the cluster stage does
         cents = np.stack([feats.embeddings[rows].mean(0) for rows in groups]).astype(np.float32)
         cents /= np.linalg.norm(cents, axis=1, keepdims=True)
         artifacts.write_npz(art_rel(run, "centroids"), Artifact.Kind.CENTROIDS, job, centroids=cents)
@@ -253,10 +256,7 @@ class Browser:
         read_only = lease is None or lease.status_code != 200
         faces = (faces or {}).get("results") or []
         calls = [(self.req, "GET", f"/api/clusters/{cid}/suggestions/"),
-                 (self.req, "GET", f"/api/review-actions/?run={self.run}&user=me&limit=8"),
-                 (self.req, "GET", f"/api/runs/{self.run}/"),
-                 (self.req, "GET", "/api/datasets/?kind=labeled&limit=500"),
-                 (self.req, "GET", f"/api/runs/{self.run}/identities/?limit=8&q=")]
+                 (self.req, "GET", f"/api/review-actions/?run={self.run}&user=me&limit=8")]
         calls += [(self.req, "GET", f["thumbnail_url"].replace(self.base, "")) for f in faces[:24] if f.get("thumbnail_url")]
         self.many(calls)
         time.sleep(min(self.rng.uniform(*self.think), max(0.0, deadline - time.monotonic())))

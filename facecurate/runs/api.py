@@ -58,6 +58,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = PipelineRun.objects.select_related("job", "job__created_by", "recognizer", "unlabeled_dataset",
                                                   "created_by").prefetch_related("labeled_datasets")
 
+    def get_queryset(self):
+        if self.action in ("clusters", "identities"):  # the queue and the type-ahead need the run's id only
+            return PipelineRun.objects.only("id")
+        return super().get_queryset()
+
     def get_serializer_class(self):
         return RunReportSerializer if self.action == "retrieve" else RunSerializer
 
@@ -345,9 +350,9 @@ class ClusterViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         s = queries.suggestions(self.get_object())
         thumbs = dict(Face.objects.filter(id__in=[f for m in s["merges"] + s["identities"] for f in m["faces"]])
                       .values_list("id", "thumbnail"))
-        merges = [{**ClusterSerializer(m["cluster"], context={"request": request}).data,
-                   "similarity": m["similarity"], "thumbnails": [media_url(thumbs[f]) for f in m["faces"]]}
-                  for m in s["merges"]]
+        rows = ClusterSerializer([m["cluster"] for m in s["merges"]], many=True, context={"request": request}).data
+        merges = [{**row, "similarity": m["similarity"], "thumbnails": [media_url(thumbs[f]) for f in m["faces"]]}
+                  for row, m in zip(rows, s["merges"])]
         idents = [{"identity": i["identity"], "name": i["name"], "score": i["score"],
                    "thumbnails": [media_url(thumbs[f]) for f in i["faces"]]} for i in s["identities"]]
         return Response({"merges": merges, "identities": idents})

@@ -110,4 +110,6 @@ def cluster_review(request, pk: int):
     from facecurate.runs.models import Cluster
 
     cluster = get_object_or_404(Cluster.objects.select_related("run__unlabeled_dataset"), pk=pk)
-    return _annotator_page(request, "facecurate/cluster.html", {"cluster": cluster, "run": cluster.run})
+    labeled = cluster.run.labeled_datasets.order_by("name").only("id", "name")  # the page needs no API call for them
+    return _annotator_page(request, "facecurate/cluster.html",
+                           {"cluster": cluster, "run": cluster.run, "labeled_sets": labeled})

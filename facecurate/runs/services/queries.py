@@ -116,7 +116,8 @@ def suggestions(cluster: Cluster, k: int = 5) -> dict:
         sims = cents["centroids"] @ centre.astype(np.float32)
         order = [int(i) for i in _top(sims, k + 1)]
         by_number = {c.number: c for c in Cluster.objects.filter(run=run, number__in=order)
-                     .exclude(pk=cluster.pk).exclude(size=0)}
+                     .exclude(pk=cluster.pk).exclude(size=0)
+                     .select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by")}
         chosen = [i for i in order if i in by_number][:k]
         faces = _first_per_group(RunFace.objects.filter(cluster_id__in=[by_number[i].pk for i in chosen]),
                                  "cluster_id", "face_id", ("p_minus", "id"))

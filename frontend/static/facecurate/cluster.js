@@ -22,7 +22,9 @@
     const matches = document.getElementById("identity-matches");
     const moreBtn = document.getElementById("faces-more");
     let cluster = null, faces = [], nextFaces = null, focus = 0, anchor = null, readOnly = false;
-    let suggestions = {merges: [], identities: []}, labeledSets = [];
+    let suggestions = {merges: [], identities: []}, searched = false;
+    // the run's labeled sets are rendered into the page (a new identity is created in one of them)
+    const labeledSets = [...document.getElementById("identity-dataset").options].map((o) => ({id: Number(o.value), name: o.text}));
     const selected = new Set();
     const opened = performance.now();
 
@@ -329,6 +331,7 @@
     async function runSearch() {
       const q = search.value.trim();
       const seq = ++searchSeq;
+      searched = true;
       const got = await api("/api/runs/" + runId + "/identities/?limit=8&q=" + encodeURIComponent(q));
       if (seq !== searchSeq) return;
       const keep = chosen >= 0 && found[chosen] ? found[chosen].id : null;  // a re-render keeps the choice
@@ -471,11 +474,8 @@
     setInterval(() => { if (!document.hidden) lease(readOnly ? "acquire" : "renew"); }, readOnly ? 15000 : 45000);
     loadSuggestions();
     loadHistory();
-    api("/api/runs/" + runId + "/").then((run) => api("/api/datasets/?kind=labeled&limit=500").then((page) => {
-      labeledSets = page.results.filter((d) => run.labeled_datasets.indexOf(d.id) >= 0);
-      document.getElementById("identity-dataset").replaceChildren(...labeledSets.map((d) => el("option", {value: d.id, text: d.name})));
-    })).catch(() => {});
-    runSearch().catch(() => {});
+    // the identity list is fetched when the search box is first used (i, a click, typing), not on every page
+    search.addEventListener("focus", () => { if (!searched) runSearch().catch(() => {}); });
   }
 
   fc.clusterPage = clusterPage;
