@@ -217,8 +217,8 @@ def _move_faces(faces: list[RunFace], to: Cluster | None, excluded: str) -> list
 
 
 def _fresh(ids) -> list[Cluster]:
-    return list(Cluster.objects.filter(pk__in=list(ids)).select_related("assigned_identity", "lease_user")
-                .order_by("pk"))
+    return list(Cluster.objects.filter(pk__in=list(ids))
+                .select_related("assigned_identity", "lease_user", "changed_by", "reviewed_by").order_by("pk"))
 
 
 def _done(action, changed, results=(), created=None) -> Outcome:
