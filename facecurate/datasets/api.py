@@ -20,6 +20,7 @@ from facecurate.rest import BoundedJSONParser, IdCursorPagination
 from . import tasks
 from .models import Dataset, Face, Identity, Image
 from .serializers import (
+    DatasetBusySerializer,
     DatasetSerializer,
     FaceSerializer,
     IdentitySerializer,
@@ -119,7 +120,7 @@ class DatasetViewSet(
 
     @extend_schema(
         request={"multipart/form-data": UploadRequestSerializer},
-        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
+        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer, 409: DatasetBusySerializer},
         summary="Upload images or zip archives",
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser],
@@ -164,7 +165,8 @@ class DatasetViewSet(
         return _accepted(request, job, accepted=[asdict(a) for a in report.accepted], rejected=report.rejected)
 
     @extend_schema(request=ImportRequestSerializer,
-                   responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
+                   responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer,
+                              409: DatasetBusySerializer},
                    summary="Import a folder from the server's import root")
     @action(detail=True, methods=["post"], url_path="import", permission_classes=[IsStaffRole])
     def import_folder(self, request, pk=None):
@@ -193,7 +195,7 @@ class DatasetViewSet(
 
     @extend_schema(
         request={"application/json": ManifestRequestSerializer, "multipart/form-data": ManifestRequestSerializer},
-        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer},
+        responses={202: IngestResponseSerializer, 400: NothingAcceptedSerializer, 409: DatasetBusySerializer},
         summary="Import files listed in a CSV or JSON manifest",
     )
     @action(detail=True, methods=["post"], parser_classes=[BoundedJSONParser, MultiPartParser, FormParser],

@@ -189,6 +189,11 @@ class IngestResponseSerializer(serializers.Serializer):
     rejected = RejectedSerializer(many=True, help_text="Files refused, each with a reason.")
 
 
+class DatasetBusySerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="Which unfinished run uses the dataset (its job id) and what to do.")
+    code = serializers.CharField(help_text="dataset_busy")
+
+
 class NothingAcceptedSerializer(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField(help_text="nothing_accepted")

@@ -1,6 +1,8 @@
 """Cancel and re-run, compare-and-set against the worker's own state changes."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -11,6 +13,12 @@ from .runner import add_event
 
 class JobConflict(Exception):
     """The job is in a state that does not allow this (the message says which)."""
+
+
+#: kind -> ``guard(job)``, called under the job's row lock before a re-run is queued: raises JobConflict
+#: (with the reason) when the job may not run now. Registered by the apps that own the rules (an ingestion
+#: is refused while a run uses its dataset; a run while an ingestion of its datasets is unfinished).
+RERUN_GUARDS: dict[str, Callable[[Job], None]] = {}
 
 
 def cancel_job(job_id, user=None) -> Job:
@@ -38,6 +46,9 @@ def rerun_job(job_id, user=None) -> Job:
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.state not in (Job.State.FAILED, Job.State.CANCELLED) or job.kind not in KIND_TASKS:
             raise JobConflict(f"a {job.state} job cannot be re-run")
+        guard = RERUN_GUARDS.get(job.kind)
+        if guard is not None:
+            guard(job)
         job.transition(Job.State.QUEUED)
         job.worker = ""
         job.save(update_fields=["worker"])

@@ -61,6 +61,28 @@ def test_a_run_waits_for_unfinished_ingestion(staff_client, staff_user):
         job.delete()
 
 
+@pytest.mark.django_db
+def test_rerunning_a_failed_ingestion_during_a_run_is_refused_too(staff_client, staff_user):
+    """A re-run is an ingestion (or a run) like any other: the same rules, the same 409 naming the job."""
+    from facecurate.jobs.models import Job
+    from facecurate.runs.services.start import start_run
+
+    unl, lab = _datasets()
+    failed = Job.objects.create(kind=Job.Kind.INGEST_IMPORT, dataset=unl, params={"path": "more"}, state="failed")
+    run = start_run(staff_user, unl, [lab])
+    resp = staff_client.post(f"/api/jobs/{failed.pk}/rerun/")
+    assert resp.status_code == 409, resp.content
+    assert str(run.job_id) in resp.json()["detail"]
+    assert Job.objects.get(pk=failed.pk).state == "failed"
+    # and the other way round: a failed run is not re-run while an ingestion of its datasets is unfinished
+    Job.objects.filter(pk=run.job_id).update(state="failed")
+    busy = Job.objects.create(kind=Job.Kind.INGEST_IMPORT, dataset=lab, params={"path": "more"})
+    resp = staff_client.post(f"/api/jobs/{run.job_id}/rerun/")
+    assert resp.status_code == 409 and str(busy.pk) in resp.json()["detail"], resp.content
+    busy.delete()
+    assert staff_client.post(f"/api/jobs/{failed.pk}/rerun/").status_code == 202
+
+
 @pytest.mark.slow
 def test_two_starts_of_one_dataset_on_postgresql_cannot_both_succeed(transactional_db, staff_user, monkeypatch):
     from django.db import connection

@@ -26,6 +26,17 @@ def test_schema_lists_the_ingestion_api():
     assert "tokenAuth" in text and "cookieAuth" in text
 
 
+def test_schema_names_the_busy_dataset_answer_of_every_ingestion():
+    import yaml
+
+    doc = yaml.safe_load(SCHEMA_FILE.read_text())
+    for path in ("/api/datasets/{id}/upload/", "/api/datasets/{id}/import/", "/api/datasets/{id}/manifest/"):
+        answer = doc["paths"][path]["post"]["responses"].get("409")
+        assert answer, f"{path}: no 409 (dataset in use by an unfinished run) in the schema"
+        ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        assert set(doc["components"]["schemas"][ref]["properties"]) == {"detail", "code"}
+
+
 @pytest.mark.django_db
 def test_schema_and_docs_served_without_cdn(client):
     resp = client.get("/api/schema/")

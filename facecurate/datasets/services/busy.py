@@ -53,3 +53,23 @@ def check_run_allowed(datasets) -> None:
     if job is not None:
         raise DatasetBusy(f"an ingestion into {job.dataset.name!r} is {job.state} (job {job.pk}); start the run "
                           "when it has finished, so the run sees every face")
+
+
+def guard_ingestion_rerun(job: Job) -> None:
+    """Re-running an ingestion is an ingestion: refused (JobConflict) while a run uses its dataset."""
+    from facecurate.jobs.services import JobConflict
+
+    try:
+        check_ingestion_allowed(job.dataset)
+    except DatasetBusy as exc:
+        raise JobConflict(str(exc)) from None
+
+
+def guard_run_rerun(job: Job) -> None:
+    """Re-running a pipeline run: refused (JobConflict) while an ingestion of its datasets is unfinished."""
+    from facecurate.jobs.services import JobConflict
+
+    try:
+        check_run_allowed([job.dataset_id, *(job.params or {}).get("labeled", [])])
+    except DatasetBusy as exc:
+        raise JobConflict(str(exc)) from None
