@@ -5,8 +5,9 @@
 The same aligned glint-sample crops go through
 * the int8 block-quantised SFace file as shipped, one crop per forward pass (OpenCV DNN; the reference
   every other row is compared with);
-* the product's path, ``pipeline.recognition.embedders.OnnxEmbedder``: the file's weights folded to floats
-  once (``float_model_bytes``) and run in batches by OpenCV DNN;
+* the file's weights folded to floats once (``pipeline.recognition.embedders.float_model_bytes``) and run
+  in batches by OpenCV DNN;
+* the product's path, ``OnnxEmbedder``: that fold in batches through OpenVINO (f32) where it is installed;
 * onnxruntime on that same float fold, in batches, 2 intra-op threads;
 * the project's torch port of SFace (``SFaceTorchEmbedder``), in batches, 2 threads;
 each timed over ``--rounds`` interleaved rounds (best round reported: the machine is shared). Agreement:
@@ -52,7 +53,8 @@ def runners(model: Path, batch: int) -> dict:
     from pipeline.recognition.embedders import OnnxEmbedder, float_model_bytes
 
     single = OnnxEmbedder(batch_size=1)  # the int8 file as it is, one crop a pass (the product before batching)
-    product = OnnxEmbedder(batch_size=batch)  # the product's path: the float fold, in batches
+    product = OnnxEmbedder(batch_size=batch)  # the product's path: the float fold, in batches, OpenVINO
+    opencv = OnnxEmbedder(batch_size=batch, runtime="opencv")  # the same through OpenCV DNN
     if not product.batched:
         raise SystemExit("the product's embedder did not take the batched path on this model")
     onnxrt = onnxruntime_runner(float_model_bytes(model), batch)  # the product's fold, run by onnxruntime
@@ -64,7 +66,8 @@ def runners(model: Path, batch: int) -> dict:
     torch.set_num_threads(2)
     torch_sface = SFaceTorchEmbedder(batch_size=batch)
     return {"OpenCV DNN, int8 file, 1 crop per pass (reference: the file as shipped)": single.embed,
-            f"OpenCV DNN, float fold, batch {batch} (the product: OnnxEmbedder)": product.embed,
+            f"OpenCV DNN, float fold, batch {batch}": opencv.embed,
+            f"the product: OnnxEmbedder, float fold, batch {batch}, runtime {product.runtime}": product.embed,
             f"torch SFaceNet (pipeline.recognition.sface_torch), batch {batch}, 2 threads": torch_sface.embed,
             **({f"onnxruntime, float fold, batch {batch}, 2 threads": onnxrt} if onnxrt else {})}
 

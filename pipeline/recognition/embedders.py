@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -82,13 +83,34 @@ def float_model_bytes(path: str | Path) -> bytes | None:
         return None
 
 
+def openvino_model(data: bytes, threads: int | None = None):
+    """The folded ONNX model compiled for the CPU by OpenVINO (f32, so outputs match OpenCV's), or None
+    where OpenVINO is not installed or cannot compile it. About 3x less CPU per face than OpenCV's DNN
+    module on SFace (bench/results/embed_speed.md)."""
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        return core.compile_model(core.read_model(model=data, weights=b""), "CPU", config)
+    except Exception:  # noqa: BLE001 - no OpenVINO, or a model it cannot take: OpenCV runs it
+        return None
+
+
+RUNTIMES = ("auto", "openvino", "opencv")
+
+
 class OnnxEmbedder:
-    """An ONNX face model run by OpenCV's DNN module.
+    """An ONNX face model run by OpenVINO or OpenCV's DNN module.
 
     ``swap_rb``, ``scale`` and ``mean`` describe the model's input form; the defaults are
     SFace's (RGB, raw 0..255 pixels). Where the file's quantised weights can be folded to floats
     (:func:`float_model_bytes`) and a batch then gives the per-crop outputs, crops go ``batch_size`` a
-    pass (bench/results/embed_speed.md); otherwise one crop a pass on the file as it is.
+    pass (bench/results/embed_speed.md), through OpenVINO where it is installed and gives OpenCV's outputs
+    on a probe (``runtime`` or ``FACECURATE_EMBED_RUNTIME``: auto | openvino | opencv; ``self.runtime``
+    says which runs); otherwise one crop a pass through OpenCV on the file as it is.
     """
 
     def __init__(
@@ -100,6 +122,7 @@ class OnnxEmbedder:
         mean: float = 0.0,
         batch_size: int = 32,
         name: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         self.model_path = Path(model_path) if model_path else bundled_model("recognizer")
         if not self.model_path.is_file():
@@ -108,6 +131,7 @@ class OnnxEmbedder:
         self.batch_size = int(batch_size)
         self.name = name or ("sface" if model_path is None else self.model_path.stem)
         self._local = threading.local()
+        self._ov = None  # an OpenVINO compiled model once chosen (see _use_openvino)
         self._float = float_model_bytes(self.model_path) if self.batch_size > 1 else None
         self.batched = False
         probe = np.random.default_rng(0).integers(0, 256, (3, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
@@ -120,7 +144,25 @@ class OnnxEmbedder:
                 ok = False
             if not ok:  # the float copy does not give the file's outputs in a batch: run the file as it is
                 self.batched, self._float, self._local = False, None, threading.local()
+        self.runtime = "opencv"
+        want = runtime or os.environ.get("FACECURATE_EMBED_RUNTIME", "auto")
+        if want not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {want!r}")
+        if self.batched and want != "opencv":
+            self._use_openvino(probe)
+            if want == "openvino" and self._ov is None:
+                raise RuntimeError("OpenVINO was asked for but cannot run this model (is it installed?)")
         self.dim = int(one.shape[1])
+
+    def _use_openvino(self, probe: np.ndarray) -> None:
+        """Run the batched float model through OpenVINO when it gives OpenCV's outputs on a probe."""
+        opencv = self._forward(probe)
+        self._ov = openvino_model(self._float, cv2.getNumThreads() or None)
+        if self._ov is None:
+            return
+        self.runtime = "openvino"
+        if not np.allclose(self._forward(probe), opencv, rtol=1e-3, atol=1e-3 * float(np.abs(opencv).max())):
+            self._ov, self.runtime = None, "opencv"
 
     def _net(self, batched: bool):
         key = "batched" if batched else "single"
@@ -132,6 +174,13 @@ class OnnxEmbedder:
         return net
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:
+        if self._ov is not None:
+            req = getattr(self._local, "ov_request", None)
+            if req is None:
+                req = self._local.ov_request = self._ov.create_infer_request()
+            blob = cv2.dnn.blobFromImages(list(crops), self.scale, (CROP_SIZE, CROP_SIZE), (self.mean,) * 3,
+                                          self.swap_rb, False)
+            return np.array(req.infer({0: blob})[self._ov.output(0)], np.float32).reshape(len(crops), -1)
         if self.batched:
             net = self._net(True)
             net.setInput(cv2.dnn.blobFromImages(list(crops), self.scale, (CROP_SIZE, CROP_SIZE),
