@@ -27,7 +27,7 @@ from torch import nn
 
 from pipeline.recognition.checkpoint import load_checkpoint
 from pipeline.recognition.embedders import Embedder, check_crops
-from pipeline.features import check_embeddings
+from pipeline.features import check_embeddings, l2_normalize
 
 IMAGE_BACKBONES = ("mobilefacenet", "sface")
 PRETRAINED_BACKBONES = ("sface",)  # start from published weights
@@ -217,6 +217,7 @@ class Recognizer:
     path: Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 256
+    _fast: dict = field(default_factory=dict, repr=False)  # {"ov": compiled backbone or None}, made once
 
     @property
     def backbone(self) -> str:
@@ -256,8 +257,26 @@ class Recognizer:
         return self._run(torch.from_numpy(self._check_features(embeddings)))
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        """Image backbones: (B, 112, 112, 3) uint8 BGR crops -> (B, dim) float32, L2-normalised."""
-        return self.crops_and_logits(crops)[0]
+        """Image backbones: (B, 112, 112, 3) uint8 BGR crops -> (B, dim) float32, L2-normalised. On the CPU the
+        backbone runs through OpenVINO where it can (``pipeline.recognition.ov_infer``), else through torch."""
+        if self.backbone not in IMAGE_BACKBONES:
+            raise ValueError(f"a {self.backbone!r} recognizer embeds features, not crops; use crops_and_logits")
+        x = crops_to_tensor(crops)
+        fast = self._compiled_backbone(x)
+        if fast is None:
+            return self._run(x)[0]
+        out = [fast(x[i:i + self.batch_size].numpy()) for i in range(0, x.shape[0], self.batch_size)]
+        return l2_normalize(np.concatenate(out)).astype(np.float32)
+
+    def _compiled_backbone(self, x: torch.Tensor):
+        """The backbone compiled by OpenVINO (once, on the first batch), or None (GPU, or it cannot be)."""
+        if self.device.type != "cpu" or len(x) == 0:
+            return None
+        if "ov" not in self._fast:
+            from pipeline.recognition.ov_infer import compile_module
+
+            self._fast["ov"] = compile_module(self.model.backbone, x[:2])
+        return self._fast["ov"]
 
     def crops_and_logits(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.backbone not in IMAGE_BACKBONES:

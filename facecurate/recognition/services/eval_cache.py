@@ -2,7 +2,8 @@
 
 A retraining fine-tunes only SFace's last ``trainable_blocks`` stages; the stages before them (the trunk)
 keep the parent's weights. Their output for the benchmark's crops is therefore the same for every version
-that shares that trunk, and it is most of the network's cost. So the trunk runs once over the crops and
+that shares that trunk, and it is most of the network's cost. So the trunk runs once over the crops (through
+OpenVINO on the CPU where it can: ``pipeline.recognition.ov_infer``) and
 its activations are kept on disk (float16 ``.npy``, memory-mapped) under
 ``ARTIFACT_ROOT/benchmarks/trunk-<crops key>-<trunk key>.npy``, where the trunk key is the sha256 of the
 trunk's weights and buffers (names, shapes, bytes): a version whose trunk differs in any way (more stages
@@ -54,19 +55,22 @@ def trunk_activations(net, split: int, crops: np.ndarray, path, progress: Callab
 
     from pipeline.features import atomic_path
     from pipeline.recognition.models import crops_to_tensor
+    from pipeline.recognition.ov_infer import compile_module
 
     if path.is_file():
         arr = np.load(path, mmap_mode="r")
         if arr.shape[0] == len(crops):
             return arr
     trunk = net.stages[:split].to(device).eval()
+    fast = compile_module(trunk, crops_to_tensor(crops[:2])) if device == "cpu" and len(crops) else None
     out = None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, torch.inference_mode():
         for s in range(0, len(crops), BATCH):
             if progress is not None:
                 progress(s, len(crops))
-            y = trunk(crops_to_tensor(crops[s:s + BATCH]).to(device)).float().cpu().numpy()
+            x = crops_to_tensor(crops[s:s + BATCH])
+            y = fast(x.numpy()) if fast is not None else trunk(x.to(device)).float().cpu().numpy()
             if out is None:
                 out = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float16, shape=(len(crops),) + y.shape[1:])
             out[s:s + len(y)] = y

@@ -1,0 +1,54 @@
+"""Torch networks through OpenVINO (issue 15 item 4, issue 18 item 2): a fine-tuned SFace's trunk and whole
+backbone give torch's outputs on real faces, a recognizer embeds through it on the CPU, and the switch off
+(FACECURATE_EMBED_RUNTIME=torch) leaves torch running."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.recognition.models import Recognizer, build_model, crops_to_tensor
+from pipeline.recognition.ov_infer import compile_module
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def crops():
+    import cv2
+
+    from tests.conftest import shared_path
+
+    paths = sorted(shared_path("glint-sample").glob("*/*.png"))[:10]
+    return np.stack([cv2.imread(str(p)) for p in paths])
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    model = build_model({"backbone": "sface", "trainable_blocks": 2}, num_classes=3).eval()
+    with torch.no_grad():  # a "fine-tuned" version: its last stage moved away from the parent's weights
+        for p in model.backbone.stages[-1].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return Recognizer(model=model, config={"backbone": "sface"}, class_names=np.array(["a", "b", "c"]))
+
+
+def test_trunk_and_backbone_match_torch(crops, recognizer):
+    net = recognizer.model.backbone
+    x = crops_to_tensor(crops)
+    for module in (net.stages[:net.split_index()], net):
+        fast = compile_module(module, x[:2])
+        assert fast is not None
+        with torch.inference_mode():
+            want = module(x).float().numpy()
+        got = fast(x.numpy())
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+
+
+def test_recognizer_embeds_through_openvino_like_torch(crops, recognizer, monkeypatch):
+    fast = recognizer.embed_crops(crops)
+    assert recognizer._fast.get("ov") is not None
+    slow = recognizer._run(crops_to_tensor(crops))[0]
+    assert fast.shape == (10, 128) and fast.dtype == np.float32
+    assert float((fast * slow).sum(1).min()) >= 0.9999
+    assert float(fast[0] @ fast[-1]) < 0.9  # different people stay apart
+    monkeypatch.setenv("FACECURATE_EMBED_RUNTIME", "torch")
+    assert compile_module(recognizer.model.backbone, crops_to_tensor(crops[:2])) is None
