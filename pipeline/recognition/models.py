@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.features import check_embeddings, l2_normalize
 from pipeline.recognition.checkpoint import load_checkpoint
 from pipeline.recognition.embedders import Embedder, check_crops
-from pipeline.features import check_embeddings, l2_normalize
 
 IMAGE_BACKBONES = ("mobilefacenet", "sface")
 PRETRAINED_BACKBONES = ("sface",)  # start from published weights
