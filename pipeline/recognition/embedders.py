@@ -14,8 +14,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from pipeline.recognition.faces import CROP_SIZE, bundled_model
 from pipeline.features import l2_normalize
+from pipeline.recognition.faces import CROP_SIZE, bundled_model
 
 
 class Embedder(Protocol):

@@ -12,10 +12,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from pipeline.features import FeatureSet
 from pipeline.progress import Progress
 from pipeline.recognition.embedders import Embedder
 from pipeline.recognition.faces import FaceDetector, detect_and_align, read_image
-from pipeline.features import FeatureSet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 

@@ -270,12 +270,14 @@ class Recognizer:
 
     def _compiled_backbone(self, x: torch.Tensor):
         """The backbone compiled by OpenVINO (once, on the first batch), or None (GPU, or it cannot be)."""
+        from pipeline.recognition import ov_infer
+
         if self.device.type != "cpu" or len(x) == 0:
             return None
         if "ov" not in self._fast:
-            from pipeline.recognition.ov_infer import compile_module
-
-            self._fast["ov"] = compile_module(self.model.backbone, x[:2])
+            if len(x) < ov_infer.WORTH_IT:  # a few faces: torch is as quick as compiling
+                return None
+            self._fast["ov"] = ov_infer.compile_module(self.model.backbone, x[:2])
         return self._fast["ov"]
 
     def crops_and_logits(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 
 OFF = ("opencv", "torch")
+#: Converting and compiling takes a few seconds: below this many faces in one call torch is as quick.
+WORTH_IT = 256
 
 
 def enabled() -> bool:

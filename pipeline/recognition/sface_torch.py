@@ -214,10 +214,15 @@ def cache_trunk_activations(
         raise ValueError("trunk must come from split_for_finetune (an nn.Sequential starting with InputNorm)")
     dev = torch.device(device)
     trunk = trunk.to(dev).eval()
+    fast = None
+    from pipeline.recognition import ov_infer
+
+    if dev.type == "cpu" and len(crops) >= ov_infer.WORTH_IT:  # OpenVINO where it can (4x cheaper a face)
+        fast = ov_infer.compile_module(trunk, sface_input(crops[:2], raw=first.enabled, flip=flip))
     out: np.ndarray | None = None
     for i in range(0, len(crops), batch_size):
         x = sface_input(crops[i : i + batch_size], raw=first.enabled, flip=flip).to(dev)
-        y = trunk(x).float().cpu().numpy()
+        y = fast(x.numpy()) if fast is not None else trunk(x).float().cpu().numpy()
         if out is None:
             shape = (len(crops),) + y.shape[1:]
             if out_path is None:

@@ -35,11 +35,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.progress import Progress
 from pipeline.features import FeatureSet
+from pipeline.progress import Progress
 from pipeline.recognition.config import TrainConfig
 from pipeline.recognition.loop import run_training
-from pipeline.recognition.models import (FEATURE_BACKBONES, IMAGE_BACKBONES)
+from pipeline.recognition.models import FEATURE_BACKBONES, IMAGE_BACKBONES
 
 log = logging.getLogger(__name__)
 

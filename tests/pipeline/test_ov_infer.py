@@ -44,6 +44,11 @@ def test_trunk_and_backbone_match_torch(crops, recognizer):
 
 
 def test_recognizer_embeds_through_openvino_like_torch(crops, recognizer, monkeypatch):
+    import pipeline.recognition.ov_infer as ov_infer
+
+    recognizer.embed_crops(crops)  # fewer faces than are worth compiling for: torch
+    assert "ov" not in recognizer._fast
+    monkeypatch.setattr(ov_infer, "WORTH_IT", 4)
     fast = recognizer.embed_crops(crops)
     assert recognizer._fast.get("ov") is not None
     slow = recognizer._run(crops_to_tensor(crops))[0]
@@ -52,3 +57,20 @@ def test_recognizer_embeds_through_openvino_like_torch(crops, recognizer, monkey
     assert float(fast[0] @ fast[-1]) < 0.9  # different people stay apart
     monkeypatch.setenv("FACECURATE_EMBED_RUNTIME", "torch")
     assert compile_module(recognizer.model.backbone, crops_to_tensor(crops[:2])) is None
+
+
+def test_training_trunk_cache_runs_through_openvino(crops, monkeypatch):
+    import pipeline.recognition.ov_infer as ov_infer
+    from pipeline.recognition.sface_torch import cache_trunk_activations, load_sface_torch, split_for_finetune
+
+    trunk, _ = split_for_finetune(load_sface_torch(raw_input=False), 2)
+    monkeypatch.setenv("FACECURATE_EMBED_RUNTIME", "torch")
+    want = cache_trunk_activations(trunk, crops, flip=True).astype(np.float32)
+    monkeypatch.delenv("FACECURATE_EMBED_RUNTIME")
+    monkeypatch.setattr(ov_infer, "WORTH_IT", 4)
+    made = []
+    real = ov_infer.compile_module
+    monkeypatch.setattr(ov_infer, "compile_module", lambda m, x: made.append(real(m, x)) or made[-1])
+    got = cache_trunk_activations(trunk, crops, flip=True).astype(np.float32)
+    assert made and made[0] is not None
+    np.testing.assert_allclose(got, want, atol=0.01 * float(np.abs(want).max()))

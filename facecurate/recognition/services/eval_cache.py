@@ -55,14 +55,14 @@ def trunk_activations(net, split: int, crops: np.ndarray, path, progress: Callab
 
     from pipeline.features import atomic_path
     from pipeline.recognition.models import crops_to_tensor
-    from pipeline.recognition.ov_infer import compile_module
+    from pipeline.recognition.ov_infer import WORTH_IT, compile_module
 
     if path.is_file():
         arr = np.load(path, mmap_mode="r")
         if arr.shape[0] == len(crops):
             return arr
     trunk = net.stages[:split].to(device).eval()
-    fast = compile_module(trunk, crops_to_tensor(crops[:2])) if device == "cpu" and len(crops) else None
+    fast = compile_module(trunk, crops_to_tensor(crops[:2])) if device == "cpu" and len(crops) >= WORTH_IT else None
     out = None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, torch.inference_mode():
