@@ -15,8 +15,8 @@ signed in through the login form, that opens the run's queue page (HTML, its sta
 the first 100 pending clusters) and from its own place in the queue works clusters one after another
 with the requests the cluster page makes (frontend/static/facecurate/cluster.js):
 
-1. GET /clusters/<id>/ (the page), GET /api/clusters/<id>/;
-2. at once: POST lease acquire, GET faces (limit 200);
+1. GET /clusters/<id>/ (the page, which carries the cluster as JSON);
+2. at once: POST lease acquire (its answer is the cluster as it is now), GET faces (limit 200);
 3. at once (6 at a time): suggestions, the history (review-actions, user=me, 8) and the thumbnails of its
    faces (the run's labeled sets come in the page's HTML; the identity list is fetched only when the
    search box is used, which these annotators do not);
@@ -247,13 +247,15 @@ class Browser:
 
     def cluster(self, cid: int, deadline: float) -> int | None:
         self.navigate()
-        self.req("GET", f"/clusters/{cid}/")
-        c = self.json("GET", f"/api/clusters/{cid}/")
-        if c is None:
+        page = self.req("GET", f"/clusters/{cid}/")
+        if page is None or page.status_code != 200:
             return None
         lease, faces = self.many([(self.req, "POST", f"/api/clusters/{cid}/lease/", {"op": "acquire", "seconds": 120}),
                                   (self.json, "GET", f"/api/clusters/{cid}/faces/?limit=200")])
         read_only = lease is None or lease.status_code != 200
+        # the page carries the cluster; the lease's answer is it as it is now (the script reads that one)
+        c = json.loads(re.search(r'id="cluster-data"[^>]*>(.*?)</script>', page.text, re.S).group(1)) if read_only \
+            else lease.json()
         faces = (faces or {}).get("results") or []
         calls = [(self.req, "GET", f"/api/clusters/{cid}/suggestions/"),
                  (self.req, "GET", f"/api/review-actions/?run={self.run}&user=me&limit=8")]

@@ -109,7 +109,12 @@ def merge_queue(request, pk: int):
 def cluster_review(request, pk: int):
     from facecurate.runs.models import Cluster
 
-    cluster = get_object_or_404(Cluster.objects.select_related("run__unlabeled_dataset"), pk=pk)
-    labeled = cluster.run.labeled_datasets.order_by("name").only("id", "name")  # the page needs no API call for them
+    from facecurate.runs.serializers import ClusterSerializer
+
+    cluster = get_object_or_404(Cluster.objects.select_related(
+        "run__unlabeled_dataset", "assigned_identity", "lease_user", "changed_by", "reviewed_by"), pk=pk)
+    # the cluster and the run's labeled sets come in the page: no API calls for them when it opens
+    labeled = cluster.run.labeled_datasets.order_by("name").only("id", "name")
+    data = ClusterSerializer(cluster, context={"request": request}).data
     return _annotator_page(request, "facecurate/cluster.html",
-                           {"cluster": cluster, "run": cluster.run, "labeled_sets": labeled})
+                           {"cluster": cluster, "run": cluster.run, "labeled_sets": labeled, "cluster_data": data})

@@ -2,8 +2,9 @@
 
 * suggestions serialise their merge candidates in one go: the query count does not grow with the
   candidates' leases, reviewers and assigned identities;
-* the page asks only for what it shows: the run's labeled sets come in its HTML (no `/api/runs/<id>/`,
-  no `/api/datasets/`), and the identity list is fetched when the search box is first used.
+* the page asks only for what it shows: the cluster and the run's labeled sets come in its HTML (no
+  `/api/clusters/<id>/`, `/api/runs/<id>/` or `/api/datasets/`), and the identity list is fetched when the
+  search box is first used.
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def test_cluster_page_requests_only_what_it_shows(transactional_db, live_server)
         api = [u for u in seen if u.startswith("/api/")]
         assert not [u for u in api if u.startswith(f"/api/runs/{run.pk}/?") or u == f"/api/runs/{run.pk}/"], api
         assert not [u for u in api if u.startswith("/api/datasets/") or "/identities/" in u], api
+        assert f"/api/clusters/{clusters[0].pk}/" not in api, api  # the cluster comes in the page
+        assert page.inner_text("#c-info").startswith(f"{clusters[0].size} faces")
         # the run's labeled set is offered for a new identity without asking the API
         options = page.eval_on_selector_all("#identity-dataset option", "os => os.map(o => [o.value, o.text])")
         assert options == [[str(labeled.pk), labeled.name]]

@@ -118,6 +118,7 @@
     async function lease(op) {
       try {
         const c = await post("/api/clusters/" + clusterId + "/lease/", {op: op, seconds: 120});
+        if (op === "acquire") cluster = c;  // the lease's answer is the cluster as it is now
         if (op !== "release") {
           cluster.lease_user = c.lease_user; cluster.lease_until = c.lease_until;
           if (readOnly) { readOnly = false; leaseMsg.hidden = true; document.body.classList.remove("read-only"); }
@@ -465,8 +466,9 @@
       updateSel();
     }
 
-    // open: the cluster, its lease, its first page of faces; then the rest
-    await loadCluster();
+    // open: the cluster (in the page's HTML), its lease, its first page of faces; then the rest
+    cluster = JSON.parse(document.getElementById("cluster-data").textContent);
+    info();
     openPriority = cluster.priority; openSize = cluster.size;
     await Promise.all([lease("acquire"), loadFaces(true)]);
     ready("cluster");
