@@ -139,9 +139,9 @@ class DatasetViewSet(
         try:
             with transaction.atomic():  # short: the dataset row is locked only to check and make the job
                 check_ingestion_allowed(dataset)
-                job = Job.objects.create(
+                job = Job.objects.create(  # "receiving" until its files are stored (see sweep_interrupted_uploads)
                     kind=Job.Kind.INGEST_UPLOAD, dataset=dataset, created_by=request.user,
-                    params={"files": [f.name for f in files][:1000], "identity": identity},
+                    params={"files": [f.name for f in files][:1000], "identity": identity, "receiving": True},
                 )
         except DatasetBusy as exc:
             return _busy(exc)
@@ -157,6 +157,12 @@ class DatasetViewSet(
             job.delete()
             return _nothing_accepted(report.rejected)
         with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=job.pk)
+            if job.state != Job.State.QUEUED:  # the sweeper took it for an interrupted upload meanwhile
+                return Response({"detail": f"storing the files took too long and job {job.pk} was {job.state}; "
+                                           "its stored files stay with it: re-run the job to detect them",
+                                 "code": "upload_interrupted"}, status=status.HTTP_409_CONFLICT)
+            job.params = {**job.params, "receiving": False}
             job.result = {"accepted": len(report.accepted), "rejected": [asdict(r) for r in report.rejected]}
             job.progress_total = len(report.accepted)
             job.save()

@@ -56,8 +56,8 @@ def postgresql() -> tuple[list[str], list[str]]:
                           f"SELECT dataset_id, -1 AS sign, {status} AS status, '{kind}' AS kind FROM old_rows")}
         if kind == "image":
             events["upd"] = ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                             f"SELECT dataset_id, 1 AS sign, status, 'image' AS kind FROM new_rows UNION ALL "
-                             f"SELECT dataset_id, -1, status, 'image' FROM old_rows")
+                             "SELECT dataset_id, 1 AS sign, status, 'image' AS kind FROM new_rows UNION ALL "
+                             "SELECT dataset_id, -1, status, 'image' FROM old_rows")
         for op, (event, referencing, delta) in events.items():
             name = f"fc_counts_{kind}_{op}"
             forward.append(_pg_function(name, delta))

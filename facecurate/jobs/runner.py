@@ -262,6 +262,39 @@ def sweep_stale_jobs() -> list[str]:
     return requeued
 
 
+class KeepAlive:
+    """Bumps a receiving upload job's ``updated_at`` every few seconds while the web process stores its files,
+    so :func:`sweep_interrupted_uploads` tells a long upload from one whose web process died."""
+
+    EVERY = 5.0
+
+    def __init__(self, job: Job) -> None:
+        self.job, self.last = job, time.monotonic()
+
+    def touch(self) -> None:
+        if time.monotonic() - self.last >= self.EVERY:
+            Job.objects.filter(pk=self.job.pk).update(updated_at=timezone.now())
+            self.last = time.monotonic()
+
+
+def sweep_interrupted_uploads() -> list[str]:
+    """Cancel upload jobs still "receiving" (their files never all stored: the web process died or was killed
+    mid-upload) and silent for longer than ``JOB_STALE_SECONDS``: a queued job no worker was ever told of
+    would otherwise block runs of its dataset for good. Its stored files stay with it; re-running the job
+    detects them."""
+    now = timezone.now()
+    silent = Q(kind=Job.Kind.INGEST_UPLOAD, params__receiving=True, updated_at__lt=_stale_cutoff(now))
+    done = []
+    for pk in Job.objects.filter(silent, state=Job.State.QUEUED).values_list("pk", flat=True):
+        if Job.cas(Q(pk=pk) & silent, Job.State.QUEUED, Job.State.CANCELLED, finished_at=now, updated_at=now,
+                   error="the upload was interrupted before all its files were stored (the web process stopped); "
+                         "re-run this job to detect the files that were stored, or upload again"):
+            add_event(pk, "cancelled: upload interrupted")
+            done.append(str(pk))
+            log.warning("upload job %s cancelled: interrupted while receiving", pk)
+    return done
+
+
 class Sweeper(threading.Thread):
     """Runs :func:`sweep_stale_jobs` at start and every ``JOB_SWEEP_SECONDS`` in a worker process."""
 
@@ -273,6 +306,7 @@ class Sweeper(threading.Thread):
         while True:
             try:
                 sweep_stale_jobs()
+                sweep_interrupted_uploads()
             except Exception:
                 log.exception("job sweep failed")
             finally:

@@ -59,6 +59,8 @@ def guard_ingestion_rerun(job: Job) -> None:
     """Re-running an ingestion is an ingestion: refused (JobConflict) while a run uses its dataset."""
     from facecurate.jobs.services import JobConflict
 
+    if job.dataset_id is None:
+        return
     try:
         check_ingestion_allowed(job.dataset)
     except DatasetBusy as exc:
@@ -70,6 +72,6 @@ def guard_run_rerun(job: Job) -> None:
     from facecurate.jobs.services import JobConflict
 
     try:
-        check_run_allowed([job.dataset_id, *(job.params or {}).get("labeled", [])])
+        check_run_allowed([d for d in [job.dataset_id, *(job.params or {}).get("labeled", [])] if d is not None])
     except DatasetBusy as exc:
         raise JobConflict(str(exc)) from None

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facecurate.jobs.models import Job
+from facecurate.jobs.runner import KeepAlive
 from facecurate.names import BadName, normalize_name
 
 from ..models import Dataset, Identity
@@ -303,6 +304,7 @@ def accept_uploads(dataset: Dataset, job: Job, files: Iterable, *, identity: str
     seen: dict[str, str] = {}
     identities: dict = {}
     per_file_limit = settings.MAX_UPLOAD_BYTES
+    alive = KeepAlive(job)
 
     def take(name: str, stream: BinaryIO, ident: str | None) -> None:
         try:
@@ -316,6 +318,7 @@ def accept_uploads(dataset: Dataset, job: Job, files: Iterable, *, identity: str
             report.reject(name, IngestError("bad_archive", f"archive entry is corrupt: {exc}"))
         else:
             report.accepted.append(Accepted(name=name, image_id=image.id, identity=ident))
+        alive.touch()
 
     for upload in files:
         name = os.path.basename(upload.name or "upload")

@@ -27,6 +27,8 @@ class Command(BaseCommand):
         stale = Job.objects.filter(state=Job.State.QUEUED, updated_at__lt=cutoff, kind__in=list(KIND_TASKS))
         count = 0
         for job in stale:
+            if (job.params or {}).get("receiving"):  # an upload still storing its files is not lost (see the sweeper)
+                continue
             count += 1
             self.stdout.write(f"{'would re-send' if dry_run else 're-sending'} {job.kind} {job.id}")
             if not dry_run:
