@@ -9,6 +9,7 @@ differ. Callers keep torch as the fallback. ``FACECURATE_EMBED_RUNTIME=opencv`` 
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -16,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 OFF = ("opencv", "torch")
 #: Converting and compiling takes a few seconds: below this many faces in one call torch is as quick.
 WORTH_IT = 256
@@ -61,9 +63,11 @@ def compile_module(module, example) -> Callable[[np.ndarray], np.ndarray] | None
                                                           "PERFORMANCE_HINT": "LATENCY"})
         run = OvModule(compiled)
         got = run(example.numpy())
-    except Exception:  # noqa: BLE001 - no OpenVINO, or a module it cannot take: torch runs it
+    except Exception as exc:  # noqa: BLE001 - no OpenVINO, or a module it cannot take: torch runs it
+        log.info("OpenVINO does not run %s (%s: %s); torch does", type(module).__name__, type(exc).__name__, exc)
         return None
     scale = max(float(np.abs(want).max()), 1e-6)
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * scale):
+        log.warning("OpenVINO's outputs of %s differ from torch's; torch runs it", type(module).__name__)
         return None
     return run
