@@ -131,7 +131,8 @@ def one_retraining(user, labeled, run, seed: int, lfw_pairs: bool = True) -> dic
     return {"seed": seed, "state": job.state, "error": job.error[:500], "wall_s": round(wall, 1),
             "stage_started_s": stages,
             "events": [e.get("what") for e in job.events][-12:], "verdict": result.get("verdict"),
-            "training_set": {k: (result.get("training_set") or {}).get(k) for k in ("faces", "classes")},
+            "training_set": {k: (result.get("training_set") or {}).get(k) for k in ("kept", "run_faces", "classes",
+                                                                                   "num_classes")},
             "metrics": result.get("metrics")}
 
 
