@@ -234,7 +234,7 @@ def training_set(n: int, k: int, seed: int = 0) -> dict:
     with harness.timed() as t:
         ts = build_training_set(np.repeat(np.arange(2000), 5), u)
     return {"faces": n, "clusters": k, "seconds": round(t.seconds, 2), "rows": int(len(ts.row)),
-            "peak_rss_mib": harness.peak_rss_mib()}
+            "peak_rss_mib": harness.peak_rss_mib(), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def _env(backend: str) -> dict:
@@ -273,9 +273,11 @@ def _md(res: dict) -> str:
             f"{dl['counts_new']['p50_ms']} / {dl['counts_main']['p50_ms']} | "
             f"{b['load_average_at_start'][0]:.1f} -> {b['load_average_at_end'][0]:.1f} | {b['peak_rss_mib']:.0f} |")
     lines += ["", "Training-set builder (pipeline.retraining.build_training_set, arrays only, no database):", "",
-              "| faces | clusters | seconds | training rows | peak RSS MiB |", "|---|---|---|---|---|"]
+              "| faces | clusters | seconds | training rows | peak RSS MiB | load average (1 min) after |",
+              "|---|---|---|---|---|---|"]
     for t in res["training_set"]:
-        lines.append(f"| {t['faces']:,} | {t['clusters']:,} | {t['seconds']} | {t['rows']:,} | {t['peak_rss_mib']:.0f} |")
+        lines.append(f"| {t['faces']:,} | {t['clusters']:,} | {t['seconds']} | {t['rows']:,} | {t['peak_rss_mib']:.0f} | "
+                     f"{t.get('load_average_1min', '-')} |")
     lines += ["", "The machine is shared (2 cores, other work running): the load averages are in the table; "
               "compare new and main within a row, not across runs."]
     return "\n".join(lines)
@@ -294,7 +296,7 @@ def main() -> None:
     if args.child:
         return child(args)
     res = {"backends": [], "training_set": []}
-    for backend in args.backends.split(","):
+    for backend in filter(None, args.backends.split(",")):  # "": the training-set builder only
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--faces", str(args.faces),
                "--old-repeats", str(args.old_repeats), "--old-store" if args.old_store else "--no-old-store"]
         proc = subprocess.run(cmd, cwd=ROOT, env=_env(backend), capture_output=True, text=True)
