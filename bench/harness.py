@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ def command() -> str:
         script = script.resolve().relative_to(ROOT)
     except ValueError:
         pass
-    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])  # quoted: it can be pasted as it is
 
 
 def _write_atomic(path: Path, text: str) -> None:
