@@ -20,6 +20,7 @@ from django.utils import timezone
 from facecurate.jobs.models import Job
 from facecurate.jobs.runner import WAITING, JobContext, JobLost, worker_id
 from facecurate.recognition.services.embeddings import embed_faces, missing_faces, save_embeddings
+from facecurate.recognition.services.versions import embedder_for
 
 from ..models import EmbedChunk, PipelineRun
 from .stages import cluster_stage, overlap_stage, uncertainty_stage
@@ -107,6 +108,11 @@ def _claim_chunk(chunk_id: int) -> EmbedChunk | None:
 
 def embed_chunk(chunk_id: int) -> str:
     """Embed one chunk (if this worker wins it), record the file, enqueue the run when all are done."""
+    # The model is loaded (once per process: seconds, e.g. OpenVINO compiling it) before the claim, so a
+    # claimed chunk beats from the start and a slow first load never looks like a dead worker.
+    pending = EmbedChunk.objects.filter(pk=chunk_id).select_related("run__recognizer").first()
+    if pending is not None and pending.state != EmbedChunk.State.DONE:
+        embedder_for(pending.run.recognizer)
     chunk = _claim_chunk(chunk_id)
     if chunk is None:
         return "not claimed"
