@@ -65,6 +65,13 @@ CANDIDATES: dict[str, dict] = {
                                                          weighting="soft"),
     "2 stages, lr 1e-4, hard, close-class mask 0.4": dict(trainable_blocks=2, lr=1e-4, close_class_threshold=0.4,
                                                          weighting="hard"),
+    # issue 15, second round: one change each to the default recipe (2 stages, lr 1e-4, soft gamma 2)
+    "defaults + low-res copies of the labeled faces": {"lowres_copies": True},
+    "defaults + split-people merge 0.5": {"merge_threshold": 0.5},
+    "defaults + split-people merge 0.6": {"merge_threshold": 0.6},
+    "defaults, 10 epochs": {"epochs": 10},
+    "defaults, min cluster size 3": {"min_cluster_size": 3},
+    "defaults, 3 stages": {"trainable_blocks": 3},
 }
 
 
