@@ -43,6 +43,7 @@ def markdown(res: dict, png: str | None) -> str:
              f"clusters for {res['pseudo_labels']['separated']['true_clusters']} people.", ""]
     if res.get("selection"):
         lines += ["## Choosing the recipe (val people only)", "",
+                  f"Each candidate changes one or two settings of {res.get('candidate_base')} (round 1's choice).", "",
                   "| candidate | val TAR@1e-3 | val TAR@1e-4 | val rank-1 | LFW pairs | train s | pseudo faces / classes |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [_row(r, ("val",)) for r in res["selection"]]
