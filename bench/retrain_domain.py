@@ -77,6 +77,8 @@ CANDIDATES: dict[str, dict] = {
     "defaults, 10 epochs": {"epochs": 10},
     "defaults, min cluster size 3": {"min_cluster_size": 3},
     "defaults, 3 stages": {"trainable_blocks": 3},
+    # the best two of those on val, together
+    "low-res copies + 3 stages": {"lowres_copies": True, "trainable_blocks": 3},
 }
 
 
