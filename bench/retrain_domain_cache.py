@@ -2,7 +2,8 @@
 
 Groups (see ``bench/retrain_domain_data.py``): ``train`` / ``val`` / ``test`` (target domain, degraded),
 ``labeled`` (clean), ``labeled_lr`` (two low-resolution copies of every labeled face, at 12/16/20/24 px
-chosen by a fixed seed: the low-resolution augmentation), ``pairs`` (clean LFW pairs images).
+chosen by a fixed seed: ``pipeline.retraining.lowres.lowres_copies``, the product's augmentation), ``pairs``
+(clean LFW pairs images).
 
 Activations: the first ``CUT`` stages of the parent SFace (input .. conv_7, the expensive part on a CPU)
 run once per face (and per mirrored face for training groups) and are kept as float16 ``.npy`` files;
@@ -21,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.retrain_domain_data import CACHE, DomainConfig, degrade, load_crop_cache, pair_paths, split_identities
+from bench.retrain_domain_data import CACHE, DomainConfig, load_crop_cache, pair_paths, split_identities
+from pipeline.retraining.lowres import degrade, lowres_copies
 
 CUT = 8  # stages[:CUT] = input normalisation, stem, conv_2 .. conv_7 (output 512 x 14 x 14)
 GROUPS = ("train", "val", "test", "labeled", "labeled_lr", "pairs")
 FLIPPED = ("train", "labeled", "labeled_lr")  # groups that train (mirrored activations for flip augmentation)
-LOWRES_SIZES = (12, 16, 20, 24)
 
 
 def domain_dir(cfg: DomainConfig) -> Path:
@@ -53,10 +54,8 @@ def build_groups(cfg: DomainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, n
             crops = degrade(crops, cfg.resolution, cfg.grey)
         out[name] = (crops, np.array([p.split("/")[0] for p in paths]), np.array(paths))
     lab_c, lab_y, lab_p = out["labeled"]
-    sizes = np.random.default_rng(1).choice(LOWRES_SIZES, size=(2, len(lab_c)))
-    lowres = np.concatenate([np.stack([degrade(c[None], int(r))[0] for c, r in zip(lab_c, sizes[k])])
-                             for k in range(2)])
-    out["labeled_lr"] = (lowres, np.concatenate([lab_y, lab_y]), np.concatenate([lab_p, lab_p]))
+    lowres, src = lowres_copies(lab_c)  # the product's augmentation (two copies, 12/16/20/24 px, seed 1)
+    out["labeled_lr"] = (lowres, lab_y[src], lab_p[src])
     pp = [p for p in pair_paths() if p in have]
     out["pairs"] = (np.stack([have[p] for p in pp]), np.array([p.split("/")[0] for p in pp]), np.array(pp))
     return out

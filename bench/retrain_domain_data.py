@@ -6,7 +6,8 @@ Reproducible from ``$FACECURATE_SHARED_DATA/lfw`` alone (seeded):
   first by file name). Shuffled by ``seed`` and split by identity into ``test`` (``test_ids`` people:
   never used for training or for choosing anything), ``val`` (``val_ids`` people: held out of training
   while settings are chosen, scored to choose them) and ``train`` (the rest: the unlabeled training
-  faces). Their crops are degraded (see ``degrade``) and their names hidden from training.
+  faces). Their crops are degraded (``pipeline.retraining.lowres.degrade``) and their names hidden from
+  training.
 * **labeled**: ``labeled_ids`` LFW identities with ``min_labeled_images`` .. ``min_target_images - 1``
   images (so none is in the target pool), clean crops, at most ``per_id`` each.
 * **LFW pairs**: every image of the official ``pairs.txt`` (clean crops) for the forgetting check.
@@ -23,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,20 +78,6 @@ def split_identities(cfg: DomainConfig) -> Split:
     test, val = pool[: cfg.test_ids], pool[cfg.test_ids: cfg.test_ids + cfg.val_ids]
     return Split(train=take(pool[cfg.test_ids + cfg.val_ids:]), val=take(val), test=take(test),
                  labeled=take(lab_pool[: cfg.labeled_ids]))
-
-
-def degrade(crops: np.ndarray, resolution: int, grey: bool = False) -> np.ndarray:
-    """(N, 112, 112, 3) uint8 BGR -> the same faces at ``resolution`` px, scaled back up to 112."""
-    if crops.ndim != 4 or crops.shape[1:] != (112, 112, 3) or crops.dtype != np.uint8:
-        raise ValueError(f"crops must be (N, 112, 112, 3) uint8, got {crops.shape} {crops.dtype}")
-    out = np.empty_like(crops)
-    for i, c in enumerate(crops):
-        small = cv2.resize(c, (resolution, resolution), interpolation=cv2.INTER_AREA)
-        big = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
-        if grey:
-            big = cv2.cvtColor(cv2.cvtColor(big, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        out[i] = big
-    return out
 
 
 def _cache_file() -> Path:

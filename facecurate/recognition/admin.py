@@ -29,6 +29,8 @@ class RetrainForm(forms.Form):
     epochs = forms.IntegerField(initial=DEFAULTS["epochs"], min_value=1)
     lr = forms.FloatField(required=False)
     batch_size = forms.IntegerField(initial=DEFAULTS["batch_size"], min_value=2)
+    lowres_copies = forms.BooleanField(initial=DEFAULTS["lowres_copies"], required=False,
+                                       label="Low-resolution copies of the labeled faces")
     lfw_pairs = forms.BooleanField(initial=True, required=False)
 
     def __init__(self, *args, **kwargs):

@@ -72,6 +72,9 @@ class RetrainCreateSerializer(serializers.Serializer):
     lr = serializers.FloatField(default=None, allow_null=True, min_value=1e-7, max_value=1.0)
     batch_size = serializers.IntegerField(default=DEFAULTS["batch_size"], min_value=2, max_value=4096)
     seed = serializers.IntegerField(default=DEFAULTS["seed"], min_value=0)
+    lowres_copies = serializers.BooleanField(
+        default=DEFAULTS["lowres_copies"], help_text="Also train on two low-resolution copies (12-24 px, scaled back) "
+                                                     "of every labeled face: for a low-resolution target domain.")
     lfw_pairs = serializers.BooleanField(default=True, help_text="Score both versions on LFW pairs "
                                                                   "(read from FACECURATE_SHARED_DATA/lfw).")
     pseudo_holdout_fraction = serializers.FloatField(

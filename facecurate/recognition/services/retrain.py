@@ -14,7 +14,8 @@
 2. **unchanged?** The sha256 of (parent, the training rows' face ids, classes and weights, settings) is
    compared with earlier versions' ``config.input_hash``: a match ends the job with
    ``{"unchanged": true, "version": <id>}`` and no new version.
-3. **train** (:func:`pipeline.recognition.training.train_on_crops`, CosFace weighted by the rows' weights): progress
+3. **train** (:func:`pipeline.recognition.training.train_on_crops`, CosFace weighted by the rows' weights; with
+   ``lowres_copies``, two low-resolution copies of every labeled face train with it, :func:`training_inputs`): progress
    per step (epoch, loss, faces/s, ETA), a cancel check between batches, a checkpoint every epoch
    under ``ARTIFACT_ROOT/checkpoints/``; a re-run (or a requeue after a dead worker) resumes there.
 4. A new ``RecognizerVersion`` (kind checkpoint, its own file, ``parent`` set; never the parent's file; state
@@ -39,6 +40,7 @@ from django.db import transaction
 from facecurate.datasets.models import Dataset, Face
 from facecurate.jobs.models import Job
 from facecurate.jobs.runner import JobContext, JobFailed, JobLost
+from pipeline.retraining.lowres import with_lowres_copies
 from pipeline.retraining.recipe import DEFAULT_RECIPE as RECIPE
 from pipeline.retraining.training_set import RetrainConfig, TrainingSet, UnlabeledFaces, build_training_set
 
@@ -48,15 +50,15 @@ from . import artifacts
 log = logging.getLogger(__name__)
 
 #: Request options and their defaults (the API serializer and the admin form use the same names). The
-#: training recipe's values come from ``pipeline.retraining.recipe.DEFAULT_RECIPE`` (still the earlier defaults:
-#: bench/retrain_domain.py has not measured a better one yet); ``lr`` None means the recipe's for 'sface', 1e-3 for 'mobilefacenet'.
+#: training recipe's values come from ``pipeline.retraining.recipe.DEFAULT_RECIPE`` (chosen on bench/retrain_domain.py's
+#: validation people); ``lr`` None means the recipe's for 'sface', 1e-3 for 'mobilefacenet'.
 DEFAULTS: dict[str, Any] = {
     "gamma": RECIPE.gamma, "weighting": RECIPE.weighting, "overlap": "discard",
     "min_cluster_size": RECIPE.min_cluster_size, "max_faces_per_cluster": RECIPE.max_faces_per_cluster,
     "max_clusters": None, "holdout_fraction": 0.2, "holdout_seed": 0,
     "backbone": "sface", "trainable_blocks": RECIPE.trainable_blocks, "epochs": RECIPE.epochs, "lr": None,
     "batch_size": RECIPE.batch_size, "seed": 0, "close_class_threshold": RECIPE.close_class_threshold,
-    "lfw_pairs": True,
+    "lowres_copies": RECIPE.lowres_copies, "lfw_pairs": True,
 }
 BACKBONES = ("sface", "mobilefacenet")
 #: The guard's options (issue 15): a seeded fraction of the runs' own clusters held out, whole, as the new
@@ -96,6 +98,8 @@ def check_options(options: dict | None) -> dict[str, Any]:
     for key in ("holdout_fraction", "pseudo_holdout_fraction"):
         if not 0 <= float(opts[key]) < 1:
             raise RetrainRequestError(f"{key} must be in [0, 1)")
+    if not isinstance(opts["lowres_copies"], bool):
+        raise RetrainRequestError("lowres_copies must be true or false")
     if opts["backbone"] != "sface":
         opts["trainable_blocks"] = None
     try:
@@ -310,8 +314,7 @@ def _train(ctx: JobContext, parent: RecognizerVersion, ts: TrainingSet, face_ids
         init = str(artifacts.artifact_path(parent.path))
     cfg = train_config(opts, init_checkpoint=init, log_every=1)
     ctx.progress(0, len(face_ids), stage="load_crops", force=True)
-    crops = load_crops(face_ids.tolist())
-    labels = np.asarray(class_keys(ts))[ts.class_index]
+    crops, labels, weights = training_inputs(ts, load_crops(face_ids.tolist()), opts)
     last = {"epoch": start_epoch}
 
     def progress(current: int, total: int, **info: Any) -> None:
@@ -326,10 +329,20 @@ def _train(ctx: JobContext, parent: RecognizerVersion, ts: TrainingSet, face_ids
         else:
             ctx.progress(current, total, stage=f"train_{phase}")
 
-    train_on_crops(cfg, crops, labels, weights=ts.weight, out_path=path, progress=progress, resume_from=resume)
+    train_on_crops(cfg, crops, labels, weights=weights, out_path=path, progress=progress, resume_from=resume)
     attempts[-1]["end_epoch"] = int(cfg.epochs)
     state_path.write_text(json.dumps({"input_hash": digest, "attempts": attempts}))
-    return rel, {"attempts": [{k: v for k, v in a.items() if k != "started"} for a in attempts]}
+    return rel, {"attempts": [{k: v for k, v in a.items() if k != "started"} for a in attempts],
+                 "lowres_copies": int(len(labels) - len(ts))}
+
+
+def training_inputs(ts: TrainingSet, crops: np.ndarray, opts: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops, class keys, weights) that train: the training set's rows and, with ``lowres_copies``, low-resolution
+    copies of its labeled faces (``pipeline.retraining.lowres``; pseudo-labeled faces get none)."""
+    labels = np.asarray(class_keys(ts))[ts.class_index]
+    if not opts.get("lowres_copies"):
+        return crops, labels, ts.weight
+    return with_lowres_copies(crops, labels, ts.weight, ts.source == "labeled")
 
 
 def _new_version(job: Job, parent: RecognizerVersion, rel: str, opts: dict, digest: str, report: dict,

@@ -159,7 +159,8 @@
         gamma: num("gamma"), overlap: f.overlap.value, min_cluster_size: num("min_cluster_size"), max_faces_per_cluster: num("max_faces_per_cluster"),
         holdout_fraction: num("holdout_fraction"), pseudo_holdout_fraction: num("pseudo_holdout_fraction"),
         eval_datasets: multi(evalSets), backbone: f.backbone.value, trainable_blocks: f.backbone.value === "sface" ? num("trainable_blocks") : null,
-        epochs: num("epochs"), lr: num("lr"), batch_size: num("batch_size"), lfw_pairs: f.lfw_pairs.checked};
+        epochs: num("epochs"), lr: num("lr"), batch_size: num("batch_size"), lowres_copies: f.lowres_copies.checked,
+        lfw_pairs: f.lfw_pairs.checked};
       try {
         await api("/api/retrainings/", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
         loadJobs();
