@@ -177,3 +177,41 @@ def test_review_queue_offers_a_cluster_with_all_its_likely_partners_and_one_answ
     after = [i for i in merge_queue.review_items(run) if i.kind == "merge" and i.cluster == c[0].pk]
     assert all(o["id"] not in {x["id"] for x in others} for i in after for o in i.others)
     assert_consistent(run)
+
+
+def test_review_queue_shows_a_rejected_face_with_its_likely_clusters_for_one_decision(mq):
+    from facecurate.runs.models import ReviewAction, RunFace
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    outlier = mq["outliers"][c[1].pk]  # person 0's last face, planted in person 1's cluster
+    review.reject(user, c[1].pk, c[1].version, [outlier])
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "place" and i.face == outlier)
+    ids = [o["id"] for o in item.others]
+    assert len(ids) > 1 and item.cluster == ids[0] and ids[0] in {c[0].pk, mq["halves"][0].pk}
+    sizes = {x: _c(x).size for x in ids}
+    assert item.gain == pytest.approx(sum(o["probability"] * sizes[o["id"]] for o in item.others))
+    others = [{"id": x, "version": _c(x).version} for x in ids[1:]]
+    merge_queue.answer_face_group(user, outlier, others, None)  # none of the rest is its person
+    assert ReviewAction.objects.filter(run=run, kind="distinct").count() == len(others)
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "place" and i.face == outlier)
+    assert [o["id"] for o in item.others] == ids[:1]  # the ones answered no are not offered again
+    merge_queue.answer_face_group(user, outlier, [{"id": ids[0], "version": _c(ids[0]).version}], ids[0])
+    assert RunFace.objects.get(pk=outlier).cluster_id == ids[0]
+    assert not [i for i in merge_queue.review_items(run) if i.kind == "place"]
+    assert_consistent(run)
+
+
+def test_a_cluster_review_changed_is_paired_with_its_nearest_clusters_as_they_are_now(mq, monkeypatch):
+    import numpy as np
+
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    none = {**merge_queue.candidates(run), "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "prob": np.zeros(0)}
+    monkeypatch.setattr(merge_queue, "candidates", lambda run: none)  # the build-time kNN found nothing
+    assert not [i for i in merge_queue.review_items(run) if i.kind == "merge"]
+    review.confirm(user, c[0].pk, _c(c[0].pk).version)  # reviewed: paired again as it is now
+    pairs = {frozenset((i.cluster, o["id"])) for i in merge_queue.review_items(run) if i.kind == "merge"
+             for o in i.others}
+    assert frozenset((c[0].pk, h[0].pk)) in pairs
