@@ -215,3 +215,16 @@ def test_a_cluster_review_changed_is_paired_with_its_nearest_clusters_as_they_ar
     pairs = {frozenset((i.cluster, o["id"])) for i in merge_queue.review_items(run) if i.kind == "merge"
              for o in i.others}
     assert frozenset((c[0].pk, h[0].pk)) in pairs
+
+
+def test_review_queue_spends_no_clean_up_on_a_cluster_expected_to_be_clean(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    RunFace.objects.filter(cluster=h[0]).update(p_minus=0.01)  # 5 faces, about 0.2 wrong pairs expected
+    x = _c(h[0].pk)
+    review.refresh_stats(x)
+    x.save()
+    cleans = {i.cluster for i in merge_queue.review_items(run) if i.kind == "clean"}
+    assert h[0].pk not in cleans and c[1].pk in cleans  # c[1] holds a planted outlier

@@ -110,3 +110,9 @@ def test_candidates_for_some_clusters_or_faces_only_and_empty_clusters_skipped()
     place, _ = face_placements(emb, labels, k=2, rows=np.flatnonzero(labels < 0))
     assert (place[labels >= 0] == -1).all()  # only the rows asked for
     assert (place[labels < 0] >= 0).all() and not (place == 4).any()  # an empty cluster is never offered
+
+
+def test_a_clean_up_is_offered_only_where_a_wrong_pair_is_expected():
+    fixed, _ = gain.cleanup_gain([0.01] * 5)
+    assert fixed < 1 and not gain.worth_cleaning(fixed)
+    assert gain.worth_cleaning(gain.cleanup_gain([0.9] + [0.01] * 4)[0])

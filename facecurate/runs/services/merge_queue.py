@@ -254,8 +254,9 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
 
 
 def clean_items(run: PipelineRun) -> list[Item]:
-    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make."""
-    from pipeline.review.gain import cleanup_gain
+    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
+    expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out."""
+    from pipeline.review.gain import cleanup_gain, worth_cleaning
 
     by: dict[int, list] = {}
     for cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
@@ -264,7 +265,8 @@ def clean_items(run: PipelineRun) -> list[Item]:
     items = []
     for cid, ps in by.items():
         fixed, actions = cleanup_gain(ps)
-        items.append(Item("clean", cid, gain=fixed, actions=actions))
+        if worth_cleaning(fixed):
+            items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
     return items
 
