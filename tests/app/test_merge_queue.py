@@ -228,3 +228,17 @@ def test_review_queue_spends_no_clean_up_on_a_cluster_expected_to_be_clean(mq):
     x.save()
     cleans = {i.cluster for i in merge_queue.review_items(run) if i.kind == "clean"}
     assert h[0].pk not in cleans and c[1].pk in cleans  # c[1] holds a planted outlier
+
+
+def test_a_face_a_person_placed_counts_as_right_for_clean_ups(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue, review
+    from pipeline.review.gain import cleanup_gain
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    outlier = mq["outliers"][c[1].pk]  # person 0's last face (p- 0.9), planted in person 1's cluster
+    review.reject(user, c[1].pk, c[1].version, [outlier])
+    merge_queue.answer_face_group(user, outlier, [{"id": c[0].pk, "version": _c(c[0].pk).version}], c[0].pk)
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
+    ps = list(RunFace.objects.filter(cluster=c[0]).exclude(pk=outlier).values_list("p_minus", flat=True))
+    assert item.gain == pytest.approx(cleanup_gain([*ps, 0.0])[0])

@@ -255,13 +255,15 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
 
 def clean_items(run: PipelineRun) -> list[Item]:
     """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
-    expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out."""
+    expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
+    person placed counts as right (p- 0): its p- was about the cluster it was rejected from."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
 
+    placed = _placed(run)
     by: dict[int, list] = {}
-    for cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
-            .values_list("cluster_id", "p_minus"):
-        by.setdefault(cid, []).append(np.nan if p is None else p)
+    for rf, cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
+            .values_list("id", "cluster_id", "p_minus"):
+        by.setdefault(cid, []).append(0.0 if rf in placed else (np.nan if p is None else p))
     items = []
     for cid, ps in by.items():
         fixed, actions = cleanup_gain(ps)
@@ -269,6 +271,16 @@ def clean_items(run: PipelineRun) -> list[Item]:
             items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
     return items
+
+
+def _placed(run: PipelineRun) -> set[int]:
+    """Run-faces placed by a person (a rejected face put in a cluster), placements not undone."""
+    out: set[int] = set()
+    for payload in ReviewAction.objects.filter(run=run, kind=ReviewAction.Kind.MOVE, undone_at__isnull=True) \
+            .values_list("payload", flat=True):
+        if payload.get("placed"):
+            out |= {int(row[0]) for row in payload.get("faces", [])}
+    return out
 
 
 def review_items(run: PipelineRun) -> list[Item]:
