@@ -5,13 +5,15 @@ nearest other clusters, where it may belong once rejected), with the merge model
 the two are one identity (:mod:`pipeline.review`). They are computed once per run, on the first
 request, and kept as the run's ``merge_candidates`` artifact. Review changes are followed when the
 queue is listed: a cluster merged into another stands for it, answered pairs ("no") are left out,
-emptied and dismissed clusters drop out.
+emptied and dismissed clusters drop out, a cluster review changed is paired again with its nearest
+live clusters as they are now, and rejected faces are offered the live clusters nearest them now.
 
 Every item carries ``gain``, the expected pairwise errors it fixes, and ``actions``, the expected
 decisions it takes; the review queue orders merges, placements and clean-ups by gain per action. In the
 review queue a merge item is a cluster with all its likely partners (``others``, most likely first;
 ``other`` is the first): one decision accepts the ones that are the same person and says no to the rest
-(:func:`answer_group`). Pairs below the model's probability floor (``p_min`` in merge_model.json, chosen
+(:func:`answer_group`); a rejected face comes with its likely clusters the same way
+(:func:`answer_face_group`). Pairs below the model's probability floor (``p_min`` in merge_model.json, chosen
 on training identities) are not offered.
 """
 from __future__ import annotations
