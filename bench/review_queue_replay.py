@@ -62,7 +62,7 @@ class Replay:
         return top, m[self.truth[m] != top].tolist()
 
     # --- queue -----------------------------------------------------------------------------------
-    def pair_probabilities(self, live: dict) -> dict[tuple, float]:
+    def pair_probabilities(self, live: dict, floor: float | None = None) -> dict[tuple, float]:
         best: dict[tuple, float] = {}
         no = {(min(x, y), max(x, y)) for x, y in ((self.resolve(a), self.resolve(b)) for a, b in self.no_pairs)}
         for a, b, q in self.cand:
@@ -89,14 +89,21 @@ class Replay:
             feats = [pair_features(self.emb[rows], local, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
                                    self.p[rows]) for a, b in redo]
             best.update(zip(redo, merge_model.probability(np.array(feats)).tolist()))
-        floor = merge_model.probability_floor()
+        floor = merge_model.probability_floor() if floor is None else floor
         return {k: q for k, q in best.items() if q >= floor}
 
     def items(self) -> list[tuple]:
-        """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them."""
+        """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them;
+        with nothing above the probability floor left, the pairs under it (``--below_floor=1``)."""
+        out = self._items(None)
+        if not out and self.opts.get("below_floor"):
+            out = [it for it in self._items(0.0) if it[1] == "merge"]
+        return out
+
+    def _items(self, floor) -> list[tuple]:
         live = self.sizes()
         no_faces = {(f, self.resolve(c)) for f, c in self.no_faces}
-        best = self.pair_probabilities(live)
+        best = self.pair_probabilities(live, floor)
         out = [(g, "merge", a, partners, g, 1.0)
                for g, a, partners in gain.merge_groups(((a, b, q) for (a, b), q in best.items()), live,
                                                       **({"max_partners": int(self.opts["max_partners"])}

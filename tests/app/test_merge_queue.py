@@ -242,3 +242,15 @@ def test_a_face_a_person_placed_counts_as_right_for_clean_ups(mq):
     item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
     ps = list(RunFace.objects.filter(cluster=c[0]).exclude(pk=outlier).values_list("p_minus", flat=True))
     assert item.gain == pytest.approx(cleanup_gain([*ps, 0.0])[0])
+
+
+def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left(mq, monkeypatch):
+    from facecurate.runs.services import merge_queue
+
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run: [])
+    assert not merge_queue.group_items(run)
+    items = merge_queue.review_items(run)
+    assert items and all(i.kind == "merge" for i in items)
+    assert {items[0].cluster, items[0].other} in ({c[0].pk, h[0].pk}, {c[1].pk, h[1].pk})

@@ -120,7 +120,8 @@ def _live(run: PipelineRun) -> dict[int, Cluster]:
     return {c.pk: c for c in Cluster.objects.filter(run=run, size__gt=0).exclude(review_state=Cluster.Review.DISMISSED)}
 
 
-def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set, now=None) -> dict[tuple, float]:
+def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set, now=None,
+                        floor: float | None = None) -> dict[tuple, float]:
     """Open candidate pairs (a < b, both live, not answered no) with their probability, those under the
     probability floor left out. A cluster review changed (merged into, cleaned, placed into, confirmed)
     is paired again with its nearest live clusters as they are now, and every pair it is in is scored
@@ -141,7 +142,7 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
             if key not in no_pairs:
                 best.setdefault(key, 0.0)
         best = _rescored(now, best, changed)
-    floor = probability_floor()
+    floor = probability_floor() if floor is None else floor
     return {k: q for k, q in best.items() if q >= floor}
 
 
@@ -161,16 +162,17 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
     return items
 
 
-def group_items(run: PipelineRun) -> list[Item]:
+def group_items(run: PipelineRun, floor: float | None = None) -> list[Item]:
     """Merge groups (a cluster with all its likely partners, one decision) and rejected faces, each
-    with its likely clusters (one decision: the one that is its person, or none)."""
+    with its likely clusters (one decision: the one that is its person, or none). ``floor``: the
+    probability under which pairs are left out (the model's ``p_min`` by default)."""
     from pipeline.review.gain import merge_groups
 
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
     now = _current(run, live)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now)
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now, floor)
     sizes = {c: x.size for c, x in live.items()}
     items = [Item("merge", a, partners[0][0], probability=partners[0][1], gain=gain,
                   others=[{"id": b, "probability": q} for b, q in partners])
@@ -286,8 +288,12 @@ def _placed(run: PipelineRun) -> set[int]:
 
 
 def review_items(run: PipelineRun) -> list[Item]:
-    """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action."""
+    """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
+    Once nothing above the probability floor is left, the merge groups under it, most gain first: the
+    queue does not run dry while the person is still reviewing."""
     items = group_items(run) + clean_items(run)
+    if not items:
+        items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items
