@@ -172,7 +172,7 @@ def _fitted() -> list[str]:
             "- Queue settings (merge groups of up to 8 partners, order by expected pairs fixed per action, a "
             "rejected face shown with its 3 likely clusters, a cluster review changed paired again with its "
             "nearest clusters as they are now, the pairs under the probability floor offered once nothing else is "
-            "left): fixed in code. The clean-up floor (a cluster expected to hold "
+            "left, faces a person placed or merged in counting as right in clean-ups): fixed in code. The clean-up floor (a cluster expected to hold "
             f"under {CLEAN_MIN:g} wrong pair is not offered for clean-up) was chosen on lfw20_train and "
             "lfw16_train (bench/review_queue_replay.py); no setting was tuned on a reported set.",
             "- Reported below: the held-out LFW identities (lfw*_test) and glint-sample (glint, glint20, "

@@ -94,9 +94,10 @@ class Replay:
 
     def items(self) -> list[tuple]:
         """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them;
-        with nothing above the probability floor left, the pairs under it (``--below_floor=1``)."""
+        with nothing above the probability floor left, the pairs under it (as shipped; ``--below_floor=0``
+        to leave them out)."""
         out = self._items(None)
-        if not out and self.opts.get("below_floor"):
+        if not out and self.opts.get("below_floor", 1):
             out = [it for it in self._items(0.0) if it[1] == "merge"]
         return out
 
@@ -144,7 +145,7 @@ class Replay:
             same = [b for b, _ in payload if self.majority(b)[0] == person]
             for b, _ in payload:
                 if b in same:
-                    if self.opts.get("seen_merged"):
+                    if self.opts.get("seen_merged", 1):
                         self.p_clean[self.lab == b] = 0.0
                     self.lab[self.lab == b] = c
                     self.into[b], self.state[b] = c, "dismissed"

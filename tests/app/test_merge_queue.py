@@ -254,3 +254,18 @@ def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left
     items = merge_queue.review_items(run)
     assert items and all(i.kind == "merge" for i in items)
     assert {items[0].cluster, items[0].other} in ({c[0].pk, h[0].pk}, {c[1].pk, h[1].pk})
+
+
+def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue
+    from pipeline.review.gain import cleanup_gain
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    half = list(RunFace.objects.filter(cluster=h[0]).values_list("id", flat=True))
+    RunFace.objects.filter(pk__in=half).update(p_minus=0.5)  # unsure of the small cluster they were in
+    merge_queue.answer_group(user, c[0].pk, _c(c[0].pk).version, [{"id": h[0].pk, "version": _c(h[0].pk).version}],
+                             [h[0].pk])
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
+    own = list(RunFace.objects.filter(cluster=c[0]).exclude(pk__in=half).values_list("p_minus", flat=True))
+    assert item.gain == pytest.approx(cleanup_gain([*own, *[0.0] * len(half)])[0])

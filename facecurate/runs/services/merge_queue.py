@@ -260,10 +260,11 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
 def clean_items(run: PipelineRun) -> list[Item]:
     """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
     expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
-    person placed counts as right (p- 0): its p- was about the cluster it was rejected from."""
+    person placed, or that came in with a cluster a person merged in, counts as right (p- 0): its p- was
+    about the cluster the clusterer put it in, and a person has since put it here."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
 
-    placed = _placed(run)
+    placed = _moved_by_review(run)
     by: dict[int, list] = {}
     for rf, cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
             .values_list("id", "cluster_id", "p_minus"):
@@ -277,12 +278,14 @@ def clean_items(run: PipelineRun) -> list[Item]:
     return items
 
 
-def _placed(run: PipelineRun) -> set[int]:
-    """Run-faces placed by a person (a rejected face put in a cluster), placements not undone."""
+def _moved_by_review(run: PipelineRun) -> set[int]:
+    """Run-faces a person put where they are: placed (a rejected face put in a cluster) or merged in
+    with their cluster, actions not undone."""
     out: set[int] = set()
-    for payload in ReviewAction.objects.filter(run=run, kind=ReviewAction.Kind.MOVE, undone_at__isnull=True) \
-            .values_list("payload", flat=True):
-        if payload.get("placed"):
+    for kind, payload in ReviewAction.objects.filter(
+            run=run, kind__in=[ReviewAction.Kind.MOVE, ReviewAction.Kind.MERGE], undone_at__isnull=True) \
+            .values_list("kind", "payload"):
+        if kind == ReviewAction.Kind.MERGE or payload.get("placed"):
             out |= {int(row[0]) for row in payload.get("faces", [])}
     return out
 
