@@ -158,6 +158,7 @@ def goal(r: dict) -> dict:
 
 def _fitted() -> list[str]:
     from pipeline.review import merge_model
+    from pipeline.review.gain import CLEAN_MIN
 
     m = merge_model.shipped()
     t = m.get("trained_on", {})
@@ -168,8 +169,12 @@ def _fitted() -> list[str]:
             f"{t.get('split', '')}. L2 strength {m['l2']} chosen by log-loss on an inner split of those "
             f"identities; probability floor p_min = {m.get('p_min', 0.0):.3f} ({t.get('p_min_rule', '')}), "
             "on the same training pairs.",
-            "- Queue settings (merge groups of up to 8 partners, order by expected pairs fixed per action): "
-            "fixed in code, not tuned on any reported set.",
+            "- Queue settings (merge groups of up to 8 partners, order by expected pairs fixed per action, a "
+            "rejected face shown with its 3 likely clusters, a cluster review changed paired again with its "
+            "nearest clusters as they are now, the pairs under the probability floor offered once nothing else is "
+            "left, faces a person placed or merged in counting as right in clean-ups): fixed in code. The clean-up floor (a cluster expected to hold "
+            f"under {CLEAN_MIN:g} wrong pair is not offered for clean-up) was chosen on lfw20_train and "
+            "lfw16_train (bench/review_queue_replay.py); no setting was tuned on a reported set.",
             "- Reported below: the held-out LFW identities (lfw*_test) and glint-sample (glint, glint20, "
             "glint16); none was seen by the fit.", ""]
 
@@ -190,7 +195,8 @@ def markdown(results: dict, max_actions: int, name: str = "review_curves") -> st
              "most one action past the gain's count to F 0.99 (it cannot come first after that). "
              "oracle: the perfect greedy annotator (best merge or clean-up each step, no confirms, no 'no's; "
              "one merge per action). The shipped queue (gain) shows a cluster with its likely partners: one "
-             "decision accepts the ones that are the same person (several merges) and records no for the rest.",
+             "decision accepts the ones that are the same person (several merges) and records no for the rest; "
+             "a rejected face with its likely clusters: one decision places it or records no for them all.",
              f"Curves: {name}.png.", "", *_fitted(), "## Goal per set (F 0.99 within 1.3x the oracle, before every other order)", "",
              "| set | gain to 0.99 | oracle to 0.99 | ratio | within 1.3x | before every other order | met |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

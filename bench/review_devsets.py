@@ -2,8 +2,8 @@
 
 * glint-sample's aligned 112x112 crops downscaled to ``px`` pixels and back (INTER_AREA down,
   INTER_LINEAR up), embedded with the bundled SFace: ``.cache/features/glint_lowres<px>_sface.npz``.
-  (These crops are passed to SFace in RGB order, while the embedder expects BGR; kept as built so
-  earlier numbers stay comparable.)
+  The crops are read as the product reads them (:func:`pipeline.recognition.faces.read_image`: BGR,
+  the order the embedder expects, as for ``glint_sface.npz``).
 * LFW (images_deepfunneled): the people with at least ``LFW_MIN`` photos, their first ``LFW_CAP`` photos
   (sorted by file name), detected and aligned as the product does (:mod:`pipeline.recognition.faces`,
   primary face); the crops are cached once in ``.cache/review_devsets/lfw_crops.npz`` and each
@@ -37,6 +37,7 @@ def build(px: int) -> Path:
     import cv2
 
     from pipeline.recognition.embedders import OnnxEmbedder
+    from pipeline.recognition.faces import read_image
 
     out = lowres_path(px)
     if out.exists():
@@ -44,7 +45,7 @@ def build(px: int) -> Path:
     emb, files = OnnxEmbedder(), glint_files()
     crops = []
     for f in files:
-        img = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
+        img = read_image(f)  # BGR, as the embedder expects (cv2's decode order; no conversion)
         small = cv2.resize(img, (px, px), interpolation=cv2.INTER_AREA)
         crops.append(cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR))
     x = emb.embed(np.stack(crops))

@@ -49,8 +49,10 @@ def pair_features(emb, members, pmax, a, b, cos, p=None) -> list[float]:
             float(max(pmax[a], pmax[b]))]
 
 
-def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 2) label pairs a < b (each cluster with its ``k`` nearest by centroid) and (M, F) features."""
+def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: int = 10,
+                  only=None) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) label pairs a < b (each cluster with its ``k`` nearest by centroid) and (M, F) features;
+    ``only``: just the pairs of those clusters with their nearest (clusters review changed)."""
     emb = _norm(np.asarray(emb, np.float32))
     labels = np.asarray(labels, np.int64)
     n_clusters = int(labels.max()) + 1 if (labels >= 0).any() else 0
@@ -62,7 +64,7 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     pmax = np.array([p[m].max() if len(m) else 0.0 for m in members])
     idx, sims = _knn(cent, cent, k + 1)
     seen, pairs, feats = set(), [], []
-    for a in range(n_clusters):
+    for a in (range(n_clusters) if only is None else [int(x) for x in only]):
         for b, s in zip(idx[a], sims[a]):
             b = int(b)
             if b < 0 or b == a or not len(members[a]) or not len(members[b]):
@@ -76,9 +78,10 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
 
 
-def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For every face, its ``k`` nearest clusters other than its own: (N, k) labels (-1 pad) and
-    (N, k, F) features of the pair (the face alone against that cluster, p- 0)."""
+def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np.ndarray | None = None,
+                    rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """For every face (or the faces ``rows``), its ``k`` nearest clusters other than its own: (N, k)
+    labels (-1 pad) and (N, k, F) features of the pair (the face alone against that cluster, p- 0)."""
     emb = _norm(np.asarray(emb, np.float32))
     labels = np.asarray(labels, np.int64)
     n_clusters = int(labels.max()) + 1 if (labels >= 0).any() else 0
@@ -91,12 +94,15 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
     if p_minus is not None:
         p = np.nan_to_num(np.asarray(p_minus, np.float64), nan=0.0)
         members = [_trusted(m, p) for m in members]
-    idx, sims = _knn(emb, cent, k + 1)
-    for i in range(len(emb)):
+    rows = np.arange(len(emb)) if rows is None else np.asarray(rows, np.int64)
+    idx, sims = np.full((len(emb), k + 1), -1, np.int64), np.zeros((len(emb), k + 1), np.float32)
+    if len(rows):
+        idx[rows], sims[rows] = _knn(emb[rows], cent, k + 1)
+    for i in rows.tolist():
         j = 0
         for c, s in zip(idx[i], sims[i]):
             c = int(c)
-            if c < 0 or c == labels[i] or j >= k:
+            if c < 0 or c == labels[i] or j >= k or not len(members[c]):
                 continue
             link = float((emb[members[c]] @ emb[i]).max())
             out[i, j] = c

@@ -177,3 +177,95 @@ def test_review_queue_offers_a_cluster_with_all_its_likely_partners_and_one_answ
     after = [i for i in merge_queue.review_items(run) if i.kind == "merge" and i.cluster == c[0].pk]
     assert all(o["id"] not in {x["id"] for x in others} for i in after for o in i.others)
     assert_consistent(run)
+
+
+def test_review_queue_shows_a_rejected_face_with_its_likely_clusters_for_one_decision(mq):
+    from facecurate.runs.models import ReviewAction, RunFace
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    outlier = mq["outliers"][c[1].pk]  # person 0's last face, planted in person 1's cluster
+    review.reject(user, c[1].pk, c[1].version, [outlier])
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "place" and i.face == outlier)
+    ids = [o["id"] for o in item.others]
+    assert len(ids) > 1 and item.cluster == ids[0] and ids[0] in {c[0].pk, mq["halves"][0].pk}
+    sizes = {x: _c(x).size for x in ids}
+    assert item.gain == pytest.approx(sum(o["probability"] * sizes[o["id"]] for o in item.others))
+    others = [{"id": x, "version": _c(x).version} for x in ids[1:]]
+    merge_queue.answer_face_group(user, outlier, others, None)  # none of the rest is its person
+    assert ReviewAction.objects.filter(run=run, kind="distinct").count() == len(others)
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "place" and i.face == outlier)
+    assert [o["id"] for o in item.others] == ids[:1]  # the ones answered no are not offered again
+    merge_queue.answer_face_group(user, outlier, [{"id": ids[0], "version": _c(ids[0]).version}], ids[0])
+    assert RunFace.objects.get(pk=outlier).cluster_id == ids[0]
+    assert not [i for i in merge_queue.review_items(run) if i.kind == "place"]
+    assert_consistent(run)
+
+
+def test_a_cluster_review_changed_is_paired_with_its_nearest_clusters_as_they_are_now(mq, monkeypatch):
+    import numpy as np
+
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    none = {**merge_queue.candidates(run), "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "prob": np.zeros(0)}
+    monkeypatch.setattr(merge_queue, "candidates", lambda run: none)  # the build-time kNN found nothing
+    assert not [i for i in merge_queue.review_items(run) if i.kind == "merge"]
+    review.confirm(user, c[0].pk, _c(c[0].pk).version)  # reviewed: paired again as it is now
+    pairs = {frozenset((i.cluster, o["id"])) for i in merge_queue.review_items(run) if i.kind == "merge"
+             for o in i.others}
+    assert frozenset((c[0].pk, h[0].pk)) in pairs
+
+
+def test_review_queue_spends_no_clean_up_on_a_cluster_expected_to_be_clean(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    RunFace.objects.filter(cluster=h[0]).update(p_minus=0.01)  # 5 faces, about 0.2 wrong pairs expected
+    x = _c(h[0].pk)
+    review.refresh_stats(x)
+    x.save()
+    cleans = {i.cluster for i in merge_queue.review_items(run) if i.kind == "clean"}
+    assert h[0].pk not in cleans and c[1].pk in cleans  # c[1] holds a planted outlier
+
+
+def test_a_face_a_person_placed_counts_as_right_for_clean_ups(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue, review
+    from pipeline.review.gain import cleanup_gain
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    outlier = mq["outliers"][c[1].pk]  # person 0's last face (p- 0.9), planted in person 1's cluster
+    review.reject(user, c[1].pk, c[1].version, [outlier])
+    merge_queue.answer_face_group(user, outlier, [{"id": c[0].pk, "version": _c(c[0].pk).version}], c[0].pk)
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
+    ps = list(RunFace.objects.filter(cluster=c[0]).exclude(pk=outlier).values_list("p_minus", flat=True))
+    assert item.gain == pytest.approx(cleanup_gain([*ps, 0.0])[0])
+
+
+def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left(mq, monkeypatch):
+    from facecurate.runs.services import merge_queue
+
+    run, c, h = mq["run"], mq["clusters"], mq["halves"]
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run: [])
+    assert not merge_queue.group_items(run)
+    items = merge_queue.review_items(run)
+    assert items and all(i.kind == "merge" for i in items)
+    assert {items[0].cluster, items[0].other} in ({c[0].pk, h[0].pk}, {c[1].pk, h[1].pk})
+
+
+def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import merge_queue
+    from pipeline.review.gain import cleanup_gain
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    half = list(RunFace.objects.filter(cluster=h[0]).values_list("id", flat=True))
+    RunFace.objects.filter(pk__in=half).update(p_minus=0.5)  # unsure of the small cluster they were in
+    merge_queue.answer_group(user, c[0].pk, _c(c[0].pk).version, [{"id": h[0].pk, "version": _c(h[0].pk).version}],
+                             [h[0].pk])
+    item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
+    own = list(RunFace.objects.filter(cluster=c[0]).exclude(pk__in=half).values_list("p_minus", flat=True))
+    assert item.gain == pytest.approx(cleanup_gain([*own, *[0.0] * len(half)])[0])

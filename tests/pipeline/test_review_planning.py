@@ -98,3 +98,21 @@ def test_reliability_table_bins_predictions_and_observed_rates():
     mid = next(r for r in table if r["bin"] == [0.5, 0.65])
     assert mid["pairs"] == 2 and mid["observed"] == pytest.approx(0.5) and mid["mean_p"] == pytest.approx(0.575)
     assert table[-1]["pairs"] == 2 and table[-1]["observed"] == 1.0
+
+
+def test_candidates_for_some_clusters_or_faces_only_and_empty_clusters_skipped():
+    emb, truth = _blobs()
+    labels = truth.copy()
+    labels[:3] = 5  # person 0 split in two
+    pairs, feats = cluster_pairs(emb, labels, np.zeros(len(labels)), k=3, only=[5])
+    assert len(pairs) == 3 and all(5 in p for p in pairs.tolist()) and feats.shape == (3, len(FEATURES))
+    labels[labels == 4] = -1  # person 4 rejected: cluster 4 is empty now
+    place, _ = face_placements(emb, labels, k=2, rows=np.flatnonzero(labels < 0))
+    assert (place[labels >= 0] == -1).all()  # only the rows asked for
+    assert (place[labels < 0] >= 0).all() and not (place == 4).any()  # an empty cluster is never offered
+
+
+def test_a_clean_up_is_offered_only_where_a_wrong_pair_is_expected():
+    fixed, _ = gain.cleanup_gain([0.01] * 5)
+    assert fixed < 1 and not gain.worth_cleaning(fixed)
+    assert gain.worth_cleaning(gain.cleanup_gain([0.9] + [0.01] * 4)[0])

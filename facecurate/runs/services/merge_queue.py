@@ -5,13 +5,15 @@ nearest other clusters, where it may belong once rejected), with the merge model
 the two are one identity (:mod:`pipeline.review`). They are computed once per run, on the first
 request, and kept as the run's ``merge_candidates`` artifact. Review changes are followed when the
 queue is listed: a cluster merged into another stands for it, answered pairs ("no") are left out,
-emptied and dismissed clusters drop out.
+emptied and dismissed clusters drop out, a cluster review changed is paired again with its nearest
+live clusters as they are now, and rejected faces are offered the live clusters nearest them now.
 
 Every item carries ``gain``, the expected pairwise errors it fixes, and ``actions``, the expected
 decisions it takes; the review queue orders merges, placements and clean-ups by gain per action. In the
 review queue a merge item is a cluster with all its likely partners (``others``, most likely first;
 ``other`` is the first): one decision accepts the ones that are the same person and says no to the rest
-(:func:`answer_group`). Pairs below the model's probability floor (``p_min`` in merge_model.json, chosen
+(:func:`answer_group`); a rejected face comes with its likely clusters the same way
+(:func:`answer_face_group`). Pairs below the model's probability floor (``p_min`` in merge_model.json, chosen
 on training identities) are not offered.
 """
 from __future__ import annotations
@@ -118,9 +120,13 @@ def _live(run: PipelineRun) -> dict[int, Cluster]:
     return {c.pk: c for c in Cluster.objects.filter(run=run, size__gt=0).exclude(review_state=Cluster.Review.DISMISSED)}
 
 
-def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set) -> dict[tuple, float]:
-    """Open candidate pairs (a < b, both live, not answered no) with their probability, rescored where
-    review changed a cluster, those under the probability floor left out."""
+def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set, now=None,
+                        floor: float | None = None) -> dict[tuple, float]:
+    """Open candidate pairs (a < b, both live, not answered no) with their probability, those under the
+    probability floor left out. A cluster review changed (merged into, cleaned, placed into, confirmed)
+    is paired again with its nearest live clusters as they are now, and every pair it is in is scored
+    again on the faces it holds now: a stale probability times a grown size would put doubtful pairs
+    first, and a grown cluster has new neighbours the build-time kNN never saw."""
     from pipeline.review.merge_model import probability_floor
 
     best: dict[tuple, float] = {}
@@ -129,8 +135,14 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
         key = (min(a, b), max(a, b))
         if a != b and a in live and b in live and key not in no_pairs:
             best[key] = max(best.get(key, 0.0), q)
-    best = _rescored(run, best, {c for c, x in live.items() if x.version > 1})
-    floor = probability_floor()
+    changed = {c for c, x in live.items() if x.version > 1}
+    if changed:
+        now = now or _current(run, live)
+        for key in _fresh_pairs(now, changed):
+            if key not in no_pairs:
+                best.setdefault(key, 0.0)
+        best = _rescored(now, best, changed)
+    floor = probability_floor() if floor is None else floor
     return {k: q for k, q in best.items() if q >= floor}
 
 
@@ -140,91 +152,151 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs) if face is None else {}
+    now = _current(run, live)
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now) if face is None else {}
     items = [Item("merge", a, b, probability=q, gain=float(q * live[a].size * live[b].size))
              for (a, b), q in best.items()]
-    items += _place_items(run, cand, resolve, live, no_faces, face)
+    items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size))
+              for rf, offers in _place_offers(now, live, no_faces, face).items() for c, q in offers]
     items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
     return items
 
 
-def group_items(run: PipelineRun) -> list[Item]:
-    """Merge groups (a cluster with all its likely partners, one decision) and rejected faces' offers."""
+def group_items(run: PipelineRun, floor: float | None = None) -> list[Item]:
+    """Merge groups (a cluster with all its likely partners, one decision) and rejected faces, each
+    with its likely clusters (one decision: the one that is its person, or none). ``floor``: the
+    probability under which pairs are left out (the model's ``p_min`` by default)."""
     from pipeline.review.gain import merge_groups
 
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs)
+    now = _current(run, live)
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now, floor)
     sizes = {c: x.size for c, x in live.items()}
     items = [Item("merge", a, partners[0][0], probability=partners[0][1], gain=gain,
                   others=[{"id": b, "probability": q} for b, q in partners])
              for gain, a, partners in merge_groups(((a, b, q) for (a, b), q in best.items()), sizes)]
-    return items + _place_items(run, cand, resolve, live, no_faces, None)
+    return items + [Item("place", offers[0][0], face=rf, probability=offers[0][1],
+                         gain=float(sum(q * sizes[c] for c, q in offers)),
+                         others=[{"id": c, "probability": q} for c, q in offers])
+                    for rf, offers in _place_offers(now, live, no_faces, None).items() if offers]
 
 
-def _place_items(run, cand, resolve, live, no_faces, face) -> list[Item]:
-    items = []
-    rejected = RunFace.objects.filter(run=run, cluster__isnull=True, excluded=RunFace.Excluded.REJECTED)
-    if face is not None:
-        rejected = rejected.filter(pk=face)
-    pos = {int(r): i for i, r in enumerate(cand["runface_ids"].tolist())}
-    for rf in rejected.values_list("id", flat=True):
-        i = pos.get(rf)
-        if i is None:
-            continue
-        offers: dict[int, float] = {}
-        for c, q in zip(cand["place"][i].tolist(), cand["place_prob"][i].tolist()):
-            c = resolve(c) if c >= 0 else c
-            if c in live and (rf, c) not in no_faces:
-                offers[c] = max(offers.get(c, 0.0), q)
-        items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size)) for c, q in offers.items()]
-    return items
+@dataclass
+class _Now:
+    """The run's faces as review left them: those of live clusters and the rejected ones."""
+    rf: np.ndarray  # run-face ids
+    lab: np.ndarray  # index into ``cids`` (-1: rejected)
+    cids: np.ndarray  # live cluster ids
+    p: np.ndarray
+    emb: np.ndarray  # unit rows
 
 
-def _rescored(run: PipelineRun, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
-    """Pairs that involve a cluster review changed (merged into, cleaned) scored again on the faces it
-    holds now: a stale probability times a grown size would put doubtful pairs first."""
-    from pipeline.review.candidates import pair_features
+def _current(run: PipelineRun, live: dict) -> _Now:
+    rows = [r for r in RunFace.objects.filter(run=run).order_by("id")
+            .values_list("id", "face_id", "cluster_id", "p_minus", "excluded")
+            if r[2] in live or (r[2] is None and r[4] == RunFace.Excluded.REJECTED)]
+    cids = np.array(sorted(live), np.int64)
+    pos = {int(c): i for i, c in enumerate(cids)}
+    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1] if rows else \
+        np.zeros((0, 128), np.float32)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return _Now(np.array([r[0] for r in rows], np.int64), np.array([pos.get(r[2], -1) for r in rows], np.int64),
+                cids, np.array([0.0 if r[3] is None else r[3] for r in rows], np.float64), emb)
+
+
+def _fresh_pairs(now: _Now, changed: set[int]) -> set[tuple]:
+    """Each changed cluster with its nearest live clusters as they are now (a < b)."""
+    from pipeline.review.candidates import cluster_pairs
+
+    only = [i for i, c in enumerate(now.cids.tolist()) if c in changed]
+    if not only or len(now.cids) < 2:
+        return set()
+    pairs, _ = cluster_pairs(now.emb, now.lab, now.p, only=only)
+    return {(min(a, b), max(a, b)) for a, b in now.cids[pairs].tolist()}
+
+
+PLACE_K = 3  # a rejected face is shown with its nearest live clusters, this many
+
+
+def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None) -> dict[int, list]:
+    """Each rejected face (or just ``face``): its likely live clusters as they are now, not answered no,
+    most likely first: {run-face: [(cluster, q), ...]}."""
+    from pipeline.review.candidates import face_placements
+    from pipeline.review.merge_model import probability
+
+    rows = np.flatnonzero((now.lab < 0) & ((now.rf == face) if face is not None else True))
+    if not len(rows) or not len(now.cids):
+        return {}
+    place, feats = face_placements(now.emb, now.lab, k=PLACE_K, p_minus=now.p, rows=rows)
+    q = probability(feats[rows].reshape(-1, feats.shape[-1])).reshape(len(rows), -1)
+    out = {}
+    for i, row in enumerate(rows.tolist()):
+        rf = int(now.rf[row])
+        offers = [(int(now.cids[c]), float(x)) for c, x in zip(place[row].tolist(), q[i].tolist())
+                  if c >= 0 and (rf, int(now.cids[c])) not in no_faces]
+        out[rf] = sorted(offers, key=lambda o: (-o[1], o[0]))
+    return out
+
+
+def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
+    """Pairs that involve a cluster review changed scored again on the faces it holds now."""
+    from pipeline.review.candidates import centroids, pair_features
     from pipeline.review.merge_model import probability
 
     redo = [k for k in best if k[0] in changed or k[1] in changed]
     if not redo:
         return best
-    ids = sorted({c for k in redo for c in k})
-    rows = list(RunFace.objects.filter(cluster_id__in=ids).order_by("id").values_list("cluster_id", "face_id", "p_minus"))
-    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1]
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    p = np.array([0.0 if r[2] is None else r[2] for r in rows])
-    pos = {c: i for i, c in enumerate(ids)}
-    lab = np.array([pos[r[0]] for r in rows])
-    members = [np.flatnonzero(lab == i) for i in range(len(ids))]
-    cent = np.stack([emb[m].sum(0) for m in members])
-    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-    pmax = np.array([p[m].max() for m in members])
-    feats = [pair_features(emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), p) for a, b in redo]
+    pos = {int(c): i for i, c in enumerate(now.cids)}
+    cent = centroids(now.emb, now.lab, len(now.cids))
+    members = [np.flatnonzero(now.lab == i) for i in range(len(now.cids))]
+    pmax = np.array([now.p[m].max() if len(m) else 0.0 for m in members])
+    feats = [pair_features(now.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), now.p)
+             for a, b in redo]
     return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
 
 
 def clean_items(run: PipelineRun) -> list[Item]:
-    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make."""
-    from pipeline.review.gain import cleanup_gain
+    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
+    expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
+    person placed, or that came in with a cluster a person merged in, counts as right (p- 0): its p- was
+    about the cluster the clusterer put it in, and a person has since put it here."""
+    from pipeline.review.gain import cleanup_gain, worth_cleaning
 
+    placed = _moved_by_review(run)
     by: dict[int, list] = {}
-    for cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
-            .values_list("cluster_id", "p_minus"):
-        by.setdefault(cid, []).append(np.nan if p is None else p)
+    for rf, cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
+            .values_list("id", "cluster_id", "p_minus"):
+        by.setdefault(cid, []).append(0.0 if rf in placed else (np.nan if p is None else p))
     items = []
     for cid, ps in by.items():
         fixed, actions = cleanup_gain(ps)
-        items.append(Item("clean", cid, gain=fixed, actions=actions))
+        if worth_cleaning(fixed):
+            items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
     return items
 
 
+def _moved_by_review(run: PipelineRun) -> set[int]:
+    """Run-faces a person put where they are: placed (a rejected face put in a cluster) or merged in
+    with their cluster, actions not undone."""
+    out: set[int] = set()
+    for kind, payload in ReviewAction.objects.filter(
+            run=run, kind__in=[ReviewAction.Kind.MOVE, ReviewAction.Kind.MERGE], undone_at__isnull=True) \
+            .values_list("kind", "payload"):
+        if kind == ReviewAction.Kind.MERGE or payload.get("placed"):
+            out |= {int(row[0]) for row in payload.get("faces", [])}
+    return out
+
+
 def review_items(run: PipelineRun) -> list[Item]:
-    """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action."""
+    """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
+    Once nothing above the probability floor is left, the merge groups under it, most gain first: the
+    queue does not run dry while the person is still reviewing."""
     items = group_items(run) + clean_items(run)
+    if not items:
+        items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items
@@ -260,6 +332,19 @@ def answer_group(user, cluster_id: int, version: int, others: list[dict], same: 
         version = Cluster.objects.get(pk=cluster_id).version
         outs += accept_merges(user, cluster_id, version, keep)
     return outs
+
+
+@transaction.atomic
+def answer_face_group(user, runface_id: int, others: list[dict], chosen: int | None):
+    """One decision on a rejected face shown with its likely clusters (``others`` = [{id, version}]):
+    it joins ``chosen`` (one of them), or, with none, each is recorded as not its person."""
+    ids = {int(o["id"]) for o in others}
+    if not ids or (chosen is not None and int(chosen) not in ids):
+        raise review.ReviewError("name the face's clusters (others) and the chosen one among them", "no_target", 400)
+    if chosen is not None:
+        o = next(o for o in others if int(o["id"]) == int(chosen))
+        return [review.place(user, o["id"], o["version"], [runface_id])]
+    return [review.distinct(user, o["id"], runface_id=runface_id) for o in others]
 
 
 @transaction.atomic

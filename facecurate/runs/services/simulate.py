@@ -6,7 +6,7 @@ yes/no on a pair, a reject, a merge, a placement, an assignment), recording the 
 The shipped order, ``gain``, is the one review queue (:mod:`.merge_queue`): the person takes its head
 item each time: a cluster with its likely partners (one decision: the ones that are the same person
 merge into it, the rest are recorded as "no"; all "no" is one action too), a rejected face
-against a cluster (yes places it), or a cluster to clean (reject the faces that are not its majority
+with its likely clusters (one decision: it joins the one that is its person, or none is), or a cluster to clean (reject the faces that are not its majority
 person, then confirm or assign it); the queue is listed again after every decision.
 
 The cluster orders (``priority``, ``paper``, ``size``, ``random``) walk the pending clusters; with
@@ -248,6 +248,12 @@ class Annotator:
             trace.clusters_visited += 1
             return self.act(trace, "merge" if same else "no", merge_queue.answer_pair, item.cluster,
                             self.version(item.cluster), item.other, self.version(item.other), same)
+        if item.kind == "place" and item.others:
+            person = self.quality.truth_by_rf.get(item.face)
+            others = [{"id": o["id"], "version": self.version(o["id"])} for o in item.others]
+            chosen = next((o["id"] for o in others if self.majority(o["id"])[0] == person), None)
+            return self.act(trace, "no" if chosen is None else "place", merge_queue.answer_face_group, item.face,
+                            others, chosen)
         if item.kind == "place":
             same = self.quality.truth_by_rf.get(item.face) == self.majority(item.cluster)[0]
             return self.act(trace, "place" if same else "no", merge_queue.answer_face, item.cluster,

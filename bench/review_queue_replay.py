@@ -1,0 +1,218 @@
+"""A fast in-memory replay of the shipped review queue (facecurate/runs/services/merge_queue.py and the
+simulated annotator's answers in facecurate/runs/services/simulate.py), without the database: for
+analysing where the queue spends actions beyond the greedy oracle and for trying queue changes on the
+**training** sets (lfw20_train, lfw16_train) in seconds. Reported numbers come from the real services
+(bench/review_curves.py); this replay follows their rules (candidate pairs, rescoring of changed
+clusters, probability floor, merge groups, placements, clean-ups) on the same pure functions.
+
+    nice -n 10 .venv/bin/python -m bench.review_queue_replay lfw20_train lfw16_train
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+
+from pipeline.clustering.metrics import pairwise_prf
+from pipeline.review import gain, merge_model
+from pipeline.review.candidates import cluster_pairs, face_placements, pair_features
+from pipeline.review.oracle import greedy_oracle
+
+KIND_ORDER = {"merge": 0, "place": 1, "clean": 2}
+
+
+class Replay:
+    def __init__(self, d: dict, **opts) -> None:
+        self.opts = opts  # clean_min, max_partners: settings tried on the training sets
+        self.emb = d["emb"] / np.maximum(np.linalg.norm(d["emb"], axis=1, keepdims=True), 1e-12)
+        self.truth, self.p = d["truth"], d["p"]
+        self.p_clean = self.p.copy()  # p- as clean-ups read it: a face a person placed (or merged) counts 0
+        self.lab = d["labels"].astype(np.int64).copy()
+        k = int(self.lab.max()) + 1
+        pairs, feats = cluster_pairs(d["emb"], self.lab, self.p)
+        self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
+        self.state = {c: "pending" for c in range(k)}
+        self.changed: set[int] = set()
+        self.into: dict[int, int] = {}
+        self.no_pairs: set[tuple] = set()
+        self.no_faces: set[tuple] = set()
+        self.log: list[tuple] = []
+        self.f = [pairwise_prf(self.truth, self.lab)[2]]
+
+    # --- state -----------------------------------------------------------------------------------
+    def resolve(self, c: int) -> int:
+        while c in self.into:
+            c = self.into[c]
+        return c
+
+    def members(self, c: int) -> np.ndarray:
+        return np.flatnonzero(self.lab == c)
+
+    def sizes(self) -> dict[int, int]:
+        n = np.bincount(self.lab[self.lab >= 0], minlength=len(self.state))
+        return {c: int(n[c]) for c, s in self.state.items() if s != "dismissed" and n[c] > 0}
+
+    def majority(self, c: int):
+        m = self.members(c)
+        if not len(m):
+            return None, []
+        cnt = sorted(Counter(self.truth[m].tolist()).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = cnt[0][0]
+        return top, m[self.truth[m] != top].tolist()
+
+    # --- queue -----------------------------------------------------------------------------------
+    def pair_probabilities(self, live: dict, floor: float | None = None) -> dict[tuple, float]:
+        best: dict[tuple, float] = {}
+        no = {(min(x, y), max(x, y)) for x, y in ((self.resolve(a), self.resolve(b)) for a, b in self.no_pairs)}
+        for a, b, q in self.cand:
+            a, b = self.resolve(a), self.resolve(b)
+            key = (min(a, b), max(a, b))
+            if a != b and a in live and b in live and key not in no:
+                best[key] = max(best.get(key, 0.0), q)
+        if self.changed:  # a changed cluster paired again with its nearest live clusters as they are now
+            only = [c for c in self.changed if c in live]
+            new, _ = cluster_pairs(self.emb, self.lab, self.p, only=only) if only else (np.zeros((0, 2)), None)
+            for a, b in new.tolist():
+                if (a, b) not in no:
+                    best.setdefault((a, b), 0.0)
+        redo = [k for k in best if k[0] in self.changed or k[1] in self.changed]
+        if redo:
+            ids = sorted({c for k in redo for c in k})
+            pos = {c: i for i, c in enumerate(ids)}
+            members = [self.members(c) for c in ids]
+            cent = np.stack([self.emb[m].sum(0) for m in members])
+            cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+            pmax = np.array([self.p[m].max() for m in members])
+            rows = np.concatenate(members)
+            local = [np.arange(sum(map(len, members[:i])), sum(map(len, members[:i + 1]))) for i in range(len(ids))]
+            feats = [pair_features(self.emb[rows], local, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
+                                   self.p[rows]) for a, b in redo]
+            best.update(zip(redo, merge_model.probability(np.array(feats)).tolist()))
+        floor = merge_model.probability_floor() if floor is None else floor
+        return {k: q for k, q in best.items() if q >= floor}
+
+    def items(self) -> list[tuple]:
+        """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them;
+        with nothing above the probability floor left, the pairs under it (as shipped; ``--below_floor=0``
+        to leave them out)."""
+        out = self._items(None)
+        if not out and self.opts.get("below_floor", 1):
+            out = [it for it in self._items(0.0) if it[1] == "merge"]
+        return out
+
+    def _items(self, floor) -> list[tuple]:
+        live = self.sizes()
+        no_faces = {(f, self.resolve(c)) for f, c in self.no_faces}
+        best = self.pair_probabilities(live, floor)
+        out = [(g, "merge", a, partners, g, 1.0)
+               for g, a, partners in gain.merge_groups(((a, b, q) for (a, b), q in best.items()), live,
+                                                      **({"max_partners": int(self.opts["max_partners"])}
+                                                         if "max_partners" in self.opts else {}))]
+        rej = np.flatnonzero(self.lab < 0)
+        if len(rej):
+            place, pf = face_placements(self.emb, self.lab, k=int(self.opts.get("place_k", 3)), p_minus=self.p,
+                                        rows=rej)
+            place_q = merge_model.probability(pf.reshape(-1, pf.shape[-1])).reshape(place.shape)
+        for i in rej:
+            offers: dict[int, float] = {}
+            for c, q in zip(place[i].tolist(), place_q[i].tolist()):
+                c = self.resolve(c) if c >= 0 else c
+                if c in live and (int(i), c) not in no_faces:
+                    offers[c] = max(offers.get(c, 0.0), q)
+            if offers:  # the face with its likely clusters: one decision
+                top = sorted(offers.items(), key=lambda x: (-x[1], x[0]))
+                g = sum(q * live[c] for c, q in top)
+                out.append((g, "place", top[0][0], (int(i), top), g, 1.0))
+        for c in live:
+            if self.state[c] == "pending":
+                fixed, actions = gain.cleanup_gain(self.p_clean[self.members(c)])
+                if fixed < self.opts.get("clean_min", gain.CLEAN_MIN):
+                    continue
+                out.append((fixed / actions, "clean", c, None, fixed, actions))
+        out.sort(key=_order)
+        return out
+
+    # --- answers ---------------------------------------------------------------------------------
+    def act(self, what: str, item) -> None:
+        self.f.append(pairwise_prf(self.truth, self.lab)[2])
+        self.log.append((what, item[1], item[2], round(item[0], 3), self.f[-1]))
+
+    def take(self, item) -> None:
+        _, kind, c, payload, _, _ = item
+        if kind == "merge":
+            person = self.majority(c)[0]
+            same = [b for b, _ in payload if self.majority(b)[0] == person]
+            for b, _ in payload:
+                if b in same:
+                    if self.opts.get("seen_merged", 1):
+                        self.p_clean[self.lab == b] = 0.0
+                    self.lab[self.lab == b] = c
+                    self.into[b], self.state[b] = c, "dismissed"
+                    self.changed |= {b, c}
+                else:
+                    self.no_pairs.add((min(b, c), max(b, c)))
+            self.act("merge" if same else "no", item)
+        elif kind == "place":
+            face, top = payload
+            hit = [c2 for c2, _ in top if self.truth[face] == self.majority(c2)[0]]
+            if hit:
+                if self.opts.get("seen_placed", 1):
+                    self.p_clean[face] = 0.0
+                self.lab[face] = hit[0]
+                self.changed.add(hit[0])
+            else:
+                self.no_faces |= {(face, c2) for c2, _ in top}
+            self.act("place" if hit else "no_place", item)
+        else:
+            _, outliers = self.majority(c)
+            if outliers:
+                self.lab[outliers] = -1
+                self.changed.add(c)
+                if not len(self.members(c)):
+                    self.state[c] = "dismissed"
+                self.act("reject", item)
+            if self.state[c] != "dismissed":
+                self.state[c] = "confirmed"
+                self.changed.add(c)  # its version moves on: the service pairs it again
+                self.act("confirm", item)
+
+    def run(self, max_actions: int = 600, target: float = 0.99) -> list[float]:
+        while len(self.f) - 1 < max_actions and self.f[-1] < target:
+            items = self.items()
+            if not items:
+                break
+            self.take(items[0])
+        return self.f
+
+
+def _order(it) -> tuple:
+    """review_items' order: gain per action, merges before placements before clean-ups, cluster,
+    the group's first other cluster, the face."""
+    per, kind, c, payload = it[:4]
+    other = payload[0][0] if kind == "merge" else 0
+    face = payload[0] if kind == "place" else 0
+    return -per, KIND_ORDER[kind], c, other, face
+
+
+def actions_to(curve, target=0.99):
+    return next((i for i, f in enumerate(curve) if f >= target), None)
+
+
+def main(names) -> None:
+    from bench.merge_queue import clustered
+
+    for name in names:
+        d = clustered(name)
+        opts = dict(a[2:].split("=") for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+        opts = {k: float(v) for k, v in opts.items()}
+        r = Replay(d, **opts)
+        curve = r.run()
+        o = greedy_oracle(d["truth"], d["labels"], max_actions=1000, target=0.99)
+        counts = Counter(x[0] for x in r.log)
+        print(f"{name}: gain {actions_to(curve)} (F {curve[-1]:.4f} after {len(curve) - 1}) oracle {actions_to(o)} "
+              f"{dict(counts)}")
+
+
+if __name__ == "__main__":
+    main([a for a in sys.argv[1:] if not a.startswith("--")] or ["lfw20_train", "lfw16_train"])
