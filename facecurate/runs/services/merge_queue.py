@@ -25,10 +25,10 @@ from django.db import transaction
 
 from facecurate.recognition.models import Artifact
 from facecurate.recognition.services import artifacts
-from facecurate.recognition.services.embeddings import load_embeddings
 
 from ..models import Cluster, PipelineRun, ReviewAction, RunFace
 from . import review
+from .member_index import member_embeddings
 from .stages import art_rel
 
 NAME = "merge_candidates"
@@ -53,6 +53,11 @@ class Item:
         return {**asdict(self), "per_action": self.per_action}
 
 
+def _embeddings(run: PipelineRun, face_ids: list[int]) -> np.ndarray:
+    """The faces' embeddings from the run's member index (O(faces asked), not a read of the dataset's files)."""
+    return member_embeddings(run, face_ids) if face_ids else np.zeros((0, 128), np.float32)
+
+
 def build(run: PipelineRun) -> dict:
     """Compute and store the run's candidate pairs (clusters as the cluster stage made them)."""
     from pipeline.review.candidates import cluster_pairs, face_placements
@@ -63,8 +68,7 @@ def build(run: PipelineRun) -> dict:
     rf = np.array([r[0] for r in rows], np.int64)
     cids, labels = np.unique(np.array([r[2] for r in rows], np.int64), return_inverse=True)
     p = np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64)
-    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1] if rows else \
-        np.zeros((0, 128), np.float32)
+    emb = _embeddings(run, [r[1] for r in rows])
     pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, 6)))
     place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, 6)))
     arrays = {
@@ -199,8 +203,7 @@ def _current(run: PipelineRun, live: dict) -> _Now:
             if r[2] in live or (r[2] is None and r[4] == RunFace.Excluded.REJECTED)]
     cids = np.array(sorted(live), np.int64)
     pos = {int(c): i for i, c in enumerate(cids)}
-    emb = load_embeddings(run.unlabeled_dataset_id, run.recognizer, [r[1] for r in rows])[1] if rows else \
-        np.zeros((0, 128), np.float32)
+    emb = _embeddings(run, [r[1] for r in rows])
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     return _Now(np.array([r[0] for r in rows], np.int64), np.array([pos.get(r[2], -1) for r in rows], np.int64),
                 cids, np.array([0.0 if r[3] is None else r[3] for r in rows], np.float64), emb)
