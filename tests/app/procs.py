@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -42,7 +43,8 @@ class Workers:
             "FACECURATE_VAR_DIR": str(self.var), "FACECURATE_SECRET_KEY": "test-worker",
             "FACECURATE_MEDIA_ROOT": str(settings.MEDIA_ROOT), "FACECURATE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
             "FACECURATE_IMPORT_ROOT": str(settings.IMPORT_ROOT), "FACECURATE_JOB_HEARTBEAT_SECONDS": "0.5",
-            "FACECURATE_JOB_STALE_SECONDS": "3", "FACECURATE_JOB_SWEEP_SECONDS": "1", **env,
+            "FACECURATE_JOB_STALE_SECONDS": "3", "FACECURATE_JOB_SWEEP_SECONDS": "1",
+            "PYTHONFAULTHANDLER": "1", **env,  # SIGABRT dumps every thread's stack into the log
         }
         if broker == "redis":
             self.env["FACECURATE_BROKER_URL"] = "redis://127.0.0.1:6379/12"
@@ -65,6 +67,27 @@ class Workers:
         self.procs.append(proc)
         self.logs.append(self.tmp / f"{name}.log")
         return proc
+
+    def start_ready(self, name: str, timeout: float = 120) -> subprocess.Popen:
+        """A worker that has said it is ready. One that stays silent for ``timeout`` seconds (seen once in
+        CI: an empty log after a SIGKILL of its predecessor, never here) has its stacks dumped into the
+        test's warnings and is replaced by one more, so the next such case says where it hung."""
+        for attempt in range(2):
+            label = name if attempt == 0 else f"{name}-again"
+            proc = self.start(label)
+            log = self.tmp / f"{label}.log"
+            try:
+                wait_until(lambda: proc.poll() is not None or "ready." in log.read_text(), timeout, "")
+            except AssertionError:
+                pass
+            if proc.poll() is None and "ready." in log.read_text():
+                return proc
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGABRT)
+                proc.wait(timeout=30)
+            warnings.warn(f"worker {label} did not start in {timeout} s (exit {proc.returncode}):\n"
+                          f"{log.read_text()[-6000:]}", stacklevel=2)
+        raise AssertionError(f"no worker {name} started\n{self.log_text()}")
 
     def send(self, task: str, *args) -> None:
         """Send a task as the web process would, on these workers' broker."""

@@ -67,7 +67,7 @@ def _kill_mid_job(workers, job_id, started, what):
     workers.kill(a)
     job = _job(job_id)
     assert job.state == "running" and not job.is_terminal
-    workers.start("b")
+    workers.start_ready("b")
     job = wait_until(lambda: _job(job_id) if _job(job_id).is_terminal else None, 180,
                      f"the job to finish after the kill\n{workers.log_text()}")
     assert job.state == "succeeded", job.error + workers.log_text()
