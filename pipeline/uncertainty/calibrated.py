@@ -65,12 +65,14 @@ FEATURES = {
 }
 
 
-def cluster_geometry(features, cluster_labels, *, block: int = 4096) -> dict[str, np.ndarray]:
+def cluster_geometry(features, cluster_labels, *, block: int = 4096, candidates=None) -> dict[str, np.ndarray]:
     """Per-face cluster geometry (see the module docstring): ``size``, ``loo_cos``, ``other_cos``,
     ``other_size``, ``other_cluster`` (label of the nearest other cluster, -1 if none), ``singleton``.
 
     ``features`` (N, d) L2-normalised; ``cluster_labels`` (N,) int, negative = unclustered (NaN / -1 there).
-    Cost: one (N, C) cosine product, computed in row blocks of ``block`` faces.
+    Cost: one (N, C) cosine product, computed in row blocks of ``block`` faces. With ``candidates`` (a (C, m)
+    table of cluster indices in sorted-label order, each row its own cluster first: pipeline.uncertainty.nearest)
+    the nearest other cluster is looked for among a face's cluster's m - 1 candidates only (N m d).
     """
     x = np.asarray(features, dtype=np.float32)
     lab = np.asarray(cluster_labels).astype(np.int64)
@@ -94,7 +96,9 @@ def cluster_geometry(features, cluster_labels, *, block: int = 4096) -> dict[str
     cent = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     other_cos = np.full(len(y), np.nan)
     other_idx = np.full(len(y), -1, np.int64)
-    if c >= 2:
+    if c >= 2 and candidates is not None:
+        other_cos, other_idx = _nearest_other(xk.astype(np.float32), y, cent, np.asarray(candidates), block)
+    elif c >= 2:
         xf = xk.astype(np.float32)
         for i in range(0, len(y), block):
             s = xf[i : i + block] @ cent.T
@@ -109,6 +113,22 @@ def cluster_geometry(features, cluster_labels, *, block: int = 4096) -> dict[str
     out["other_cluster"][keep] = np.where(other_idx >= 0, ids[np.maximum(other_idx, 0)], -1)
     out["singleton"][keep] = sizes[y] == 1
     return out
+
+
+def _nearest_other(x: np.ndarray, y: np.ndarray, cent: np.ndarray, table: np.ndarray, block: int):
+    """(cosine, index) of the nearest other cluster among each face's cluster's candidates (table columns 1:)."""
+    import torch
+
+    other = torch.from_numpy(np.ascontiguousarray(table[:, 1:]))
+    cent_t, x_t, y_t = torch.from_numpy(cent), torch.from_numpy(x), torch.from_numpy(y)
+    cos, idx = np.empty(len(y)), np.empty(len(y), np.int64)
+    for i in range(0, len(y), block):
+        cand = other[y_t[i:i + block]]  # (B, m - 1)
+        s = torch.bmm(cent_t[cand], x_t[i:i + block, :, None])[..., 0]  # (B, m - 1)
+        best = s.argmax(1)
+        cos[i:i + block] = s.gather(1, best[:, None])[:, 0].numpy()
+        idx[i:i + block] = cand.gather(1, best[:, None])[:, 0].numpy()
+    return cos, idx
 
 
 def design(g: dict[str, np.ndarray], names, rows=None) -> np.ndarray:

@@ -8,8 +8,11 @@ Steps of :func:`clustering_uncertainty`:
    training faces and its margins find wrong faces no better than chance (bench/results/uncertainty.md). The folds
    are **stratified by cluster** (``stratify=True``): every cluster of two or more faces has members in the
    training folds of each of its faces, so only singletons are ever scored against an unseen class.
+   Above ``SoftmaxConfig.full_max_logits`` (N x K) each face is scored against its own cluster and the clusters
+   nearest to it only (:mod:`pipeline.uncertainty.nearest`): the full softmax is N x K x d a pass, hours at 1M faces.
 2. **Cluster geometry** (:func:`pipeline.uncertainty.calibrated.cluster_geometry`): cluster size, cosine to the
-   leave-one-out centroid, cosine to the nearest other cluster's centroid.
+   leave-one-out centroid, cosine to the nearest other cluster's centroid (among the same nearest clusters when
+   the softmax is narrowed).
 3. **p-**, by ``PMinusConfig.method``:
 
    - ``"calibrated"`` (default): the shipped logistic model (``pipeline/uncertainty/calibration.json``, learned on
@@ -42,6 +45,7 @@ from pipeline.progress import Progress
 from pipeline.uncertainty.calibrated import Calibrator, cluster_geometry, load_calibrator, mixture_p_minus
 from pipeline.uncertainty.paper import MARGIN_LABELS, PMinusConfig, PMinusFit, fit_p_minus, p_margin
 from pipeline.uncertainty.scores import cluster_priority
+from pipeline.uncertainty.nearest import candidates_for, fit_nearest, nearest_clusters, nearest_scores
 from pipeline.uncertainty.softmax import SoftmaxConfig, SoftmaxModel, fit_softmax, softmax_scores
 
 #: review-priority settings used when the calibrator file names none
@@ -115,7 +119,20 @@ def cross_fit_folds(y: np.ndarray, k: int, seed: int, stratify: bool = True) -> 
     return folds
 
 
-def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress):
+def _fit(x, y, n_ids: int, scfg: SoftmaxConfig, table, progress) -> SoftmaxModel:
+    """The full softmax, or with a candidate table (pipeline.uncertainty.nearest) the nearest-clusters one."""
+    if table is None:
+        return fit_softmax(x, y, scfg, num_classes=n_ids, progress=progress)
+    return fit_nearest(x, y, table, scfg, progress=progress)
+
+
+def _scores(model: SoftmaxModel, x, y, own_logit=None) -> dict[str, np.ndarray]:
+    if model.candidates is None:
+        return softmax_scores(model, x, y, own_logit=own_logit)
+    return nearest_scores(model, x, y, own_logit=own_logit)
+
+
+def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress, table=None):
     folds = cross_fit_folds(y, scfg.cross_fit, scfg.seed, scfg.stratify)
     parts = []
     for f in range(scfg.cross_fit):
@@ -126,7 +143,7 @@ def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress):
         if progress is not None:
             def cb(cur, tot, _f=f, **info):
                 progress(_f * tot + cur, scfg.cross_fit * tot, fold=_f + 1, **info)
-        m_f = fit_softmax(xk[tr], y[tr], scfg, num_classes=n_ids, progress=cb)
+        m_f = _fit(xk[tr], y[tr], n_ids, scfg, table, cb)
         # A face whose cluster has no member in the training folds (with stratified folds: a singleton) is scored
         # against an unseen class; its own-cluster logit is what the fold gives an unseen cluster (about 0), or,
         # with ``unseen_quantile`` q, the q-quantile of the own-cluster logits of the faces that can be scored.
@@ -134,11 +151,11 @@ def _cross_fit_scores(xk, y, n_ids, scfg: SoftmaxConfig, progress):
         seen[y[tr]] = True
         te_idx = np.flatnonzero(te)
         unseen = ~seen[y[te_idx]]
-        sc = softmax_scores(m_f, xk[te_idx], y[te_idx])
+        sc = _scores(m_f, xk[te_idx], y[te_idx])
         if scfg.unseen_quantile is not None and unseen.any() and (~unseen).any():
             tau = float(np.quantile(sc["own_logit"][~unseen], scfg.unseen_quantile))
             ov = np.full(unseen.sum(), tau, dtype=np.float32)
-            sc_u = softmax_scores(m_f, xk[te_idx[unseen]], y[te_idx[unseen]], own_logit=ov)
+            sc_u = _scores(m_f, xk[te_idx[unseen]], y[te_idx[unseen]], own_logit=ov)
             for key in sc:
                 sc[key][unseen] = sc_u[key]
         parts.append((te, sc, m_f))
@@ -208,14 +225,21 @@ def _degenerate(inp: _Inputs, reason: str, message: str, model=None, scores=None
                              geometry=geometry or {}, **full)
 
 
-def _softmax_scores(inp: _Inputs, progress: Progress | None) -> tuple[dict[str, np.ndarray], SoftmaxModel]:
-    """Softmax regression on the cluster assignments (cross-fitted when asked) and the per-face scores."""
+def _candidate_table(inp: _Inputs) -> np.ndarray | None:
+    """Each cluster's nearest clusters where the full softmax would be too big (``SoftmaxConfig.candidates``)."""
+    c = candidates_for(inp.scfg, len(inp.y), len(inp.ids))
+    return nearest_clusters(inp.x[inp.keep], inp.y, len(inp.ids), c) if c else None
+
+
+def _softmax_scores(inp: _Inputs, progress: Progress | None, table=None) -> tuple[dict[str, np.ndarray], SoftmaxModel]:
+    """Softmax regression on the cluster assignments (cross-fitted when asked) and the per-face scores; with a
+    candidate table, over each face's nearest clusters (pipeline.uncertainty.nearest)."""
     xk = inp.x[inp.keep]
     if inp.scfg.cross_fit >= 2:
-        scores, model = _cross_fit_scores(xk, inp.y, len(inp.ids), inp.scfg, progress)
+        scores, model = _cross_fit_scores(xk, inp.y, len(inp.ids), inp.scfg, progress, table)
     else:
-        model = fit_softmax(xk, inp.y, inp.scfg, num_classes=len(inp.ids), progress=progress)
-        scores = softmax_scores(model, xk, inp.y)
+        model = _fit(xk, inp.y, len(inp.ids), inp.scfg, table, progress)
+        scores = _scores(model, xk, inp.y)
     scores["p_margin"] = p_margin(scores, inp.pcfg.margin_kind)
     return scores, model
 
@@ -261,6 +285,7 @@ def _report(inp: _Inputs, scores: dict, model: SoftmaxModel, fit: PMinusFit, pm:
         "p_minus_quantiles": {str(q): float(np.quantile(pm[keep], q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
         "mean_p_minus": float(np.mean(pm[keep])), "expected_wrong_faces": float(np.sum(pm[keep])),
         "priority": priority_cfg, "train_history": model.history, "softmax_seconds": model.seconds,
+        "softmax_classes_per_face": int(len(inp.ids) if model.candidates is None else model.candidates.shape[1]),
         "train_accuracy": float(np.mean(scores["predicted"] == inp.y)),
         "counts": {"clusters": int(len(inp.ids)), "faces": int(keep.sum()),
                    "singletons": int(np.sum(geometry["singleton"]))},
@@ -297,8 +322,9 @@ def clustering_uncertainty(
         return _degenerate(inp, "too_few", f"{clustered} clustered faces; at least {inp.pcfg.min_faces} are needed")
     if len(inp.ids) < 2:
         return _degenerate(inp, "one_cluster", "fewer than two clusters; there is nothing to be unsure of")
-    scores, model = _softmax_scores(inp, progress)
-    geometry = cluster_geometry(inp.x, inp.lab)
+    table = _candidate_table(inp)
+    scores, model = _softmax_scores(inp, progress, table)
+    geometry = cluster_geometry(inp.x, inp.lab, candidates=table)
     full, pred = inp.spread(scores)
     fit = fit_p_minus(scores["p_margin"], inp.pcfg)  # the paper's literal p-, reported next to the chosen one
     paper = inp.nan

@@ -44,6 +44,13 @@ class SoftmaxConfig:
     cross_fit: int = 5  # >= 2: score each face with a classifier fitted on the other folds (no memorising)
     stratify: bool = True  # cross-fit folds stratified by cluster: no cluster of >= 2 faces is unseen by a fold
     num_threads: int = 0  # CPU threads for torch (0: leave as is)
+    # Classes each face is scored against: 0 all K; C >= 2 its own cluster and the C - 1 nearest clusters
+    # (pipeline.uncertainty.nearest, for scale); -1 auto: all while N x K <= full_max_logits, else auto_candidates.
+    # The bound keeps every set the calibrator was chosen and tested on (LFW, glint: N x K <= 1e8) on the full
+    # softmax; bench/uncertainty_scale.py compares the two paths and times them.
+    candidates: int = -1
+    full_max_logits: int = 250_000_000
+    auto_candidates: int = 64
 
     def __post_init__(self):
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.init_scale <= 0:
@@ -52,6 +59,8 @@ class SoftmaxConfig:
             raise ValueError("init must be 'prototype' or 'zeros'")
         if self.unseen_quantile is not None and not 0 <= self.unseen_quantile <= 1:
             raise ValueError("unseen_quantile must be None or lie in [0, 1]")
+        if self.candidates < -1 or self.candidates == 1 or self.auto_candidates < 2:
+            raise ValueError("candidates must be -1 (auto), 0 (all) or >= 2; auto_candidates >= 2")
 
 
 @dataclass
@@ -61,6 +70,7 @@ class SoftmaxModel:
     config: SoftmaxConfig
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    candidates: torch.Tensor | None = None  # (K, C) classes per cluster (pipeline.uncertainty.nearest), None: all
 
     @property
     def num_classes(self) -> int:

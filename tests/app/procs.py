@@ -77,7 +77,7 @@ class Workers:
             proc = self.start(label)
             log = self.tmp / f"{label}.log"
             try:
-                wait_until(lambda: proc.poll() is not None or "ready." in log.read_text(), timeout, "")
+                wait_until(lambda p=proc, f=log: p.poll() is not None or "ready." in f.read_text(), timeout, "")
             except AssertionError:
                 pass
             if proc.poll() is None and "ready." in log.read_text():
