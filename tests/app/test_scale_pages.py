@@ -143,3 +143,17 @@ def test_store_copies_rows_on_postgresql():
                or q["sql"].startswith('INSERT INTO "runs_cluster"')]
     assert inserts == []
     assert RunFace.objects.filter(run=run).count() == 24
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's statistics here are PostgreSQL's")
+def test_store_refreshes_the_planners_statistics_of_the_rows_it_copied():
+    """A table that just gained a run's rows must not keep its old row estimate: at 1M faces the queue's
+    thumbnail query scanned both tables (750 ms) until ANALYZE (11 ms)."""
+    from facecurate.runs.models import Cluster, RunFace
+
+    run = _stored_run()
+    with connection.cursor() as cur:
+        cur.execute("SELECT relname, reltuples FROM pg_class WHERE relname IN ('runs_runface', 'runs_cluster')")
+        estimate = dict(cur.fetchall())
+    assert estimate["runs_runface"] >= RunFace.objects.filter(run=run).count() > 0
+    assert estimate["runs_cluster"] >= Cluster.objects.filter(run=run).count() > 0

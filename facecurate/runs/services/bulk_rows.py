@@ -54,3 +54,17 @@ def _column(model, attname: str) -> str:
         if f.attname == attname:
             return f.column
     raise ValueError(f"{model.__name__} has no field {attname!r}")
+
+
+def refresh_statistics(*models) -> None:
+    """Let PostgreSQL's planner see rows just inserted in bulk (``ANALYZE``; a second or two at 1M rows).
+
+    Until autovacuum gets to it, a table that just gained a million rows has stale statistics, and the planner
+    guesses hundreds of thousands of rows for ``cluster_id IN (100 ids)``: the review queue's thumbnail query
+    then scanned both 1M-row tables (750 ms) instead of using the cluster index (11 ms;
+    bench/results/scale_run.md). SQLite and others: nothing to do."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cur:
+        for model in models:
+            cur.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

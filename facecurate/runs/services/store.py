@@ -12,7 +12,7 @@ from django.db import transaction
 from facecurate.recognition.services import artifacts
 
 from ..models import Cluster, PipelineRun, RunFace
-from .bulk_rows import insert_columns
+from .bulk_rows import insert_columns, refresh_statistics
 from .member_index import member_embeddings
 from .priority import review_priority
 from .stages import art_rel, identity_names, norm_name, truth_names
@@ -38,6 +38,7 @@ def store_stage(ctx, run: PipelineRun) -> None:
         Cluster.objects.filter(run=run).delete()
         cluster_ids = _make_clusters(run, labels, p, carried, prio, k)
         _make_run_faces(run, face_ids, labels, cluster_ids, ov, un, not_a_face)
+    refresh_statistics(Cluster, RunFace)
     run.counts = _counts(ov["state"], labels, not_a_face)
     run.metrics = _metrics(run, face_ids, ov, labels) if run.options.get("truth_from_folders") else {}
     run.save(update_fields=["counts", "metrics"])
