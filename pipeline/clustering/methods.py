@@ -37,6 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from pipeline.features import check_embeddings
 from pipeline.clustering.infomap_edges import infomap_on_edges
 from pipeline.clustering.knn import KnnGraph, build_knn
+from pipeline.clustering.neighbour_edges import cluster_fces, cluster_infomap_attach
 from pipeline.clustering.recall import cluster_infomap_recall
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,13 @@ METHODS: dict[str, Method] = {
 METHODS["infomap-recall"] = Method(
     cluster_infomap_recall, {"k": 30, "threshold": 0.5, "power": 0.0, "attach_sim": 0.5, "attach_margin": 0.1},
     "Infomap on shared-neighbour edge weights + singleton attachment (issue 16)", True)
+METHODS["fces"] = Method(
+    cluster_fces, {"k": 30, "threshold": 0.3, "tau": 0.5, "min_prob": 0.3, "attach_sim": None, "attach_margin": 0.1,
+                   "max_size": 2},
+    "Infomap on neighbour-overlap edge probabilities with early stopping (FC-ES idea; issue 16)", True)
+METHODS["infomap-attach"] = Method(
+    cluster_infomap_attach, {"k": 30, "threshold": 0.5, "attach_sim": 0.5, "attach_margin": 0.1, "max_size": 2},
+    "Infomap, then clusters of <= max_size faces join the clearly closest cluster (issue 16)", True)
 # Chosen by the measured quality table (bench/results/clustering_quality.md); the recall fixes
 # (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision.
 DEFAULT_METHOD = "infomap"
