@@ -57,18 +57,25 @@ def edge_probabilities(q: sp.csr_matrix, src: np.ndarray, dst: np.ndarray) -> np
     return out
 
 
-def early_stopped_edges(g: KnnGraph, *, tau: float, min_prob: float, threshold: float
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Directed edges (src, dst, p): each face's kNN list best-first up to the first neighbour with
-    cosine < ``threshold`` or edge probability < ``min_prob`` (that one and all after it dropped)."""
+def early_stopped_edges(g: KnnGraph, *, tau: float, min_prob: float, threshold: float, early_stop: bool = True,
+                        weight: str = "prob") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed edges (src, dst, w): each face's kNN list best-first up to the first neighbour with
+    cosine < ``threshold`` or edge probability < ``min_prob`` (that one and all after it dropped; with
+    ``early_stop=False`` only the failing neighbours themselves are dropped). ``w`` is the edge probability
+    (``weight="prob"``) or probability x cosine (``"prob*cos"``)."""
+    if weight not in ("prob", "prob*cos"):
+        raise ValueError(f"weight must be 'prob' or 'prob*cos', got {weight!r}")
     n, k = g.n, g.k
     valid = (g.indices >= 0) & (g.sims >= threshold)
     src = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], (n, k))[valid]
     prob = np.zeros((n, k), np.float32)
     prob[valid] = edge_probabilities(neighbour_distributions(g, tau), src, g.indices[valid])
-    keep = np.cumprod(valid & (prob >= min_prob), axis=1).astype(bool)  # stops at the first failure
+    keep = valid & (prob >= min_prob)
+    if early_stop:
+        keep = np.cumprod(keep, axis=1).astype(bool)  # stops at the first failure
     src = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], (n, k))[keep]
-    return src, g.indices[keep], prob[keep]
+    w = prob[keep] if weight == "prob" else prob[keep] * np.maximum(g.sims[keep], 0.0)
+    return src, g.indices[keep], w
 
 
 def _graph(emb: np.ndarray, k: int, graph: KnnGraph | None, index: str, cache_dir, progress) -> KnnGraph:
@@ -134,13 +141,14 @@ def _candidate_pairs(labels: np.ndarray, g: KnnGraph, sizes: np.ndarray, max_siz
     return pairs[:, 0], pairs[:, 1]
 
 
-def cluster_fces(emb, *, threshold: float = 0.3, tau: float = 0.5, min_prob: float = 0.3,
-                 attach_sim: float | None = None, attach_margin: float = 0.1, max_size: int = 2, k: int = 30,
+def cluster_fces(emb, *, threshold: float = 0.3, tau: float = 0.5, min_prob: float = 0.3, early_stop: bool = True,
+                 weight: str = "prob", attach_sim: float | None = None, attach_margin: float = 0.1, max_size: int = 2, k: int = 30,
                  num_trials: int = 1, seed: int = 1, graph=None, index="auto", cache_dir=None, progress=None):
     """Infomap on early-stopped neighbour-probability edges (see the module docstring), then, unless
     ``attach_sim`` is None, :func:`attach_small_clusters`."""
     g = _graph(emb, k, graph, index, cache_dir, progress)
-    src, dst, p = early_stopped_edges(g, tau=tau, min_prob=min_prob, threshold=threshold)
+    src, dst, p = early_stopped_edges(g, tau=tau, min_prob=min_prob, threshold=threshold, early_stop=early_stop,
+                                      weight=weight)
     labels = _singletons(infomap_on_edges(g.n, src, dst, p, num_trials=num_trials, seed=seed, progress=progress))
     if attach_sim is None:
         return labels

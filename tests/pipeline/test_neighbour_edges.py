@@ -7,8 +7,12 @@ import pytest
 
 from pipeline.clustering.knn import KnnGraph, build_knn
 from pipeline.clustering.methods import METHODS, cluster
-from pipeline.clustering.neighbour_edges import (attach_small_clusters, early_stopped_edges, edge_probabilities,
-                                                 neighbour_distributions)
+from pipeline.clustering.neighbour_edges import (
+    attach_small_clusters,
+    early_stopped_edges,
+    edge_probabilities,
+    neighbour_distributions,
+)
 
 
 def _unit(v):
@@ -64,6 +68,18 @@ def test_early_stopping_drops_everything_after_the_first_weak_neighbour():
     assert (3, 4) in kept and (3, 2) not in kept and (3, 0) not in kept
     assert (0, 1) in kept and (0, 3) not in kept
     assert np.all(p >= 0.4)
+    # face 2 listing the stranger 3 first: early stopping keeps nothing of 2's list, without it 0 and 1 stay
+    g = KnnGraph(np.array([[1, 2, 3], [0, 2, 3], [3, 0, 1], [4, 2, 0], [3, 2, 1]]),
+                 np.array([[.9, .8, .3], [.9, .8, .3], [.85, .8, .8], [.9, .3, .3], [.9, .3, .3]]))
+    src2, dst2, _ = early_stopped_edges(g, tau=0.5, min_prob=0.4, threshold=0.0)
+    assert 2 not in src2.tolist()
+    src2, dst2, _ = early_stopped_edges(g, tau=0.5, min_prob=0.4, threshold=0.0, early_stop=False)
+    assert sorted(dst2[src2 == 2].tolist()) == [0, 1]
+    _, _, w = early_stopped_edges(HAND, tau=0.5, min_prob=0.4, threshold=0.0, weight="prob*cos")
+    cos = {(i, int(j)): float(c) for i in range(5) for j, c in zip(HAND.indices[i], HAND.sims[i])}
+    assert np.allclose(w, p * np.array([cos[e] for e in zip(src.tolist(), dst.tolist())]))
+    with pytest.raises(ValueError):
+        early_stopped_edges(HAND, tau=0.5, min_prob=0.4, threshold=0.0, weight="cos")
     # a cosine floor stops the walk as well
     src, dst, _ = early_stopped_edges(HAND, tau=0.5, min_prob=0.0, threshold=0.85)
     assert set(zip(src.tolist(), dst.tolist())) == {(0, 1), (1, 0), (3, 4), (4, 3)}
