@@ -25,20 +25,20 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from pipeline.features import check_embeddings
 from pipeline.clustering.infomap_edges import infomap_on_edges
 from pipeline.clustering.knn import KnnGraph, build_knn
 from pipeline.clustering.neighbour_edges import cluster_fces, cluster_infomap_attach
 from pipeline.clustering.recall import cluster_infomap_recall
-from pipeline.features import check_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,7 @@ METHODS["infomap-recall"] = Method(
     "Infomap on shared-neighbour edge weights + singleton attachment (issue 16)", True)
 METHODS["fces"] = Method(
     cluster_fces, {"k": 30, "threshold": 0.3, "tau": 0.5, "min_prob": 0.3, "early_stop": True, "weight": "prob",
-                   "attach_sim": None, "attach_margin": 0.1,
-                   "max_size": 2},
+                   "attach_sim": None, "attach_margin": 0.1, "max_size": 2},
     "Infomap on neighbour-overlap edge probabilities with early stopping (FC-ES idea; issue 16)", True)
 METHODS["infomap-attach"] = Method(
     cluster_infomap_attach, {"k": 30, "threshold": 0.5, "attach_sim": 0.5, "attach_margin": 0.1, "max_size": 2},
