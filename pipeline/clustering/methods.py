@@ -36,6 +36,7 @@ from scipy.sparse.csgraph import connected_components
 
 from pipeline.features import check_embeddings
 from pipeline.clustering.infomap_edges import infomap_on_edges
+from pipeline.clustering.diffusion import cluster_density_peak
 from pipeline.clustering.knn import KnnGraph, build_knn
 from pipeline.clustering.neighbour_edges import cluster_fces, cluster_infomap_attach
 from pipeline.clustering.recall import cluster_infomap_recall
@@ -215,6 +216,9 @@ METHODS["fces"] = Method(
 METHODS["infomap-attach"] = Method(
     cluster_infomap_attach, {"k": 30, "threshold": 0.5, "attach_sim": 0.5, "attach_margin": 0.1, "max_size": 2},
     "Infomap, then clusters of <= max_size faces join the clearly closest cluster (issue 16)", True)
+METHODS["density-peak"] = Method(
+    cluster_density_peak, {"k": 30, "tau": 0.5, "alpha": 0.5, "link_sim": 0.3, "threshold": 0.3},
+    "density peaks on diffused density and transition-probability similarity (arXiv 2207.11895 idea; issue 16)", True)
 # Chosen by the measured quality table (bench/results/clustering_quality.md); the recall fixes
 # (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision.
 DEFAULT_METHOD = "infomap"
