@@ -16,6 +16,9 @@ bench/results/clustering_quality.md; similarities are cosine, features L2-normal
 - ``dbscan``: scikit-learn DBSCAN, Euclidean distance on the unit features, ``eps`` and
   ``min_samples=2``; distances come from the kNN graph (neighbours beyond the k-th are ignored).
 - ``kmeans``: MiniBatchKMeans with ``n_clusters`` (default ``round(N / faces_per_cluster)``).
+- ``infomap-recall``, ``fces``, ``infomap-attach``, ``density-peak``: recall fixes for hard (low-resolution)
+  faces, issue 16 (pipeline/clustering/recall.py, neighbour_edges.py, diffusion.py); compared with Infomap in
+  bench/results/clustering_recall_hard.md. Their defaults here are placeholders, not chosen settings.
 
 Paper settings at MS-Celeb scale were K=5000 (k-means), distance 0.85 (HAC), eps 0.8 (DBSCAN);
 ours are tuned to SFace features and the LFW/glint scale.
