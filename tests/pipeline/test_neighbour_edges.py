@@ -88,7 +88,7 @@ def test_early_stopping_drops_everything_after_the_first_weak_neighbour():
 def test_fces_joins_each_person_split_in_two_chunks_but_not_two_people():
     x, y = split_people()
     assert np.unique(cluster(x, "infomap", k=10)).size == 4  # the product default splits each person
-    lab = cluster(x, "fces", k=10, threshold=0.2, tau=0.5, min_prob=0.2)
+    lab = cluster(x, "fces", k=10, threshold=0.2, tau=0.5, min_prob=0.2, weight="prob")
     assert lab.shape == y.shape and lab.dtype == np.int64
     assert _same_partition(lab, y)
     # early stopping at an impossible bar: no edge, every face alone
