@@ -16,6 +16,11 @@ bench/results/clustering_quality.md; similarities are cosine, features L2-normal
 - ``dbscan``: scikit-learn DBSCAN, Euclidean distance on the unit features, ``eps`` and
   ``min_samples=2``; distances come from the kNN graph (neighbours beyond the k-th are ignored).
 - ``kmeans``: MiniBatchKMeans with ``n_clusters`` (default ``round(N / faces_per_cluster)``).
+- ``infomap-recall``, ``fces``, ``infomap-attach``, ``density-peak``: recall fixes for hard (low-resolution)
+  faces, issue 16 (pipeline/clustering/recall.py, neighbour_edges.py, diffusion.py); compared with Infomap in
+  bench/results/clustering_recall_hard.md. The defaults of ``fces``, ``infomap-attach`` and ``density-peak`` are
+  the settings chosen there on the low-resolution LFW train splits (one setting for 20 and 16 px); on clean
+  faces they lose to ``infomap`` at 0.5 (same file), so none is the default method.
 
 Paper settings at MS-Celeb scale were K=5000 (k-means), distance 0.85 (HAC), eps 0.8 (DBSCAN);
 ours are tuned to SFace features and the LFW/glint scale.
@@ -36,7 +41,9 @@ from scipy.sparse.csgraph import connected_components
 
 from pipeline.features import check_embeddings
 from pipeline.clustering.infomap_edges import infomap_on_edges
+from pipeline.clustering.diffusion import cluster_density_peak
 from pipeline.clustering.knn import KnnGraph, build_knn
+from pipeline.clustering.neighbour_edges import cluster_fces, cluster_infomap_attach
 from pipeline.clustering.recall import cluster_infomap_recall
 
 log = logging.getLogger(__name__)
@@ -207,6 +214,16 @@ METHODS: dict[str, Method] = {
 METHODS["infomap-recall"] = Method(
     cluster_infomap_recall, {"k": 30, "threshold": 0.5, "power": 0.0, "attach_sim": 0.5, "attach_margin": 0.1},
     "Infomap on shared-neighbour edge weights + singleton attachment (issue 16)", True)
+METHODS["fces"] = Method(
+    cluster_fces, {"k": 30, "threshold": 0.45, "tau": 0.5, "min_prob": 0.15, "early_stop": True, "weight": "prob*cos",
+                   "attach_sim": None, "attach_margin": 0.05, "max_size": 2},
+    "Infomap on neighbour-overlap edge probabilities with early stopping (FC-ES idea; issue 16)", True)
+METHODS["infomap-attach"] = Method(
+    cluster_infomap_attach, {"k": 30, "threshold": 0.5, "attach_sim": 0.0, "attach_margin": 0.05, "max_size": 2},
+    "Infomap, then clusters of <= max_size faces join the clearly closest cluster (issue 16)", True)
+METHODS["density-peak"] = Method(
+    cluster_density_peak, {"k": 30, "tau": 0.3, "alpha": 0.0, "link_sim": 0.0, "threshold": 0.5},
+    "density peaks on diffused density and transition-probability similarity (arXiv 2207.11895 idea; issue 16)", True)
 # Chosen by the measured quality table (bench/results/clustering_quality.md); the recall fixes
 # (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision.
 DEFAULT_METHOD = "infomap"
