@@ -244,7 +244,7 @@ def cluster(embeddings: np.ndarray, method: str = DEFAULT_METHOD, **params: Any)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"method {method!r} has no setting {', '.join(unknown)}; its settings: {', '.join(sorted(accepted))}")
-    kwargs = {**spec.defaults, **{k: v for k, v in params.items() if v is not None or k not in spec.defaults}}
+    kwargs = {**spec.defaults, **params}  # an explicit None is a setting too (e.g. attach_sim=None: no attachment)
     t0 = time.perf_counter()
     labels = spec.func(emb, **kwargs)
     labels = relabel(labels)

@@ -59,3 +59,15 @@ def test_infomap_recall_is_a_method_and_clusters_blobs():
         assert np.unique(y[lab == c]).size == 1
     lab2 = cluster(x, "infomap-recall", k=10, attach_sim=None, power=0.0)
     assert lab2.shape == y.shape
+
+
+def test_an_explicit_none_reaches_the_method_and_switches_attachment_off(monkeypatch):
+    import pipeline.clustering.recall as recall
+
+    calls = []
+    monkeypatch.setattr(recall, "attach_singletons", lambda labels, *a, **kw: calls.append(kw) or labels)
+    x, _ = _blobs()
+    cluster(x, "infomap-recall", k=10)
+    assert len(calls) == 1  # the default attaches
+    cluster(x, "infomap-recall", k=10, attach_sim=None)
+    assert len(calls) == 1  # None given: no attachment (it used to fall back to the default 0.5)
