@@ -57,14 +57,20 @@ def _column(model, attname: str) -> str:
 
 
 def refresh_statistics(*models) -> None:
-    """Let PostgreSQL's planner see rows just inserted in bulk (``ANALYZE``; a second or two at 1M rows).
+    """Let the database's planner see rows just inserted in bulk (``ANALYZE`` of these tables).
 
-    Until autovacuum gets to it, a table that just gained a million rows has stale statistics, and the planner
-    guesses hundreds of thousands of rows for ``cluster_id IN (100 ids)``: the review queue's thumbnail query
-    then scanned both 1M-row tables (750 ms) instead of using the cluster index (11 ms;
-    bench/results/scale_run.md). SQLite and others: nothing to do."""
-    if connection.vendor != "postgresql":
+    Until then a table that just gained a million rows has stale (PostgreSQL) or no (SQLite) statistics, and
+    the planner picks the wrong index (bench/results/scale_run.md, 1M faces): PostgreSQL guessed hundreds of
+    thousands of rows for ``cluster_id IN (100 ids)`` and the queue's thumbnail query scanned both tables
+    (750 ms, 11 ms after); SQLite read the run's 100k clusters by priority to find 6 by number (163 ms,
+    5 ms after). On SQLite ``analysis_limit`` keeps it to a sample (milliseconds at 1M rows)."""
+    vendor = connection.vendor
+    if vendor not in ("postgresql", "sqlite"):
         return
     with connection.cursor() as cur:
+        if vendor == "sqlite":
+            cur.execute("PRAGMA analysis_limit=1000")
         for model in models:
             cur.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        if vendor == "sqlite":
+            cur.execute("PRAGMA analysis_limit=0")
