@@ -225,7 +225,9 @@ METHODS["density-peak"] = Method(
     cluster_density_peak, {"k": 30, "tau": 0.3, "alpha": 0.0, "link_sim": 0.0, "threshold": 0.5},
     "density peaks on diffused density and transition-probability similarity (arXiv 2207.11895 idea; issue 16)", True)
 # Chosen by the measured quality table (bench/results/clustering_quality.md); the recall fixes
-# (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision.
+# (infomap-recall, bench/results/clustering_recall.md) do not beat it without losing precision; on low-resolution
+# faces (bench/results/clustering_recall_hard.md) the fixes gain on some held-out sets, lose on glint at 20 px and
+# lose 0.17-0.19 pairwise F on clean LFW.
 DEFAULT_METHOD = "infomap"
 
 
