@@ -255,6 +255,18 @@ def _env(backend: str) -> dict:
     return env
 
 
+def run_child(script: str, backend: str, args: list[str]) -> dict:
+    """Run ``script --child ARGS`` on a fresh database of ``backend``; its ``RESULT {...}`` line as a dict."""
+    cmd = [sys.executable, script, "--child", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(backend), capture_output=True, text=True, check=False)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"{backend} child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    out = json.loads(line[0][7:])
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def _md(res: dict) -> str:
     lines = ["# Pages at scale: store, suggestions, datasets list, training set", "",
              "Synthetic rows and clustered synthetic embeddings (16 embedding files per dataset); a run with "
@@ -297,14 +309,9 @@ def main() -> None:
         return child(args)
     res = {"backends": [], "training_set": []}
     for backend in filter(None, args.backends.split(",")):  # "": the training-set builder only
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--faces", str(args.faces),
-               "--old-repeats", str(args.old_repeats), "--old-store" if args.old_store else "--no-old-store"]
-        proc = subprocess.run(cmd, cwd=ROOT, env=_env(backend), capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"{backend} child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        res["backends"].append(json.loads(line[0][7:]))
-        print(json.dumps(res["backends"][-1]), flush=True)
+        res["backends"].append(run_child(str(Path(__file__).resolve()), backend, [
+            "--faces", str(args.faces), "--old-repeats", str(args.old_repeats),
+            "--old-store" if args.old_store else "--no-old-store"]))
     for n, k in sorted({(args.faces, args.faces // 10), (1_000_000, 100_000)}):
         res["training_set"].append(training_set(n, k))
         print(res["training_set"][-1], flush=True)

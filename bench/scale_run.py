@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench import harness  # noqa: E402
-from bench.pages_scale import _env, _pct  # noqa: E402
+from bench.pages_scale import _pct, run_child  # noqa: E402
 
 LABELED_PEOPLE, LABELED_PER_PERSON, KNOWN_PEOPLE = 2000, 5, 1000
 BATCH = 20_000
@@ -258,13 +257,7 @@ def main() -> None:
         return child(args)
     res = {"faces": args.faces, "backends": []}
     for backend in filter(None, args.backends.split(",")):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--faces", str(args.faces)]
-        proc = subprocess.run(cmd, cwd=ROOT, env=_env(backend), capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"{backend} child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        res["backends"].append(json.loads(line[0][7:]))
-        print(json.dumps(res["backends"][-1]), flush=True)
+        res["backends"].append(run_child(str(Path(__file__).resolve()), backend, ["--faces", str(args.faces)]))
     harness.write_results(args.name, res, markdown(res))
 
 
