@@ -71,7 +71,7 @@ def features(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def fill(n: int) -> dict:
-    """The two datasets with faces and embeddings; {"ds", "lab", "person", "seconds"}."""
+    """The two datasets with faces and embeddings: {"ds", "lab", "person", "rows_s", "embeddings_s"}."""
     from django.db import transaction
 
     from facecurate.datasets.models import Dataset, Face, Identity, Image

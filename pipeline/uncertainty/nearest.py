@@ -6,9 +6,10 @@ the ``C - 1`` clusters whose prototypes (L2-normalised means) are nearest to its
 (one exact search among the K prototypes, K^2 d). A wrongly clustered face sits near another cluster, and that
 cluster lies near its own; the far clusters the full softmax also sums over add mass to every face alike.
 
-Training is the same minibatch Adam from the prototype init, on (B, C) logits instead of (B, K), with sparse
-gradients (only the candidate rows of a batch move). The scores have the same names and meanings as
-:func:`pipeline.uncertainty.softmax.softmax_scores`', computed over the candidates.
+Training starts from the same prototype init and runs the same epochs, on (faces, C) logits instead of (B, K):
+a batch is a set of whole clusters, and Adam's sparse variant moves only the candidate rows a batch touched.
+The scores have the same names and meanings as :func:`pipeline.uncertainty.softmax.softmax_scores`' ones,
+computed over the candidates.
 """
 from __future__ import annotations
 
@@ -56,10 +57,10 @@ def nearest_clusters(features, labels, num_classes: int, c: int, *, block: int =
     return table
 
 
-def _groups(y: np.ndarray, k: int, budget: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _groups(y: np.ndarray, k: int, budget: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """Faces grouped by cluster into batches: each batch a run of clusters of similar size (sizes sorted, ties
     shuffled) whose padded (clusters x largest size) block holds at most ``budget`` faces; returns, per batch,
-    a (clusters, largest size) array of face rows, -1 where padded. Batches come in random order."""
+    (its cluster indices, a (clusters, largest size) array of face rows, -1 where padded), in random order."""
     order = np.argsort(y, kind="stable")
     sizes = np.bincount(y, minlength=k)
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -67,7 +68,6 @@ def _groups(y: np.ndarray, k: int, budget: int, rng: np.random.Generator) -> lis
     present = present[np.lexsort((rng.random(len(present)), sizes[present]))]
     out, a = [], 0
     while a < len(present):
-        s_max = int(sizes[present[a]])
         b = a + 1
         while b < len(present) and (b + 1 - a) * int(sizes[present[b]]) <= budget:
             b += 1
