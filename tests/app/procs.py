@@ -82,12 +82,17 @@ class Workers:
                 pass
             if proc.poll() is None and "ready." in log.read_text():
                 return proc
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGABRT)
-                proc.wait(timeout=30)
-            warnings.warn(f"worker {label} did not start in {timeout} s (exit {proc.returncode}):\n"
-                          f"{log.read_text()[-6000:]}", stacklevel=2)
+            self.dump(proc, f"worker {label} did not start in {timeout} s")
         raise AssertionError(f"no worker {name} started\n{self.log_text()}")
+
+    def dump(self, proc: subprocess.Popen, why: str) -> None:
+        """End a stuck worker with SIGABRT (faulthandler writes every thread's stack to its log) and show
+        that log as a test warning."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+        log = self.logs[self.procs.index(proc)]
+        warnings.warn(f"{why} (exit {proc.returncode}):\n{log.read_text()[-8000:]}", stacklevel=3)
 
     def send(self, task: str, *args) -> None:
         """Send a task as the web process would, on these workers' broker."""
