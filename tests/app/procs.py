@@ -94,6 +94,37 @@ class Workers:
         log = self.logs[self.procs.index(proc)]
         warnings.warn(f"{why} (exit {proc.returncode}):\n{log.read_text()[-8000:]}", stacklevel=3)
 
+    def state_text(self, job_id) -> str:
+        """What a stuck job looks like from outside: its row, its run's chunks, the broker's queues and
+        clients, the database's sessions and every celery process on the machine."""
+        from django.db import connection
+
+        from facecurate.jobs.models import Job
+
+        job = Job.objects.filter(pk=job_id).values("state", "worker", "stage", "heartbeat_at", "updated_at",
+                                                   "task_id", "recoveries", "attempts", "events").first()
+        out = [f"job: {job}"]
+        from facecurate.runs.models import EmbedChunk
+
+        out += [f"chunk: {c}" for c in EmbedChunk.objects.filter(run__job_id=job_id).values(
+            "id", "state", "worker", "claimed_at", "attempts")]
+        if self.broker == "redis":
+            import redis
+
+            r = redis.Redis.from_url(self.env["FACECURATE_BROKER_URL"])
+            out += [f"redis keys: {[(k, r.type(k)) for k in r.keys()]}",
+                    f"redis queues: default={r.llen('default')} gpu={r.llen('gpu')} unacked={r.hlen('unacked')}"]
+            out += [f"redis client: { {k: c.get(k) for k in ('addr', 'age', 'idle', 'flags', 'cmd', 'sub')} }"
+                    for c in r.client_list() if c.get("db") == "12"]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute("SELECT pid, datname, client_port, state, wait_event_type, wait_event, "
+                            "now() - backend_start, now() - xact_start, left(query, 100) FROM pg_stat_activity")
+                out += [f"pg: {row}" for row in cur.fetchall()]
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout
+        out += [f"ps: {line}" for line in ps.splitlines() if "celery" in line]
+        return "\n".join(out)
+
     def send(self, task: str, *args) -> None:
         """Send a task as the web process would, on these workers' broker."""
         code = ("import django, sys; django.setup(); from facecurate.celery import app; "

@@ -73,8 +73,9 @@ def _kill_mid_job(workers, job_id, started, what):
     except AssertionError:
         # Seen in full-suite runs with Redis only: b took the requeued chunk and the job never finished (one
         # more worker did not finish it either). b's stacks go to the warnings before the test fails.
+        state = workers.state_text(job_id)
         workers.dump(b, "worker b took the requeued work and the job did not finish in 180 s")
-        raise AssertionError(f"the job to finish after the kill\n{workers.log_text()}") from None
+        raise AssertionError(f"the job to finish after the kill\n{state}\n{workers.log_text()}") from None
     assert job.state == "succeeded", job.error + workers.log_text()
     assert job.recoveries >= 1 and any("requeued" in e["what"] for e in job.events)
     return job
