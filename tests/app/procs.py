@@ -96,7 +96,7 @@ class Workers:
 
     def state_text(self, job_id) -> str:
         """What a stuck job looks like from outside: its row, its run's chunks, the broker's queues and
-        clients, the database's sessions and every celery process on the machine."""
+        clients, the database's sessions and waiting locks, and every Python process on the machine."""
         from django.db import connection
 
         from facecurate.jobs.models import Job
@@ -121,8 +121,10 @@ class Workers:
                 cur.execute("SELECT pid, datname, client_port, state, wait_event_type, wait_event, "
                             "now() - backend_start, now() - xact_start, left(query, 100) FROM pg_stat_activity")
                 out += [f"pg: {row}" for row in cur.fetchall()]
+                cur.execute("SELECT pid, locktype, relation::regclass, mode FROM pg_locks WHERE NOT granted")
+                out += [f"pg lock waited for: {row}" for row in cur.fetchall()]
         ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout
-        out += [f"ps: {line}" for line in ps.splitlines() if "celery" in line]
+        out += [f"ps: {line}" for line in ps.splitlines() if "python" in line or "postgres" in line]
         return "\n".join(out)
 
     def send(self, task: str, *args) -> None:
