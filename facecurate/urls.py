@@ -45,6 +45,7 @@ urlpatterns = [
     path("runs/<int:pk>/", views.run_report, name="run-page"),
     path("runs/<int:pk>/review/", views.run_queue, name="queue-page"),
     path("runs/<int:pk>/merges/", views.merge_queue, name="merges-page"),
+    path("runs/<int:pk>/guided/", views.guided_review, name="guided-page"),
     path("clusters/<int:pk>/", views.cluster_review, name="cluster-page"),
     path("", views.dataset_list, name="home"),
     path("admin/", admin.site.urls),

@@ -28,6 +28,7 @@ from .serializers import (
     MoveRequest,
     NotAFaceRequest,
     ReviewActionSerializer,
+    ReviewAnswerRequest,
     ReviewErrorSerializer,
     ReviewOutcomeSerializer,
     SkipRequest,
@@ -193,6 +194,33 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except Cluster.DoesNotExist:
             return Response({"detail": "no such cluster", "code": "unknown_cluster"}, status=404)
         return _outcome(request, out)
+
+
+    @extend_schema(request=ReviewAnswerRequest, responses={200: ReviewOutcomeSerializer(many=True), **{
+        k: ReviewErrorSerializer for k in (400, 403, 404, 409)}})
+    @action(detail=True, methods=["post"], url_path="review-answer", permission_classes=[IsAnnotator])
+    def review_answer(self, request, pk=None):
+        """One decision on a review-queue item with partners: a merge group (the same ones merge in, the
+        rest are recorded as other people) or a rejected face (joins the chosen cluster, or none). All or
+        nothing; the outcomes list every action made (undo them in reverse order to take it back)."""
+        run = self.get_object()
+        data = ReviewAnswerRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        ids = [o["id"] for o in v["others"]] + ([v["cluster"]] if "cluster" in v else [])
+        known = set(Cluster.objects.filter(run=run, pk__in=ids).values_list("pk", flat=True))
+        if missing := [i for i in ids if i not in known]:
+            return Response({"detail": f"no cluster {missing[0]} in run {run.pk}", "code": "unknown_cluster"}, status=404)
+        if "face" in v and not run.faces.filter(pk=v["face"]).exists():
+            return Response({"detail": f"no face {v['face']} in run {run.pk}", "code": "unknown_face"}, status=404)
+        try:
+            if "face" in v:
+                outs = merge_queue.answer_face_group(request.user, v["face"], v["others"], v["chosen"])
+            else:
+                outs = merge_queue.answer_group(request.user, v["cluster"], v["version"], v["others"], v["same"])
+        except review.ReviewError as exc:
+            return Response(exc.as_dict(), status=exc.status)
+        return Response([_outcome(request, o).data for o in outs])
 
 
 def _items(items) -> list[dict]:

@@ -270,6 +270,40 @@ class AcceptMergesRequest(serializers.Serializer):
     others = MergeTarget(many=True, help_text="Clusters merged into this one, in order (all or none).")
 
 
+class ReviewAnswerRequest(serializers.Serializer):
+    """One decision on a review-queue item with its partners (``others``): a merge group (``cluster`` and
+    its ``version``; ``same``: the partners that are this person) or a rejected face (``face``; ``chosen``:
+    the partner that is its person, or null for none)."""
+
+    cluster = serializers.IntegerField(required=False, help_text="A merge group's cluster.")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="That cluster's version.")
+    face = serializers.IntegerField(required=False, help_text="A placement's rejected run-face.")
+    others = MergeTarget(many=True, allow_empty=False, help_text="The item's partners as shown: [{id, version}].")
+    same = serializers.ListField(child=serializers.IntegerField(), required=False, default=list,
+                                 help_text="Merge group: the partners that are the same person (merged in); "
+                                           "every other partner is recorded as not this person.")
+    chosen = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                      help_text="Placement: the partner the face joins; null: none of them.")
+
+    def validate(self, data):
+        if ("cluster" in data) == ("face" in data):
+            raise serializers.ValidationError("send either cluster (a merge group) or face (a rejected face)")
+        if "cluster" in data and "version" not in data:
+            raise serializers.ValidationError({"version": "the cluster's version is required"})
+        ids = [o["id"] for o in data["others"]]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError({"others": "each partner once"})
+        if "cluster" in data and data["cluster"] in ids:
+            raise serializers.ValidationError({"others": "a cluster is not its own partner"})
+        if not set(data["same"]) <= set(ids):
+            raise serializers.ValidationError({"same": "only partners named in others"})
+        if data["chosen"] is not None and data["chosen"] not in ids:
+            raise serializers.ValidationError({"chosen": "one of the partners named in others, or null"})
+        if "face" in data and data["same"]:
+            raise serializers.ValidationError({"same": "a rejected face takes chosen, not same"})
+        return data
+
+
 class ReviewItemSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(["merge", "place", "clean"])
     cluster = serializers.IntegerField()

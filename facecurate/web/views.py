@@ -106,6 +106,14 @@ def merge_queue(request, pk: int):
 
 
 @login_required
+def guided_review(request, pk: int):
+    from facecurate.runs.models import PipelineRun
+
+    run = get_object_or_404(PipelineRun.objects.select_related("unlabeled_dataset"), pk=pk)
+    return _annotator_page(request, "facecurate/guided.html", {"run": run})
+
+
+@login_required
 def cluster_review(request, pk: int):
     from facecurate.runs.models import Cluster
 

@@ -329,6 +329,7 @@ def answer_group(user, cluster_id: int, version: int, others: list[dict], same: 
     ids = {int(o["id"]) for o in others}
     if not ids or not set(map(int, same)) <= ids:
         raise review.ReviewError("name the group's clusters (others) and the same ones among them", "no_target", 400)
+    review.hold(user, cluster_id, version, ids)
     outs = [review.distinct(user, cluster_id, other_cluster_id=o["id"]) for o in others if int(o["id"]) not in same]
     keep = [o for o in others if int(o["id"]) in same]
     if keep:

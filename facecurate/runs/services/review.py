@@ -101,6 +101,12 @@ def _check_lease(cluster: Cluster, user) -> None:
                           "it is read-only for you until they leave it", "leased", 409)
 
 
+def hold(user, cluster_id, version, others=()) -> dict[int, Cluster]:
+    """Lock the clusters of one decision made of several actions; check ``cluster_id``'s lease and
+    version first (409 when another annotator changed or holds it), so no part of the decision lands."""
+    return _open(user, cluster_id, version, others)
+
+
 def _check_version(cluster: Cluster, version) -> None:
     if version is None:
         raise ReviewError(f"send the version of cluster {cluster.pk} you are looking at", "version_required", 400)

@@ -142,8 +142,13 @@
     const trailKey = "fc-trail-" + runId;
     const trail = JSON.parse(sessionStorage.getItem(trailKey) || "[]");
     if (trail[trail.length - 1] !== clusterId) { trail.push(clusterId); sessionStorage.setItem(trailKey, JSON.stringify(trail.slice(-200))); }
+    if (sessionStorage.getItem("fc-return-" + runId)) {
+      say("Opened from the guided review: take out the faces that do not belong, confirm, then n goes back to it.", "ok");
+    }
     let openPriority = null, openSize = null;
     async function goNext() {
+      const back = sessionStorage.getItem("fc-return-" + runId);  // opened from the guided review: back to it
+      if (back) { sessionStorage.removeItem("fc-return-" + runId); location.href = back; return; }
       const f = queueFilters(runId);
       const ordering = f.ordering || "priority";
       const value = ordering === "size" ? openSize : openPriority;

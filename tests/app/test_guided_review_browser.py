@@ -1,0 +1,83 @@
+"""A newcomer works the guided review (the one review queue the simulator measures) with the keyboard
+(issue 16, item 1): a merge group shows its candidates, a digit ticks the one that is the same person,
+Enter merges it and records "not this person" for the rest, n says none, u takes the last decision
+back; the database holds exactly that."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.app.test_browser import ARGS, CHROMIUM
+from tests.app.test_merge_browser import merge_run  # noqa: F401  (fixture)
+from tests.app.test_review_browser import login, shot
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _tick_true_partner(page, clusters, halves) -> str:
+    """Press the digit of the candidate that is the other part of this group's split person."""
+    item = page.get_attribute("#guided-item", "data-item")
+    kind, cluster, _ = item.split(":")
+    assert kind == "merge", item
+    parts = {c.pk: h.pk for c, h in zip(clusters, halves)}
+    partner = {**parts, **{h: c for c, h in parts.items()}}[int(cluster)]
+    ids = [int(x) for x in page.eval_on_selector_all("#guided-item li", "els => els.map(e => e.dataset.id)")]
+    assert partner in ids, (item, ids)
+    page.keyboard.press(str(ids.index(partner) + 1))
+    assert page.locator(f"#guided-item li[data-id='{partner}'].ticked").count() == 1
+    return item
+
+
+def _skip_clean_ups(page) -> str:
+    """Skip clean-up items (they open the cluster page) until a decision item shows."""
+    while page.get_attribute("#guided-item", "data-state") == "clean":
+        item = page.get_attribute("#guided-item", "data-item")
+        page.keyboard.press("s")
+        page.wait_for_function(f"document.querySelector('#guided-item').dataset.item !== '{item}'")
+    return page.get_attribute("#guided-item", "data-item")
+
+
+def test_newcomer_merges_a_group_with_the_keyboard(merge_run, live_server):  # noqa: F811
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    from facecurate.runs.models import Cluster, ReviewAction
+
+    run, clusters, halves = merge_run
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            login(page, live_server.url, "newbie")
+            page.goto(f"{live_server.url}/runs/{run.pk}/")
+            page.click("#to-guided")
+            page.wait_for_selector("body[data-ready=guided]")
+            assert page.locator("#guided-item .anchor .strip img").count() >= 1
+            _skip_clean_ups(page)
+            first = _tick_true_partner(page, clusters, halves)
+            shot(page, "guided-review")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#guided-status:has-text('1 merged · 1 decided')")
+            assert page.get_attribute("#guided-item", "data-item") != first
+            _skip_clean_ups(page)
+            _tick_true_partner(page, clusters, halves)
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#guided-status:has-text('2 decided')")
+            third = _skip_clean_ups(page)
+            page.keyboard.press("n")
+            page.wait_for_selector("#guided-status:has-text('3 decided')")
+            assert page.get_attribute("#guided-item", "data-item") != third
+            page.keyboard.press("u")
+            page.wait_for_selector("#guided-status:has-text('Undone')")
+        finally:
+            browser.close()
+    for c, h in zip(clusters, halves):  # both split people whole again (in either part)
+        assert sorted([Cluster.objects.get(pk=c.pk).size, Cluster.objects.get(pk=h.pk).size]) == [0, 12]
+    assert ReviewAction.objects.filter(run=run, kind="merge", undone_at__isnull=True).count() == 2
+    live_no = ReviewAction.objects.filter(run=run, kind="distinct", undone_at__isnull=True).count()
+    undone = ReviewAction.objects.filter(run=run, undone_at__isnull=False)
+    assert undone.exists() and set(undone.values_list("kind", flat=True)) == {"distinct"}  # the "none" taken back
+    assert live_no == ReviewAction.objects.filter(run=run, kind="distinct").count() - undone.count()
