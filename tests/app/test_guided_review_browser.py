@@ -81,3 +81,55 @@ def test_newcomer_merges_a_group_with_the_keyboard(merge_run, live_server):  # n
     undone = ReviewAction.objects.filter(run=run, undone_at__isnull=False)
     assert undone.exists() and set(undone.values_list("kind", flat=True)) == {"distinct"}  # the "none" taken back
     assert live_no == ReviewAction.objects.filter(run=run, kind="distinct").count() - undone.count()
+
+
+def _skip_until(page, prefix: str, limit: int = 40) -> str:
+    """Skip items until one whose key starts with ``prefix`` shows."""
+    for _ in range(limit):
+        item = page.get_attribute("#guided-item", "data-item")
+        if item.startswith(prefix):
+            return item
+        page.keyboard.press("s")
+        page.wait_for_function(f"document.querySelector('#guided-item').dataset.item !== '{item}'")
+    raise AssertionError(f"no {prefix} item in the first {limit}")
+
+
+def test_newcomer_places_a_rejected_face_and_cleans_up_a_cluster_from_the_guided_review(merge_run, live_server):  # noqa: F811
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    from facecurate.runs.models import RunFace
+    from facecurate.runs.services import review
+    from tests.app.conftest import make_user
+
+    run, clusters, halves = merge_run
+    staff, _ = make_user("lead", "annotator")
+    face = RunFace.objects.filter(cluster=clusters[2]).order_by("id").first()
+    review.reject(staff, clusters[2].pk, clusters[2].version, [face.pk])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            login(page, live_server.url, "newbie")
+            page.goto(f"{live_server.url}/runs/{run.pk}/guided/")
+            page.wait_for_selector("body[data-ready=guided]")
+            _skip_until(page, "place:")
+            assert page.locator("#guided-item li input[type=radio]").count() >= 1
+            ids = [int(x) for x in page.eval_on_selector_all("#guided-item li", "els => els.map(e => e.dataset.id)")]
+            assert clusters[2].pk in ids, ids  # its own person is among the offers
+            page.keyboard.press(str(ids.index(clusters[2].pk) + 1))
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#guided-status:has-text('placed')")
+            _skip_until(page, "clean:")
+            shot(page, "guided-clean")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("body[data-ready=cluster]")
+            assert "Opened from the guided review" in page.inner_text("body")
+            page.keyboard.press("n")
+            page.wait_for_selector("body[data-ready=guided]")
+            assert page.url.endswith(f"/runs/{run.pk}/guided/")
+        finally:
+            browser.close()
+    assert RunFace.objects.get(pk=face.pk).cluster_id == clusters[2].pk
