@@ -246,6 +246,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 JOB_HEARTBEAT_SECONDS = env_float("FACECURATE_JOB_HEARTBEAT_SECONDS", 10.0, min_value=0.05)
 JOB_STALE_SECONDS = env_float("FACECURATE_JOB_STALE_SECONDS", 120.0, min_value=0.5)
 JOB_SWEEP_SECONDS = env_float("FACECURATE_JOB_SWEEP_SECONDS", 30.0, min_value=0.1)
+#: A job queued this long with no worker taking it has its task sent again by the sweeper (its message was
+#: lost); a duplicate of a message that was only slow does nothing (claims are compare-and-set).
+JOB_RESEND_SECONDS = env_float("FACECURATE_JOB_RESEND_SECONDS", 600.0, min_value=1.0)
 if JOB_STALE_SECONDS <= 2 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("FACECURATE_JOB_STALE_SECONDS must exceed twice FACECURATE_JOB_HEARTBEAT_SECONDS")
 

@@ -262,6 +262,34 @@ def sweep_stale_jobs() -> list[str]:
     return requeued
 
 
+def lost_messages(older_than: float) -> list[Job]:
+    """Queued jobs no worker took within ``older_than`` seconds: their message was lost (the web process
+    died between commit and send, the broker restarted without persistence, or a worker was killed holding
+    it unacked: invisible for the broker's visibility timeout). An upload still storing its files is not lost."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    rows = Job.objects.filter(state=Job.State.QUEUED, updated_at__lt=cutoff, kind__in=list(KIND_TASKS))
+    return [j for j in rows.only("id", "kind", "params", "updated_at") if not (j.params or {}).get("receiving")]
+
+
+def resend_lost_jobs(older_than: float | None = None) -> list[str]:
+    """Send the task of each job of :func:`lost_messages` again (``JOB_RESEND_SECONDS`` by default). Safe when
+    the message was only slow: claims are compare-and-set, so the second copy finds the job taken and does
+    nothing. Compare-and-set on ``updated_at``, so concurrent sweepers send each job once."""
+    older_than = settings.JOB_RESEND_SECONDS if older_than is None else older_than
+    sent = []
+    for job in lost_messages(older_than):
+        with transaction.atomic():
+            if not Job.objects.filter(pk=job.pk, state=Job.State.QUEUED, updated_at=job.updated_at).update(
+                    updated_at=timezone.now()):
+                continue
+            waited = (timezone.now() - job.updated_at).total_seconds()
+            add_event(job.pk, "re-sent: no worker took it", waited_seconds=round(waited, 1))
+            Job.objects.get(pk=job.pk).enqueue()
+        sent.append(str(job.pk))
+        log.warning("job %s re-sent: queued %.0f s and no worker took it (message lost?)", job.pk, waited)
+    return sent
+
+
 class KeepAlive:
     """Bumps a receiving upload job's ``updated_at`` every few seconds while the web process stores its files,
     so :func:`sweep_interrupted_uploads` tells a long upload from one whose web process died."""
@@ -296,7 +324,8 @@ def sweep_interrupted_uploads() -> list[str]:
 
 
 class Sweeper(threading.Thread):
-    """Runs :func:`sweep_stale_jobs` at start and every ``JOB_SWEEP_SECONDS`` in a worker process."""
+    """Runs :func:`sweep_stale_jobs`, :func:`sweep_interrupted_uploads` and :func:`resend_lost_jobs` at start
+    and every ``JOB_SWEEP_SECONDS`` in a worker process."""
 
     def __init__(self) -> None:
         super().__init__(name="job-sweeper", daemon=True)
@@ -307,6 +336,7 @@ class Sweeper(threading.Thread):
             try:
                 sweep_stale_jobs()
                 sweep_interrupted_uploads()
+                resend_lost_jobs()
             except Exception:
                 log.exception("job sweep failed")
             finally:

@@ -223,7 +223,7 @@ def test_requeuejobs_resends_lost_messages(worker, staff_client, make_dataset, c
     accept_uploads(job.dataset, job, [named_file("a.png", blank_image_bytes(400))])
     Job.objects.filter(pk=job.pk).update(updated_at=job.updated_at.replace(year=2000))
     call_command("requeuejobs", "--older-than", "60")
-    assert "re-sending ingest_upload" in capsys.readouterr().out
+    assert f"re-sent {job.pk}" in capsys.readouterr().out
     assert wait_for_job(job.id).state == "succeeded"
 
 

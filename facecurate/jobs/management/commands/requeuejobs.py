@@ -1,18 +1,15 @@
-"""``manage.py requeuejobs [--older-than SECONDS]``: send again the jobs whose message was lost.
+"""``manage.py requeuejobs [--older-than SECONDS] [--dry-run]``: send again the jobs whose message was lost.
 
-A job stays ``queued`` if the web process died between committing it and sending its task, or
-if the broker lost the message. Re-sending is safe: a job that already ran is skipped by the
-worker, and one that ran halfway resumes without duplicates.
+A job stays ``queued`` if the web process died between committing it and sending its task, or if the
+broker lost the message. Every worker's sweeper does this on its own after ``JOB_RESEND_SECONDS``; the
+command does it now. Re-sending is safe: a job that already ran is skipped by the worker, and one that
+ran halfway resumes without duplicates.
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils import timezone
 
-from facecurate.jobs.models import KIND_TASKS, Job
+from facecurate.jobs.runner import lost_messages, resend_lost_jobs
 
 
 class Command(BaseCommand):
@@ -23,15 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true")
 
     def handle(self, *args, older_than, dry_run, **options):
-        cutoff = timezone.now() - timedelta(seconds=older_than)
-        stale = Job.objects.filter(state=Job.State.QUEUED, updated_at__lt=cutoff, kind__in=list(KIND_TASKS))
-        count = 0
-        for job in stale:
-            if (job.params or {}).get("receiving"):  # an upload still storing its files is not lost (see the sweeper)
-                continue
-            count += 1
-            self.stdout.write(f"{'would re-send' if dry_run else 're-sending'} {job.kind} {job.id}")
-            if not dry_run:
-                with transaction.atomic():
-                    job.enqueue()
-        self.stdout.write(f"{count} job(s)")
+        if dry_run:
+            jobs = lost_messages(older_than)
+            for job in jobs:
+                self.stdout.write(f"would re-send {job.kind} {job.id}")
+            self.stdout.write(f"{len(jobs)} job(s)")
+            return
+        sent = resend_lost_jobs(older_than)
+        for pk in sent:
+            self.stdout.write(f"re-sent {pk}")
+        self.stdout.write(f"{len(sent)} job(s)")
