@@ -210,7 +210,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         ids = [o["id"] for o in v["others"]] + ([v["cluster"]] if "cluster" in v else [])
         known = set(Cluster.objects.filter(run=run, pk__in=ids).values_list("pk", flat=True))
         if missing := [i for i in ids if i not in known]:
-            return Response({"detail": f"no cluster {missing[0]} in run {run.pk}", "code": "unknown_cluster"}, status=404)
+            return Response({"detail": f"no cluster {missing[0]} in run {run.pk}", "code": "unknown_cluster"},
+                            status=404)
         if "face" in v and not run.faces.filter(pk=v["face"]).exists():
             return Response({"detail": f"no face {v['face']} in run {run.pk}", "code": "unknown_face"}, status=404)
         try:

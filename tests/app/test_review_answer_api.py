@@ -4,7 +4,7 @@ cluster or none; bad requests are refused with a reason and change nothing; undo
 answer returned takes the decision back."""
 from __future__ import annotations
 
-from tests.app.test_merge_queue import _c, mq  # noqa: F401  (fixture)
+from tests.app.test_merge_queue import _c, mq  # noqa: F401  (mq: a fixture)
 
 
 def _url(run):
@@ -16,7 +16,7 @@ def _group(run, cluster, others, same):
             "others": [{"id": o.pk, "version": o.version} for o in others]}
 
 
-def test_a_merge_group_merges_the_ticked_partners_and_says_no_to_the_rest(mq):
+def test_a_merge_group_merges_the_ticked_partners_and_says_no_to_the_rest(mq):  # noqa: F811
     from facecurate.runs.models import ReviewAction
     from tests.app.review_fixtures import assert_consistent
 
@@ -37,7 +37,7 @@ def test_a_merge_group_merges_the_ticked_partners_and_says_no_to_the_rest(mq):
     assert_consistent(run)
 
 
-def test_a_rejected_face_joins_the_chosen_cluster_or_none(mq):
+def test_a_rejected_face_joins_the_chosen_cluster_or_none(mq):  # noqa: F811
     from facecurate.runs.models import RunFace
     from facecurate.runs.services import review
 
@@ -54,7 +54,7 @@ def test_a_rejected_face_joins_the_chosen_cluster_or_none(mq):
     assert RunFace.objects.get(pk=face).cluster_id == c[3].pk
 
 
-def test_bad_answers_are_refused_with_a_reason_and_change_nothing(mq):
+def test_bad_answers_are_refused_with_a_reason_and_change_nothing(mq):  # noqa: F811
     from facecurate.runs.models import ReviewAction
 
     run, c, h = mq["run"], mq["clusters"], mq["halves"]
