@@ -235,6 +235,11 @@ def add_event(job_id, what: str, **extra: Any) -> None:
 WAIT_CHECKS: dict[str, Callable[[Any], bool]] = {}
 
 
+#: kind -> ``resend(job_id) -> int``: for a released job nothing has moved in for ``JOB_RESEND_SECONDS``,
+#: send the tasks of its unfinished sub-tasks again (their messages may be lost) and say how many.
+RESEND_SUBTASKS: dict[str, Callable[[Any], int]] = {}
+
+
 def _waiting_fine(job: Job) -> bool:
     check = WAIT_CHECKS.get(job.kind)
     return not job.worker and check is not None and not check(job.pk)
@@ -272,9 +277,10 @@ def lost_messages(older_than: float) -> list[Job]:
 
 
 def resend_lost_jobs(older_than: float | None = None) -> list[str]:
-    """Send the task of each job of :func:`lost_messages` again (``JOB_RESEND_SECONDS`` by default). Safe when
-    the message was only slow: claims are compare-and-set, so the second copy finds the job taken and does
-    nothing. Compare-and-set on ``updated_at``, so concurrent sweepers send each job once."""
+    """Send the task of each job of :func:`lost_messages` again (``JOB_RESEND_SECONDS`` by default), and the
+    sub-tasks of released jobs nothing moved in for as long. Safe when a message was only slow: claims are
+    compare-and-set, so the second copy finds the work taken and does nothing. Compare-and-set on
+    ``updated_at``, so concurrent sweepers send each once."""
     older_than = settings.JOB_RESEND_SECONDS if older_than is None else older_than
     sent = []
     for job in lost_messages(older_than):
@@ -287,6 +293,29 @@ def resend_lost_jobs(older_than: float | None = None) -> list[str]:
             Job.objects.get(pk=job.pk).enqueue()
         sent.append(str(job.pk))
         log.warning("job %s re-sent: queued %.0f s and no worker took it (message lost?)", job.pk, waited)
+    return sent + _resend_quiet_subtasks(older_than)
+
+
+def _resend_quiet_subtasks(older_than: float) -> list[str]:
+    """Released jobs (waiting for sub-tasks) in which nothing moved for ``older_than`` seconds: their kind's
+    :data:`RESEND_SUBTASKS` hook sends the unfinished sub-tasks again, once per quiet spell (CAS on
+    ``updated_at``). Not a recovery: the job stays as it is, with an event saying what was sent."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than)
+    quiet = Q(state=Job.State.RUNNING, worker="", kind__in=list(RESEND_SUBTASKS), heartbeat_at__lt=cutoff,
+              updated_at__lt=cutoff)
+    sent = []
+    for job in Job.objects.filter(quiet).only("id", "kind", "updated_at"):
+        with transaction.atomic():
+            if not Job.objects.filter(Q(pk=job.pk, updated_at=job.updated_at) & quiet).update(updated_at=now):
+                continue
+            n = RESEND_SUBTASKS[job.kind](job.pk)
+            if n:
+                add_event(job.pk, f"re-sent {n} sub-task(s): nothing moved in {older_than:.0f} s")
+        if n:
+            sent.append(str(job.pk))
+            log.warning("job %s: re-sent %d sub-task(s), nothing moved in %.0f s (messages lost?)", job.pk, n,
+                        older_than)
     return sent
 
 

@@ -8,8 +8,9 @@ class RunsConfig(AppConfig):
 
     def ready(self):
         from facecurate.jobs.models import Job
-        from facecurate.jobs.runner import WAIT_CHECKS
+        from facecurate.jobs.runner import RESEND_SUBTASKS, WAIT_CHECKS
 
-        from .services.waiting import run_stuck
+        from .services.waiting import resend_pending_chunks, run_stuck
 
         WAIT_CHECKS[Job.Kind.PIPELINE_RUN] = run_stuck
+        RESEND_SUBTASKS[Job.Kind.PIPELINE_RUN] = resend_pending_chunks

@@ -44,6 +44,7 @@ class Workers:
             "FACECURATE_MEDIA_ROOT": str(settings.MEDIA_ROOT), "FACECURATE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
             "FACECURATE_IMPORT_ROOT": str(settings.IMPORT_ROOT), "FACECURATE_JOB_HEARTBEAT_SECONDS": "0.5",
             "FACECURATE_JOB_STALE_SECONDS": "3", "FACECURATE_JOB_SWEEP_SECONDS": "1",
+            "FACECURATE_JOB_RESEND_SECONDS": "15",
             "PYTHONFAULTHANDLER": "1", **env,  # SIGABRT dumps every thread's stack into the log
         }
         if broker == "redis":

@@ -3,6 +3,8 @@ sweeper of the next worker and finishes with no manual step and no duplicate row
 run never run one stage or one embedding chunk twice."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -141,6 +143,37 @@ def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers,
     for i, f in enumerate(face_ids.tolist()):
         stored.setdefault(got[f], set()).add(i)
     assert {frozenset(s) for s in stored.values()} == pairs
+
+
+@pytest.mark.parametrize("workers", BROKERS, indirect=True)
+def test_sigkill_after_taking_a_chunk_message_before_claiming_the_chunk(workers, staff_user, monkeypatch):
+    """A worker killed while it loads the model for its first chunk holds that chunk's message unacked (on
+    Redis hidden for the visibility timeout, hours) with the chunk still pending and nothing beating: no
+    worker ever sees it again unless the sweeper sends the pending chunks' tasks again once nothing has
+    moved for JOB_RESEND_SECONDS (seen in CI: the run never finished)."""
+    from facecurate.runs.models import EmbedChunk
+
+    ds, job = _queue_ingestion(80)
+    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
+    a = workers.start("ingest")
+    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
+    workers.kill(a)
+    run = _start_run_unsent(monkeypatch, staff_user, ds)
+    workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    a = workers.start("a")
+    log = workers.logs[-1]
+    wait_until(lambda: re.search(r"embed_chunk\[[^]]+\] received", log.read_text()), 120,
+               f"a chunk's message taken\n{workers.log_text()}")
+    workers.kill(a)
+    assert not EmbedChunk.objects.filter(run=run).exclude(state="pending").exists(), "killed too late to test this"
+    workers.start_ready("b")
+    try:
+        done = wait_until(lambda: _job(run.job_id) if _job(run.job_id).is_terminal else None, 180, "")
+    except AssertionError:
+        raise AssertionError(f"the run to finish\n{workers.state_text(run.job_id)}\n{workers.log_text()}") from None
+    assert done.state == "succeeded", done.error + workers.log_text()
+    assert any(e["what"].startswith("re-sent") for e in done.events), done.events
+    assert list(EmbedChunk.objects.filter(run=run).values_list("state", flat=True)) == ["done"] * run.chunks.count()
 
 
 @pytest.mark.parametrize("workers", ["filesystem"], indirect=True)
