@@ -112,13 +112,17 @@
       return tile;
     }
 
+    let loads = 0;  // two loads at once (the poll's and an upload's refresh) must not both fill the grid
     async function loadFaces(reset) {
+      const mine = ++loads;
       let url = next;
-      if (reset || !url) {
-        grid.replaceChildren();
+      const fresh = reset || !url;
+      if (fresh) {
         url = "/api/images/?dataset=" + id + "&limit=200" + (statusFilter.value ? "&status=" + statusFilter.value : "");
       }
       const page = await api(url);
+      if (mine !== loads) return;  // a later load replaces this one
+      if (fresh) grid.replaceChildren();
       page.results.forEach((f) => grid.appendChild(faceTile(f)));
       next = page.next;
       more.hidden = !next;
