@@ -7,13 +7,15 @@ from torch import nn
 
 
 @torch.no_grad()
-def reestimate_batchnorm(model: nn.Module, batches, *, device: str | torch.device = "cpu") -> int:
-    """Replace every BatchNorm's running mean/variance by the plain average over ``batches`` (an
-    iterable of model inputs); other weights are untouched. Returns the number of samples seen.
-    The model is left in eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def reestimate_batchnorm(model: nn.Module, batches, *, device: str | torch.device = "cpu",
+                         exclude: tuple[nn.Module, ...] = ()) -> int:
+    """Replace every BatchNorm's running mean/variance (but those in ``exclude``, e.g. the embedding's last
+    BatchNorm) by the plain average over ``batches`` (an iterable of model inputs); other weights are
+    untouched. Returns the number of samples seen. The model is left in eval mode."""
+    skip = {id(m) for m in exclude}
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
     if not bns:
-        raise ValueError("the model has no BatchNorm layer")
+        raise ValueError("the model has no BatchNorm layer to re-estimate")
     saved = [(m.momentum, m.training) for m in bns]
     model.eval()
     for m in bns:

@@ -108,6 +108,21 @@ def test_reestimate_batchnorm_takes_the_new_domains_statistics():
         reestimate_batchnorm(torch.nn.Linear(3, 3), [data])
 
 
+def test_reestimate_batchnorm_leaves_the_excluded_layers_alone():
+    from pipeline.recognition.adapt import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 4),
+                              torch.nn.BatchNorm1d(4))
+    kept = net[3].running_mean.clone(), net[3].running_var.clone()
+    data = torch.randn(40, 3) * 3 + 5
+    reestimate_batchnorm(net, [data], exclude=(net[3],))
+    assert not torch.equal(net[1].running_mean, torch.zeros(4))  # re-estimated
+    torch.testing.assert_close((net[3].running_mean, net[3].running_var), kept)
+    with pytest.raises(ValueError):
+        reestimate_batchnorm(net, [data], exclude=(net[1], net[3]))
+
+
 def test_pseudo_training_set_merges_close_clusters_then_builds_the_set():
     from pipeline.retraining.recipe import Recipe, pseudo_training_set
 
