@@ -5,6 +5,7 @@ back; the database holds exactly that."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,6 +14,25 @@ from tests.app.test_merge_browser import merge_run  # noqa: F401  (fixture)
 from tests.app.test_review_browser import login, shot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@contextmanager
+def _newcomer_on(live_server, path: str):
+    """A page signed in as the annotator "newbie" (1366x900), opened at ``path``."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            login(page, live_server.url, "newbie")
+            page.goto(live_server.url + path)
+            yield page
+        finally:
+            browser.close()
 
 
 def _tick_true_partner(page, clusters, halves) -> str:
@@ -39,41 +59,29 @@ def _skip_clean_ups(page) -> str:
 
 
 def test_newcomer_merges_a_group_with_the_keyboard(merge_run, live_server):  # noqa: F811
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
     from facecurate.runs.models import Cluster, ReviewAction
 
     run, clusters, halves = merge_run
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-            page.set_default_timeout(30_000)
-            login(page, live_server.url, "newbie")
-            page.goto(f"{live_server.url}/runs/{run.pk}/")
-            page.click("#to-guided")
-            page.wait_for_selector("body[data-ready=guided]")
-            assert page.locator("#guided-item .anchor .strip img").count() >= 1
-            _skip_clean_ups(page)
-            first = _tick_true_partner(page, clusters, halves)
-            shot(page, "guided-review")
-            page.keyboard.press("Enter")
-            page.wait_for_selector("#guided-status:has-text('1 merged · 1 decided')")
-            assert page.get_attribute("#guided-item", "data-item") != first
-            _skip_clean_ups(page)
-            _tick_true_partner(page, clusters, halves)
-            page.keyboard.press("Enter")
-            page.wait_for_selector("#guided-status:has-text('2 decided')")
-            third = _skip_clean_ups(page)
-            page.keyboard.press("n")
-            page.wait_for_selector("#guided-status:has-text('3 decided')")
-            assert page.get_attribute("#guided-item", "data-item") != third
-            page.keyboard.press("u")
-            page.wait_for_selector("#guided-status:has-text('Undone')")
-        finally:
-            browser.close()
+    with _newcomer_on(live_server, f"/runs/{run.pk}/") as page:
+        page.click("#to-guided")
+        page.wait_for_selector("body[data-ready=guided]")
+        assert page.locator("#guided-item .anchor .strip img").count() >= 1
+        _skip_clean_ups(page)
+        first = _tick_true_partner(page, clusters, halves)
+        shot(page, "guided-review")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#guided-status:has-text('1 merged · 1 decided')")
+        assert page.get_attribute("#guided-item", "data-item") != first
+        _skip_clean_ups(page)
+        _tick_true_partner(page, clusters, halves)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#guided-status:has-text('2 decided')")
+        third = _skip_clean_ups(page)
+        page.keyboard.press("n")
+        page.wait_for_selector("#guided-status:has-text('3 decided')")
+        assert page.get_attribute("#guided-item", "data-item") != third
+        page.keyboard.press("u")
+        page.wait_for_selector("#guided-status:has-text('Undone')")
     for c, h in zip(clusters, halves):  # both split people whole again (in either part)
         assert sorted([Cluster.objects.get(pk=c.pk).size, Cluster.objects.get(pk=h.pk).size]) == [0, 12]
     assert ReviewAction.objects.filter(run=run, kind="merge", undone_at__isnull=True).count() == 2
@@ -95,41 +103,29 @@ def _skip_until(page, prefix: str, limit: int = 40) -> str:
 
 
 def test_newcomer_places_a_rejected_face_and_cleans_up_a_cluster_from_the_guided_review(merge_run, live_server):  # noqa: F811
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
     from facecurate.runs.models import RunFace
     from facecurate.runs.services import review
     from tests.app.conftest import make_user
 
-    run, clusters, halves = merge_run
+    run, clusters, _ = merge_run
     staff, _ = make_user("lead", "annotator")
     face = RunFace.objects.filter(cluster=clusters[2]).order_by("id").first()
     review.reject(staff, clusters[2].pk, clusters[2].version, [face.pk])
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-            page.set_default_timeout(30_000)
-            login(page, live_server.url, "newbie")
-            page.goto(f"{live_server.url}/runs/{run.pk}/guided/")
-            page.wait_for_selector("body[data-ready=guided]")
-            _skip_until(page, "place:")
-            assert page.locator("#guided-item li input[type=radio]").count() >= 1
-            ids = [int(x) for x in page.eval_on_selector_all("#guided-item li", "els => els.map(e => e.dataset.id)")]
-            assert clusters[2].pk in ids, ids  # its own person is among the offers
-            page.keyboard.press(str(ids.index(clusters[2].pk) + 1))
-            page.keyboard.press("Enter")
-            page.wait_for_selector("#guided-status:has-text('placed')")
-            _skip_until(page, "clean:")
-            shot(page, "guided-clean")
-            page.keyboard.press("Enter")
-            page.wait_for_selector("body[data-ready=cluster]")
-            assert "Opened from the guided review" in page.inner_text("body")
-            page.keyboard.press("n")
-            page.wait_for_selector("body[data-ready=guided]")
-            assert page.url.endswith(f"/runs/{run.pk}/guided/")
-        finally:
-            browser.close()
+    with _newcomer_on(live_server, f"/runs/{run.pk}/guided/") as page:
+        page.wait_for_selector("body[data-ready=guided]")
+        _skip_until(page, "place:")
+        assert page.locator("#guided-item li input[type=radio]").count() >= 1
+        ids = [int(x) for x in page.eval_on_selector_all("#guided-item li", "els => els.map(e => e.dataset.id)")]
+        assert clusters[2].pk in ids, ids  # its own person is among the offers
+        page.keyboard.press(str(ids.index(clusters[2].pk) + 1))
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#guided-status:has-text('placed')")
+        _skip_until(page, "clean:")
+        shot(page, "guided-clean")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-ready=cluster]")
+        assert "Opened from the guided review" in page.inner_text("body")
+        page.keyboard.press("n")
+        page.wait_for_selector("body[data-ready=guided]")
+        assert page.url.endswith(f"/runs/{run.pk}/guided/")
     assert RunFace.objects.get(pk=face.pk).cluster_id == clusters[2].pk

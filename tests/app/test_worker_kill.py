@@ -57,6 +57,18 @@ def _start_run_unsent(monkeypatch, user, ds):
         return start_run(user, ds, [])
 
 
+def _ingested_run_sent(workers, monkeypatch, user, n: int):
+    """``n`` faces ingested by a worker that is then killed, and a run of them sent to the workers' broker."""
+    ds, job = _queue_ingestion(n)
+    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
+    a = workers.start("ingest")
+    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
+    workers.kill(a)
+    run = _start_run_unsent(monkeypatch, user, ds)
+    workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    return ds, run
+
+
 def _job(job_id):
     from facecurate.jobs.models import Job
 
@@ -116,14 +128,7 @@ def test_sigkill_mid_embedding_then_the_run_ends_with_the_same_clusters(workers,
     from facecurate.runs.models import EmbedChunk, RunFace
     from pipeline.clustering.methods import cluster
 
-    ds, job = _queue_ingestion(200)
-    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
-    a = workers.start("ingest")
-    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
-    workers.kill(a)
-
-    run = _start_run_unsent(monkeypatch, staff_user, ds)
-    workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    ds, run = _ingested_run_sent(workers, monkeypatch, staff_user, 200)
     # a chunk the dead worker held (state running) is what the sweeper must notice and hand on
     held = EmbedChunk.objects.filter(run=run, state="running")
     _kill_mid_job(workers, run.job_id,
@@ -153,13 +158,7 @@ def test_sigkill_after_taking_a_chunk_message_before_claiming_the_chunk(workers,
     moved for JOB_RESEND_SECONDS (seen in CI: the run never finished)."""
     from facecurate.runs.models import EmbedChunk
 
-    ds, job = _queue_ingestion(80)
-    workers.send("facecurate.datasets.tasks.ingest_job", str(job.id))
-    a = workers.start("ingest")
-    wait_until(lambda: _job(job.id).state == "succeeded", 120, f"ingestion\n{workers.log_text()}")
-    workers.kill(a)
-    run = _start_run_unsent(monkeypatch, staff_user, ds)
-    workers.send("facecurate.runs.tasks.advance_run", str(run.job_id))
+    _, run = _ingested_run_sent(workers, monkeypatch, staff_user, 80)
     a = workers.start("a")
     log = workers.logs[-1]
     wait_until(lambda: re.search(r"embed_chunk\[[^]]+\] received", log.read_text()), 120,

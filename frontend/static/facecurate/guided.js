@@ -2,7 +2,9 @@
    decision at a time. 1-9 tick candidates, Enter = done, y = all the same, n = none, s = skip, u = undo. */
 function facecurateGuided(runId) {
   "use strict";
-  const csrf = (window.FACECURATE || {}).csrfToken;
+  const fc = window.facecurate;
+  const api = fc.api;
+  const {el, post} = fc.ui;
   const box = document.getElementById("guided-item");
   const anchor = box.querySelector(".anchor");
   const why = box.querySelector(".why");
@@ -13,23 +15,6 @@ function facecurateGuided(runId) {
   const error = document.getElementById("guided-error");
   const skipped = new Set();
   let item = null, busy = false, decided = 0, lastActions = [];
-
-  async function api(url, options) {
-    options = options || {};
-    const headers = {"Accept": "application/json"};
-    if (options.body) { headers["Content-Type"] = "application/json"; headers["X-CSRFToken"] = csrf; }
-    const resp = await fetch(url, Object.assign({credentials: "same-origin"}, options, {headers}));
-    const body = await resp.json().catch(() => null);
-    if (!resp.ok) throw new Error((body && body.detail) || resp.statusText);
-    return body;
-  }
-
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
-    (children || []).forEach((c) => node.append(c));
-    return node;
-  }
 
   function strip(thumbs) {
     return el("div", {"class": "strip"}, thumbs.filter(Boolean).map((src) => el("img", {src: src, alt: "", loading: "lazy"})));
@@ -103,7 +88,7 @@ function facecurateGuided(runId) {
     else body = {cluster: item.cluster, version: item.clusters[String(item.cluster)].version, others: others, same: chosen};
     busy = true; error.textContent = "";
     try {
-      const outs = await api("/api/runs/" + runId + "/review-answer/", {method: "POST", body: JSON.stringify(body)});
+      const outs = await post("/api/runs/" + runId + "/review-answer/", body);
       lastActions = outs.map((o) => o.action && o.action.id).filter(Boolean);
       decided += 1;
       const joined = item.kind === "place" ? (body.chosen ? "placed" : "left out") : body.same.length + " merged";
@@ -117,7 +102,7 @@ function facecurateGuided(runId) {
     if (!lastActions.length || busy) return;
     busy = true; error.textContent = "";
     try {
-      for (const id of lastActions.slice().reverse()) await api("/api/review-actions/" + id + "/undo/", {method: "POST", body: "{}"});
+      for (const id of lastActions.slice().reverse()) await post("/api/review-actions/" + id + "/undo/", {});
       status.textContent = "Undone"; lastActions = []; await load();
     } catch (e) { error.textContent = e.message; }
     busy = false;
