@@ -68,7 +68,12 @@
           (run.reviewed.pending + run.reviewed.confirmed + run.reviewed.dismissed) : "–"}),
       ];
       const actions = el("td", {"class": "actions"});
-      if (job.state === "succeeded") actions.appendChild(el("a", {href: "/runs/" + run.id + "/review/", text: "review"}));
+      if (job.state === "succeeded") {
+        actions.appendChild(el("a", {href: "/runs/" + run.id + "/guided/", text: "guided review", title:
+          "One decision at a time, the most errors fixed first"}));
+        actions.appendChild(document.createTextNode(" · "));
+        actions.appendChild(el("a", {href: "/runs/" + run.id + "/review/", text: "queue"}));
+      }
       if (cfg.staff && (job.state === "running" || job.state === "queued")) {
         actions.appendChild(el("button", {type: "button", "class": "secondary", "data-cancel": job.id, text: "Cancel",
           on: {click: () => jobAction(job.id, "cancel")}}));
