@@ -1,5 +1,6 @@
 /* Guided review: the run's one review queue (merge groups, rejected faces to place, clusters to clean), one
-   decision at a time. 1-9 tick candidates, Enter = done, y = all the same, n = none, s = skip, u = undo. */
+   decision at a time. 1-9 tick candidates, Enter = done (the ticked), y = only the most likely one,
+   a = all the same, n = none, s = skip, u = undo. */
 function facecurateGuided(runId) {
   "use strict";
   const fc = window.facecurate;
@@ -66,7 +67,7 @@ function facecurateGuided(runId) {
       : "Tick the clusters that are the same person as this one; the others are recorded as other people. " +
         "Fixes about " + item.gain.toFixed(1) + " pairs.";
     item.others.forEach((o, i) => list.append(candidate(o, i, place)));
-    document.getElementById("guided-all").innerHTML = place ? "The most likely <kbd>y</kbd>" : "All the same <kbd>y</kbd>";
+    document.getElementById("guided-all").hidden = place;  // a face has one person
     buttons.hidden = false;
   }
 
@@ -82,9 +83,9 @@ function facecurateGuided(runId) {
     if (!item || busy || item.kind === "clean") return;
     const others = item.others.map((o) => ({id: o.id, version: item.clusters[String(o.id)].version}));
     const ids = others.map((o) => o.id);
-    const chosen = mode === "all" ? ids : mode === "none" ? [] : ticked();
+    const chosen = {all: ids, first: ids.slice(0, 1), none: []}[mode] || ticked();
     let body;
-    if (item.kind === "place") body = {face: item.face, others: others, chosen: mode === "all" ? ids[0] : (chosen[0] || null)};
+    if (item.kind === "place") body = {face: item.face, others: others, chosen: chosen[0] || null};
     else body = {cluster: item.cluster, version: item.clusters[String(item.cluster)].version, others: others, same: chosen};
     busy = true; error.textContent = "";
     try {
@@ -123,6 +124,7 @@ function facecurateGuided(runId) {
   }
 
   document.getElementById("guided-done").addEventListener("click", () => decide("ticked"));
+  document.getElementById("guided-first").addEventListener("click", () => decide("first"));
   document.getElementById("guided-all").addEventListener("click", () => decide("all"));
   document.getElementById("guided-none").addEventListener("click", () => decide("none"));
   document.getElementById("guided-skip").addEventListener("click", skip);
@@ -133,7 +135,8 @@ function facecurateGuided(runId) {
     const digit = /^[1-9]$/.test(ev.key) ? Number(ev.key) : 0;
     if (digit) { ev.preventDefault(); toggle(digit); }
     else if (ev.key === "Enter") { ev.preventDefault(); if (item && item.kind === "clean") openClean(); else decide("ticked"); }
-    else if (ev.key === "y") { ev.preventDefault(); decide("all"); }
+    else if (ev.key === "y") { ev.preventDefault(); decide("first"); }
+    else if (ev.key === "a") { ev.preventDefault(); if (item && item.kind === "merge") decide("all"); }
     else if (ev.key === "n") { ev.preventDefault(); decide("none"); }
     else if (ev.key === "s") { ev.preventDefault(); skip(); }
     else if (ev.key === "u") { ev.preventDefault(); undo(); }
