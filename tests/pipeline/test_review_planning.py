@@ -116,3 +116,14 @@ def test_a_clean_up_is_offered_only_where_a_wrong_pair_is_expected():
     fixed, _ = gain.cleanup_gain([0.01] * 5)
     assert fixed < 1 and not gain.worth_cleaning(fixed)
     assert gain.worth_cleaning(gain.cleanup_gain([0.9] + [0.01] * 4)[0])
+
+
+def test_the_merge_model_does_not_extrapolate_beyond_the_sizes_it_was_fitted_on():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    y = (x[:, 0] - x[:, 4] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    model = merge_model.fit(x, y)
+    edge, far = x[:1].copy(), x[:1].copy()
+    edge[0, 4], far[0, 4] = x[:, 4].max(), x[:, 4].max() + 50  # a cluster far larger than any seen
+    assert merge_model.predict(model, far)[0] == merge_model.predict(model, edge)[0]
+    assert model["lo"] == x.min(0).tolist() and model["hi"] == x.max(0).tolist()
