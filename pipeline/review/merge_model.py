@@ -2,10 +2,12 @@
 Newton steps in NumPy on standardised features. The shipped coefficients are ``merge_model.json``
 (written by ``bench/merge_queue.py``, the L2 strength chosen on an inner split of dev data).
 
-Features are clipped to the range the fit saw (``lo``/``hi``): the model does not extrapolate. Its dev
-people have at most 10 photos each, so a cluster of 50 faces of one person (glint-sample's people have
-about 58) lies far outside the training sizes: unclipped, glint-sample's true merges got a mean probability of
-0.056 against 0.43-0.48 on the training sets' (``bench/merge_queue.py``)."""
+The size features are clipped to the range the fit saw (``lo``/``hi`` of :data:`CLIPPED`): its dev people
+have at most 10 photos each, so a cluster of 50 faces of one person (glint-sample's people have about 58)
+lies far outside the fitted sizes, and the size effect learned there is an artifact of that cap (unclipped,
+glint-sample's true merges got a mean probability of 0.055 against 0.43-0.48 on the training sets',
+``bench/merge_queue.py``). Similarities are not clipped: a pair more alike than any seen is still more alike.
+"""
 from __future__ import annotations
 
 import json
@@ -17,6 +19,7 @@ import numpy as np
 from .candidates import FEATURES
 
 MODEL_PATH = Path(__file__).with_name("merge_model.json")
+CLIPPED = ("log_small", "log_large")  # features held to the fitted range (see the module docstring)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -51,8 +54,9 @@ def predict(model: dict, x: np.ndarray) -> np.ndarray:
     if list(model["features"]) != list(FEATURES):
         raise ValueError(f"model reads {model['features']}, this code makes {FEATURES}")
     w = np.asarray(model["coef"])
-    if "lo" in model:  # no extrapolation beyond the fitted range
-        x = np.clip(x, np.asarray(model["lo"]), np.asarray(model["hi"]))
+    if "lo" in model:  # sizes beyond the fitted range count as its edge
+        clip = np.isin(np.asarray(FEATURES), CLIPPED)
+        x = np.where(clip, np.clip(x, np.asarray(model["lo"]), np.asarray(model["hi"])), x)
     z = (x - np.asarray(model["mean"])) / np.asarray(model["std"])
     return _sigmoid(w[0] + z @ w[1:])
 

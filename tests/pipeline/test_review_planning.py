@@ -126,4 +126,6 @@ def test_the_merge_model_does_not_extrapolate_beyond_the_sizes_it_was_fitted_on(
     edge, far = x[:1].copy(), x[:1].copy()
     edge[0, 4], far[0, 4] = x[:, 4].max(), x[:, 4].max() + 50  # a cluster far larger than any seen
     assert merge_model.predict(model, far)[0] == merge_model.predict(model, edge)[0]
+    edge[0, 0], far[0, 0] = x[:, 0].max(), x[:, 0].max() + 1  # more alike than any pair seen: still more likely
+    assert merge_model.predict(model, far)[0] > merge_model.predict(model, edge)[0]
     assert model["lo"] == x.min(0).tolist() and model["hi"] == x.max(0).tolist()
