@@ -61,7 +61,7 @@ function facecurateGuided(runId) {
       return;
     }
     const place = item.kind === "place";
-    anchor.querySelector("h2").textContent = place ? "A face you rejected: whose is it?" : label(a, item.cluster);
+    anchor.querySelector("h2").textContent = place ? "A rejected face: whose is it?" : label(a, item.cluster);
     anchor.querySelector(".strip").replaceWith(strip(place ? [item.face_thumbnail] : a.thumbnails));
     why.textContent = place ? "Tick the cluster of this person (one), or n if none of them."
       : "Tick the clusters that are the same person as this one; the others are recorded as other people. " +
