@@ -101,22 +101,22 @@ class Workers:
         from django.db import connection
 
         from facecurate.jobs.models import Job
+        from facecurate.runs.models import EmbedChunk
 
         job = Job.objects.filter(pk=job_id).values("state", "worker", "stage", "heartbeat_at", "updated_at",
                                                    "task_id", "recoveries", "attempts", "events").first()
         out = [f"job: {job}"]
-        from facecurate.runs.models import EmbedChunk
-
         out += [f"chunk: {c}" for c in EmbedChunk.objects.filter(run__job_id=job_id).values(
             "id", "state", "worker", "claimed_at", "attempts")]
         if self.broker == "redis":
             import redis
 
             r = redis.Redis.from_url(self.env["FACECURATE_BROKER_URL"])
+            db = str(r.connection_pool.connection_kwargs.get("db", 0))
             out += [f"redis keys: {[(k, r.type(k)) for k in r.keys()]}",
                     f"redis queues: default={r.llen('default')} gpu={r.llen('gpu')} unacked={r.hlen('unacked')}"]
             out += [f"redis client: { {k: c.get(k) for k in ('addr', 'age', 'idle', 'flags', 'cmd', 'sub')} }"
-                    for c in r.client_list() if c.get("db") == "12"]
+                    for c in r.client_list() if c.get("db") == db]
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:
                 cur.execute("SELECT pid, datname, client_port, state, wait_event_type, wait_event, "

@@ -75,6 +75,18 @@ def _job(job_id):
     return Job.objects.get(pk=job_id)
 
 
+def _finished_by_b(workers, job_id):
+    """Start worker ``b`` and return the job once it ended. If it has not in 180 s, the failure shows the job's
+    state as seen from outside (``Workers.state_text``) and b's stacks go to the warnings."""
+    b = workers.start_ready("b")
+    try:
+        return wait_until(lambda: _job(job_id) if _job(job_id).is_terminal else None, 180, "")
+    except AssertionError:
+        state = workers.state_text(job_id)
+        workers.dump(b, "the job did not finish in 180 s under worker b")
+        raise AssertionError(f"the job to finish after the kill\n{state}\n{workers.log_text()}") from None
+
+
 def _kill_mid_job(workers, job_id, started, what, left_behind=lambda: True, tries: int = 3):
     """SIGKILL worker ``a`` once ``started(job)`` holds; ``left_behind()`` says the kill left work held by the
     dead worker (it can also land between two units of work, which needs no recovery: then a new ``a`` goes
@@ -89,15 +101,7 @@ def _kill_mid_job(workers, job_id, started, what, left_behind=lambda: True, trie
         raise AssertionError(f"{tries} kills during {what} all landed between two units of work")
     job = _job(job_id)
     assert job.state == "running" and not job.is_terminal
-    b = workers.start_ready("b")
-    try:
-        job = wait_until(lambda: _job(job_id) if _job(job_id).is_terminal else None, 180, "")
-    except AssertionError:
-        # Seen in full-suite runs with Redis only: b took the requeued chunk and the job never finished (one
-        # more worker did not finish it either). b's stacks go to the warnings before the test fails.
-        state = workers.state_text(job_id)
-        workers.dump(b, "worker b took the requeued work and the job did not finish in 180 s")
-        raise AssertionError(f"the job to finish after the kill\n{state}\n{workers.log_text()}") from None
+    job = _finished_by_b(workers, job_id)
     assert job.state == "succeeded", job.error + workers.log_text()
     assert job.recoveries >= 1 and any("requeued" in e["what"] for e in job.events), (job.events, workers.log_text())
     return job
@@ -165,11 +169,7 @@ def test_sigkill_after_taking_a_chunk_message_before_claiming_the_chunk(workers,
                f"a chunk's message taken\n{workers.log_text()}")
     workers.kill(a)
     assert not EmbedChunk.objects.filter(run=run).exclude(state="pending").exists(), "killed too late to test this"
-    workers.start_ready("b")
-    try:
-        done = wait_until(lambda: _job(run.job_id) if _job(run.job_id).is_terminal else None, 180, "")
-    except AssertionError:
-        raise AssertionError(f"the run to finish\n{workers.state_text(run.job_id)}\n{workers.log_text()}") from None
+    done = _finished_by_b(workers, run.job_id)
     assert done.state == "succeeded", done.error + workers.log_text()
     assert any(e["what"].startswith("re-sent") for e in done.events), done.events
     assert list(EmbedChunk.objects.filter(run=run).values_list("state", flat=True)) == ["done"] * run.chunks.count()
