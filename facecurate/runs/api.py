@@ -195,7 +195,6 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Response({"detail": "no such cluster", "code": "unknown_cluster"}, status=404)
         return _outcome(request, out)
 
-
     @extend_schema(request=ReviewAnswerRequest, responses={200: ReviewOutcomeSerializer(many=True), **{
         k: ReviewErrorSerializer for k in (400, 403, 404, 409)}})
     @action(detail=True, methods=["post"], url_path="review-answer", permission_classes=[IsAnnotator])
