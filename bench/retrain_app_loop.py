@@ -279,8 +279,9 @@ def markdown(res: dict) -> str:
         lines += ["", f"Best pseudo-label row on these ({res['eval']}) people by TAR@1e-3: **{best}** "
                       f"({pseudo[best]:.4f})" + (" (chosen here: val people only)." if res["eval"] == "val" else
                                                    " (test people: reported, not for choosing).")]
-    lines += ["", "## Against the issue's bar (computed from the rows)", ""]
-    lines += [f"- {k}: {v}" for k, v in res["bar"].items()] or ["- the defaults row was not run"]
+    if res["eval"] == "test":
+        lines += ["", "## Against the issue's bar (computed from the rows)", ""]
+        lines += [f"- {k}: {v}" for k, v in res["bar"].items()] or ["- the defaults row was not run"]
     lines += ["", f"Total {res['total_s']} s. Where the load average is above 2, other work shared the 2 cores: "
               "times are upper bounds."]
     return "\n".join(lines) + "\n"
@@ -288,7 +289,7 @@ def markdown(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    ap.add_argument("--rows", nargs="*", choices=ROWS, default=list(ROWS), help="rows to run (none: --candidates only)")
     ap.add_argument("--review-actions", type=int, default=300, help="decisions of the simulated annotator")
     ap.add_argument("--eval", choices=("test", "val"), default="test",
                     help="the people scored: test (reported) or val (to choose settings on)")
@@ -316,11 +317,11 @@ def main() -> None:
         rows, review = {}, None
         if "defaults" in args.rows:
             rows["defaults"] = retrain(api, "defaults", [labeled], [run["id"]], test, args.options)
-        if "labeled_only" in args.rows:
-            rows["labeled_only"] = retrain(api, "labeled_only", [labeled], [], test, args.options)
         if "true_labels" in args.rows:
             named = api.dataset("lowres-target-named", "labeled", "target")
             rows["true_labels"] = retrain(api, "true_labels", [labeled, named], [], test, args.options)
+        if "labeled_only" in args.rows:
+            rows["labeled_only"] = retrain(api, "labeled_only", [labeled], [], test, args.options)
         for cand in args.candidates:
             label = "defaults + " + json.dumps(cand, sort_keys=True)
             rows[label] = retrain(api, label, [labeled], [run["id"]], test, {**args.options, **cand})
@@ -334,7 +335,7 @@ def main() -> None:
             w.wait(30)
     res = {"command": command(), "machine": facts(), "eval": args.eval, "options": args.options, "domain": domain,
            "run": run, "review": review, "rows": rows,
-           "bar": against_bar(rows), "total_s": round(time.monotonic() - t0, 1)}
+           "bar": against_bar(rows) if args.eval == "test" else None, "total_s": round(time.monotonic() - t0, 1)}
     if args.no_write:
         print(markdown(res))
         return

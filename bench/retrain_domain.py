@@ -9,9 +9,8 @@ target people's crops downscaled to 16 px and back up to 112. Identities are spl
 unlabeled set), ``val`` (target-domain people held out of every training, used only to choose settings)
 and ``test`` (target-domain people never used for training or choosing: every row's headline numbers).
 
-The loop runs **in-process**, through the same functions the app's stages call, not through the app's
-services and workers (the web app's ingestion, run and retraining jobs over ~3,300 faces did not fit this
-session's CPU time): overlap separation (``facecurate.runs.services.scoring``: labeled class means,
+The loop runs **in-process**, through the same functions the app's stages call (``bench/retrain_app_loop.py``
+runs the same domain through the product itself, its workers and REST API): overlap separation (``facecurate.runs.services.scoring``: labeled class means,
 out-of-fold reference threshold, ``pipeline.overlap.separate_overlap``), Infomap clustering and p-
 (``pipeline.clustering``, ``pipeline.uncertainty``), the training set (``pipeline.retraining.build_training_set``)
 and fine-tuning (``pipeline.recognition.training.train_on_crops``, with the frozen trunk's activations
@@ -26,6 +25,11 @@ hard, soft gamma 1 and 2 (with the product's other defaults); naive (no overlap 
 
 Selection: ``--select`` first trains every candidate of ``CANDIDATES`` and scores it on the val people
 only; the table says which won. The product default must be that winner: the script checks and says so.
+
+This bench trains at most ``1 + NUM_STAGES - CUT`` (8) stages over its cached activations. It chose rounds 1
+and 2 of the recipe (``bench/results/retrain_domain.md``). Round 3 trains the whole network, which this cache
+cannot do, so it was chosen and measured through the product (``bench/retrain_app_loop.py``); with that
+recipe as the default, this script says so and stops.
 """
 from __future__ import annotations
 
@@ -45,10 +49,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import harness  # noqa: E402
-from bench.retrain_domain_cache import build_groups, domain_dir, stage_activations, trunk_acts  # noqa: E402
+from bench.retrain_domain_cache import CUT, build_groups, domain_dir, stage_activations, trunk_acts  # noqa: E402
 from bench.retrain_domain_data import PAIRS, DomainConfig, split_identities  # noqa: E402
 from bench.retrain_domain_report import markdown, plot  # noqa: E402
 from pipeline.features import FeatureSet, l2_normalize  # noqa: E402
+from pipeline.recognition.sface_torch import NUM_STAGES  # noqa: E402
 from pipeline.retraining.recipe import DEFAULT_RECIPE, Recipe  # noqa: E402
 
 CACHED_ONLY = False  # --cached-only: rows not trained yet are reported missing instead of trained
@@ -289,6 +294,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    most = 1 + NUM_STAGES - CUT
+    if DEFAULT_RECIPE.trainable_blocks is None or DEFAULT_RECIPE.trainable_blocks > most:
+        sys.exit(f"the default recipe trains {DEFAULT_RECIPE.trainable_blocks} stages; this bench trains at most "
+                 f"{most} over its cached activations: measure it with bench/retrain_app_loop.py")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("--device cuda but torch sees no CUDA device")
     torch.set_num_threads(args.threads)

@@ -141,6 +141,7 @@ def markdown(res: dict, command: str) -> str:
              f"Labeled: {res['data']['labeled_faces']} faces of {res['data']['labeled_people']} LFW people; "
              f"unlabeled: {res['data']['unlabeled_faces']} faces (glint-sample and other LFW people), one run "
              f"with {res['data']['clusters']} clusters. Target: under 15 minutes (900 s) per retraining.", "",
+             f"The product's default recipe (`pipeline.retraining.recipe.DEFAULT_RECIPE`): {res['recipe']}.", "",
              "| retraining | caches | state | wall s | under 15 min | verdict | load avg before -> after |",
              "|---|---|---|---|---|---|---|"]
     for r in res["retrainings"]:
@@ -158,6 +159,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labeled-people", type=int, default=100)
     ap.add_argument("--unlabeled-lfw", type=int, default=1000)
+    ap.add_argument("--retrainings", type=int, choices=(1, 2), default=2,
+                    help="1: the cold retraining only (the warm one saves only the LFW crops' detection when the "
+                         "whole network trains)")
     ap.add_argument("--no-lfw-pairs", action="store_true", help="a quick check of the script: no LFW pairs evaluation "
                     "(not the product's default), nothing written")
     args = ap.parse_args()
@@ -172,13 +176,17 @@ def main() -> None:
     data = {"labeled_people": args.labeled_people, "labeled_faces": labeled.faces.count(),
             "unlabeled_faces": len(faces), "clusters": n_clusters, "setup_s": round(time.monotonic() - t, 1)}
     out = []
-    for seed, caches in ((0, "cold"), (1, "warm")):
+    for seed, caches in ((0, "cold"), (1, "warm"))[:args.retrainings]:
         before = [round(x, 2) for x in os.getloadavg()]
         r = one_retraining(user, labeled, run, seed, lfw_pairs=not args.no_lfw_pairs)
         r.update(caches=caches, load_before=before, load_after=[round(x, 2) for x in os.getloadavg()])
         print(r, flush=True)
         out.append(r)
-    res = {"data": data, "retrainings": out}
+    from dataclasses import asdict
+
+    from pipeline.retraining.recipe import DEFAULT_RECIPE
+
+    res = {"data": data, "recipe": asdict(DEFAULT_RECIPE), "retrainings": out}
     if args.no_lfw_pairs:
         print(markdown(res, " ".join(sys.argv)))
         return
