@@ -39,24 +39,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-OUT = ROOT / "bench" / "out" / "retrain_app_loop"  # + the results name (see main)
+OUT_ROOT = ROOT / "bench" / "out"  # each results name gets its own product under it
 ROWS = ("defaults", "reviewed", "labeled_only", "true_labels")
 DONE = {"succeeded", "failed", "cancelled"}
 
 
-def product_env() -> dict[str, str]:
+def product_env(out: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACECURATE_") or k in (
         "FACECURATE_CACHE", "FACECURATE_SHARED_DATA")}
-    env.update({"FACECURATE_VAR_DIR": str(OUT / "var"), "FACECURATE_SECRET_KEY": "retrain-app-loop-bench",
+    env.update({"FACECURATE_VAR_DIR": str(out / "var"), "FACECURATE_SECRET_KEY": "retrain-app-loop-bench",
                 "DJANGO_SETTINGS_MODULE": "facecurate.settings"})
     return env
 
 
-def setup_django() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
+def setup_django(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     os.environ.clear()
-    os.environ.update(product_env())
+    os.environ.update(product_env(out))
     import django
     from django.core.management import call_command
 
@@ -64,13 +64,13 @@ def setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
-def start_workers() -> list[subprocess.Popen]:
+def start_workers(out: Path) -> list[subprocess.Popen]:
     procs = []
     for queue in ("default", "gpu"):
-        log = open(OUT / f"worker-{queue}.log", "w")
+        log = open(out / f"worker-{queue}.log", "w")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "facecurate", "worker", "-Q", queue, "--pool", "solo",
-             "-n", f"bench-{queue}@%h", "-l", "info"], cwd=ROOT, env=product_env(), stdout=log,
+             "-n", f"bench-{queue}@%h", "-l", "info"], cwd=ROOT, env=product_env(out), stdout=log,
             stderr=subprocess.STDOUT))
     return procs
 
@@ -81,25 +81,21 @@ def write_domain(eval_group: str) -> dict:
     from django.conf import settings
     from PIL import Image
 
-    from bench.retrain_domain_data import DomainConfig, crops_for, split_identities
-    from pipeline.retraining.lowres import degrade
+    from bench.retrain_domain_cache import split_groups
+    from bench.retrain_domain_data import DomainConfig, split_identities
 
     cfg = DomainConfig()
     split = split_identities(cfg)
+    groups, _ = split_groups(cfg, ("labeled", "train", eval_group))
     facts = {"config": cfg.__dict__, "split": split.facts(), "folders": {}}
     for group, folder in (("labeled", "labeled"), ("train", "target"), (eval_group, eval_group)):
-        paths = [p for f in getattr(split, group).values() for p in f]
-        crops, info = crops_for(paths)
-        kept = [p for p in paths if p in crops]
-        arr = np.stack([crops[p] for p in kept])
-        if group != "labeled":
-            arr = degrade(arr, cfg.resolution, cfg.grey)
-        for rel, bgr in zip(kept, arr):
+        crops, names, paths = groups[group]
+        for rel, bgr in zip(paths, crops):
             dest = Path(settings.IMPORT_ROOT) / folder / (rel.rsplit(".", 1)[0] + ".png")
             dest.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])).save(dest)
-        facts["folders"][folder] = {"images": len(kept), "people": len({p.split("/")[0] for p in kept}),
-                                    "no_face": len(info["no_face"])}
+        asked = sum(map(len, getattr(split, group).values()))
+        facts["folders"][folder] = {"images": len(paths), "people": len(set(names)), "no_face": asked - len(paths)}
     return facts
 
 
@@ -125,7 +121,7 @@ class Api:
             raise SystemExit(f"GET {url} -> {r.status_code}: {r.content[:600]!r}")
         return r.json()
 
-    def wait(self, job_id: int, what: str, limit_s: float = 7200) -> dict:
+    def wait(self, job_id: str, what: str, limit_s: float = 7200) -> dict:
         t0, last = time.monotonic(), None
         while time.monotonic() - t0 < limit_s:
             job = self.get(f"/api/jobs/{job_id}/")
@@ -158,17 +154,9 @@ def run_pipeline(api: Api, target: int, labeled: int) -> dict:
 
 
 def _quality(metrics: dict) -> dict:
-    keep = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_f", "num_clusters", "num_identities")
-    found = {}
-
-    def walk(d: dict) -> None:
-        for k, v in d.items():
-            if k in keep and not isinstance(v, dict):
-                found.setdefault(k, v)
-            elif isinstance(v, dict):
-                walk(v)
-    walk(metrics or {})
-    return found
+    """The run's clustering quality against the folders' names (the store stage's ``metrics.clustering``)."""
+    keep = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_f")
+    return {k: v for k, v in ((metrics or {}).get("clustering") or {}).items() if k in keep}
 
 
 def simulated_review(run_id: int, actions: int) -> dict:
@@ -300,14 +288,13 @@ def main() -> None:
     ap.add_argument("--name", default="retrain_app_loop", help="results file name under bench/results/")
     ap.add_argument("--no-write", action="store_true", help="print the results, write no results file")
     args = ap.parse_args()
-    global OUT
-    OUT = OUT.with_name(args.name)
+    out = OUT_ROOT / args.name
     t0 = time.monotonic()
-    setup_django()
+    setup_django(out)
     from bench.harness import command, facts, write_results
 
     domain = write_domain(args.eval)
-    workers = start_workers()
+    workers = start_workers(out)
     try:
         api = Api()
         labeled = api.dataset("lfw-labeled", "labeled", "labeled")

@@ -38,21 +38,28 @@ def domain_dir(cfg: DomainConfig) -> Path:
     return d
 
 
-def build_groups(cfg: DomainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """{group: (crops (N, 112, 112, 3) uint8 BGR, identity names (N,), LFW relative paths (N,))}."""
+def split_groups(cfg: DomainConfig, names: tuple[str, ...], extra: list[str] = ()) -> tuple[dict, dict]:
+    """The split's ``names`` groups as {group: (crops (N, 112, 112, 3) uint8 BGR, identity names (N,), LFW
+    relative paths (N,))}, target groups degraded, and the crop cache by path (``extra`` paths detected too)."""
     from bench.retrain_domain_data import crops_for
 
     split = split_identities(cfg)
-    wanted = [p for part in (split.train, split.val, split.test, split.labeled) for f in part.values() for p in f]
-    crops_for(wanted + pair_paths())  # detect and align whatever the crop cache lacks
+    wanted = [p for name in names for f in getattr(split, name).values() for p in f]
+    crops_for(wanted + list(extra))  # detect and align whatever the crop cache lacks
     have, _ = load_crop_cache()
     out = {}
-    for name in ("train", "val", "test", "labeled"):
+    for name in names:
         paths = [p for f in getattr(split, name).values() for p in f if p in have]
         crops = np.stack([have[p] for p in paths])
         if name != "labeled":
             crops = degrade(crops, cfg.resolution, cfg.grey)
         out[name] = (crops, np.array([p.split("/")[0] for p in paths]), np.array(paths))
+    return out, have
+
+
+def build_groups(cfg: DomainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{group: (crops (N, 112, 112, 3) uint8 BGR, identity names (N,), LFW relative paths (N,))}."""
+    out, have = split_groups(cfg, ("train", "val", "test", "labeled"), pair_paths())
     lab_c, lab_y, lab_p = out["labeled"]
     lowres, src = lowres_copies(lab_c)  # the product's augmentation (two copies, 12/16/20/24 px, seed 1)
     out["labeled_lr"] = (lowres, lab_y[src], lab_p[src])
