@@ -24,6 +24,7 @@ import shutil
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,7 @@ def main() -> None:
     setup_django()
     from bench.harness import write_results
     from facecurate.accounts.roles import create_user
+    from pipeline.retraining.recipe import DEFAULT_RECIPE
 
     user, _ = create_user("staff", role="staff", password="bench-password-1")
     t = time.monotonic()
@@ -182,10 +184,6 @@ def main() -> None:
         r.update(caches=caches, load_before=before, load_after=[round(x, 2) for x in os.getloadavg()])
         print(r, flush=True)
         out.append(r)
-    from dataclasses import asdict
-
-    from pipeline.retraining.recipe import DEFAULT_RECIPE
-
     res = {"data": data, "recipe": asdict(DEFAULT_RECIPE), "retrainings": out}
     if args.no_lfw_pairs:
         print(markdown(res, " ".join(sys.argv)))

@@ -19,8 +19,9 @@ TAR@1e-3 as the job measured it, parent 0.474). How many stages train, over roun
 * all 15 stages, 5 epochs: 0.659 (TAR@1e-4 0.452), 1,000 s: over the 15 minutes a default retraining may
   take on the 2-core machine (``bench/results/retrain_app_loop_val.md``);
 * **all 15 stages, 3 epochs: 0.660** (TAR@1e-4 0.426), 626 s, clean LFW pairs unchanged at 99.38 %
-  (``retrain_app_loop_val_e3.md``): the val winner, so the default (against 5 epochs' 0.659 that is a tie;
-  3 epochs is also what keeps a default retraining under 15 minutes here). My reading of why: the domain is low
+  (``retrain_app_loop_val_e3.md``): the val winner, so the default (against 5 epochs' 0.659 that is a tie,
+  at 60 % of the time). It is not fast on a CPU: a default retraining of 2,923 faces took 1,020 s here, over
+  the 15-minute target (``bench/results/retrain_time.md``); 3 stages took 292 s. My reading of why: the domain is low
   resolution, and what blur changes is in the early layers, which only a whole-network fine-tune adapts.
 
 Round 2 (each candidate changes round 1's recipe below, val 0.561):
