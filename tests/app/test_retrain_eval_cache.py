@@ -116,3 +116,40 @@ def test_the_crops_cache_is_keyed_by_detector_and_files(tiny_lfw):
     img = tiny_lfw / "images_deepfunneled" / wanted[0]
     img.write_bytes(img.read_bytes() + b"\0")
     assert lfw_crops_key(wanted, FaceDetector()) != base
+
+
+def test_a_fully_trained_version_is_embedded_through_openvino(finetuned, tiny_lfw, monkeypatch):
+    """Every stage trained: no trunk to share, so the whole network embeds the set, in chunks big enough for
+    the embedder to compile it with OpenVINO (chunks of 64 never were: 22 ms a face instead of 11)."""
+    import torch
+
+    import pipeline.recognition.ov_infer as ov_infer
+    from facecurate.recognition.models import RecognizerVersion
+    from facecurate.recognition.services import artifacts
+    from facecurate.recognition.services.eval_cache import embed_fixed_set
+    from facecurate.recognition.services.retrain_eval import _lfw_crops
+    from pipeline.recognition.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from pipeline.recognition.models import build_model, crops_to_tensor
+
+    parent, _ = finetuned
+    config = {"backbone": "sface", "trainable_blocks": None}
+    model = build_model(config, 2)
+    with torch.no_grad():
+        model.backbone.stages.stem.conv.weight.mul_(1.05)
+    rel = "checkpoints/all-stages.pt"
+    save_checkpoint(artifacts.artifact_path(rel), {"format": CHECKPOINT_FORMAT, "config": config,
+                                                   "class_names": ["a", "b"], "model": model.state_dict(),
+                                                   "input_dim": None, "metrics": {}, "epoch": 1})
+    v = RecognizerVersion.objects.create(name="all", kind="checkpoint", path=rel, parent=parent)
+    _, crops, key = _lfw_crops()
+    crops = np.concatenate([crops] * 20)  # 160 faces
+    monkeypatch.setattr(ov_infer, "WORTH_IT", 100)  # more than the old chunk of 64, fewer than the set
+    made = []
+    real = ov_infer.compile_module
+    monkeypatch.setattr(ov_infer, "compile_module", lambda m, x: made.append(real(m, x)) or made[-1])
+    emb, how = embed_fixed_set(v, crops, key)
+    assert how == {"trunk_cache": "not applicable"}
+    assert len(made) == 1 and made[0] is not None
+    with torch.inference_mode():
+        want = torch.nn.functional.normalize(model.backbone.eval()(crops_to_tensor(crops)), dim=1).numpy()
+    assert (np.einsum("ij,ij->i", emb, want) > 0.999).all()
