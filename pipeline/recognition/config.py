@@ -32,7 +32,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0
     seed: int = 0
     device: str = "auto"  # 'auto' (cuda if available) | 'cpu' | 'cuda' | 'cuda:1' ...
-    amp: bool = True  # float16 autocast, CUDA only
+    amp: bool = True  # float16 autocast on CUDA; bfloat16 for image backbones on CPUs with native bf16
     flip: bool = True  # image backbones: random horizontal flip
     aligned: bool = False  # image backbones: paths are ready 112x112 crops
     distributed: bool | None = None  # None: DDP when WORLD_SIZE > 1

@@ -25,7 +25,8 @@ stopped: shuffling and flips are seeded by (seed, epoch), so 2 epochs equal 1 + 
 
 Distributed: run under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment); each
 rank takes its DistributedSampler share, rank 0 reports progress and writes the checkpoint.
-AMP (float16 autocast + GradScaler) is used only on CUDA and only when ``config.amp``.
+Mixed precision when ``config.amp``: float16 autocast + GradScaler on CUDA; bfloat16 autocast (no scaler) for
+image backbones on a CPU that runs bfloat16 natively (``loop.cpu_has_bf16``), about 1.6x faster there.
 """
 from __future__ import annotations
 

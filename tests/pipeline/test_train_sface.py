@@ -8,6 +8,7 @@ import torch
 from pipeline.recognition.models import TorchEmbedder, build_model, class_logits, load_recognizer, make_embedder
 from pipeline.recognition.sface_torch import NUM_STAGES, load_sface_torch
 from pipeline.recognition.checkpoint import load_checkpoint
+from pipeline.recognition.loop import cpu_has_bf16
 from pipeline.recognition.training import TrainConfig, train_on_crops
 from tests.pipeline.recognizer_data import att_crops
 
@@ -99,3 +100,21 @@ def test_sface_config_validation():
     with pytest.raises(ValueError, match="cache_trunk"):
         train_on_crops(_cfg(trainable_blocks=None, cache_trunk=True), np.zeros((4, 112, 112, 3), np.uint8),
                        np.array(["a", "a", "b", "b"]), out_path="/nonexistent/x.pt")
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_cpu_bfloat16_autocast_trains_like_float32(tmp_path, crops):
+    """Whole-network fine-tuning on a bf16 CPU runs under bfloat16 autocast (the checkpoint says so) and moves
+    the weights as float32 training does; ``amp=False`` turns it off."""
+    x, y = crops
+    kw = dict(trainable_blocks=None, epochs=1, optimizer="sgd", lr=0.05, flip=False)
+    a = load_checkpoint(train_on_crops(_cfg(**kw), x, y, out_path=tmp_path / "a.pt"))
+    b = load_checkpoint(train_on_crops(_cfg(amp=False, **kw), x, y, out_path=tmp_path / "b.pt"))
+    assert a["metrics"]["amp"] == "bfloat16" and b["metrics"]["amp"] is False
+    la, lb = a["metrics"]["history"][0]["loss"], b["metrics"]["history"][0]["loss"]
+    assert abs(la - lb) < 0.05 * max(1.0, abs(lb)), (la, lb)
+    w0 = load_sface_torch().state_dict()
+    for name in ("stages.stem.conv.weight", "stages.embedding.fc.weight"):  # the first stage and the last
+        da, db = a["model"][f"backbone.{name}"] - w0[name], b["model"][f"backbone.{name}"] - w0[name]
+        assert float(da.abs().max()) > 0  # it trained
+        assert float(torch.nn.functional.cosine_similarity(da.flatten(), db.flatten(), dim=0)) > 0.9, name
