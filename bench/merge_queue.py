@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import review_devsets
 from pipeline.review import merge_model
-from pipeline.review.candidates import FEATURES, cluster_pairs
+from pipeline.review.candidates import cluster_pairs
 
 SETS = ("lfw20_train", "lfw16_train")
 FLOOR_LOST = 0.01

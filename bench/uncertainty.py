@@ -43,7 +43,7 @@ from bench.extract_reference_features import CACHE  # noqa: E402
 
 from pipeline.clustering.methods import DEFAULT_METHOD, cluster  # noqa: E402
 from pipeline.features import load_features  # noqa: E402
-from pipeline.uncertainty.calibrated import design  # noqa: E402
+from pipeline.uncertainty.calibrated import Calibrator, design  # noqa: E402
 from pipeline.uncertainty import (  # noqa: E402
     CALIBRATION_PATH,
     PRIORITY_RULES,

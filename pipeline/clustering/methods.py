@@ -30,7 +30,6 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

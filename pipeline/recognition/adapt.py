@@ -1,7 +1,6 @@
 """Batch-norm re-estimation ("AdaBN"): the cheapest adaptation to a new domain, no labels at all."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -3,7 +3,6 @@ promoted by accident; a cancelled or failed evaluation leaves no version; evalua
 benchmark and never goes backwards. Real faces and a real (damaged) SFace checkpoint; no worker."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tests.app.retrain_fixtures import finished_run, labeled_lfw, unlabeled_glint

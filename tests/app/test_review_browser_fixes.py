@@ -138,7 +138,7 @@ def test_type_ahead_enter_never_assigns_by_itself_and_history_names_it(ui_run, l
 
 
 def test_merging_a_confirmed_cluster_asks_and_an_emptied_cluster_says_so(ui_run, live_server):
-    url, run_id = live_server.url, ui_run["run"]
+    url = live_server.url
     first, other, third = ui_run["clusters"][:3]
     dialogs, answer = [], {"accept": True}
     with browser_page(live_server, dialogs, answer) as page:
