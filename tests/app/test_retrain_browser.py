@@ -1,6 +1,6 @@
-"""The retraining page in a browser: the Cancel button cancels a running retraining; a version that is not
-better is marked so in the version list and the comparison, and promoting it needs the override and a
-reason (kept with the version)."""
+"""The retraining page in a browser: an empty choice of the form says why; the Cancel button cancels a running
+retraining; a version that is not better is marked so in the version list and the comparison, and promoting it
+needs the override and a reason (kept with the version)."""
 from __future__ import annotations
 
 import os
@@ -36,6 +36,9 @@ def _rows():
                                    "new": 0.32, "delta": -0.15}, "reasons": ["held_out_pseudo fell"]})
     bench["held_out_pseudo"]["versions"][str(v.pk)] = {"tar@far=0.001": 0.32, "rank1": 0.70}
     RecognizerVersion.objects.filter(pk=v.pk).update(metrics={"benchmarks": bench})
+    from facecurate.datasets.models import Dataset
+
+    Dataset.objects.create(name="known-people", kind="labeled")  # a labeled dataset, but no finished run
     return job, v, parent
 
 
@@ -56,6 +59,11 @@ def test_cancel_button_and_not_better_version(live_server, transactional_db, tmp
             page.click("button[type=submit]")
             page.wait_for_selector("[data-testid=who]")
             page.goto(live_server.url + "/retrain/")
+            page.wait_for_selector("#rt-labeled option:has-text('known-people')", state="attached")
+            # an empty choice says why and what to do; a filled one says nothing
+            assert "without one, the retraining trains on the labeled faces only" in page.inner_text(
+                "[data-testid=rt-runs-empty]")
+            assert page.locator("[data-testid=rt-labeled-empty]").count() == 0
             row = f"[data-testid=retrainings] tr[data-job='{job.pk}']"
             page.wait_for_selector(f"{row} >> text=300/15402")
             page.click(f"{row} [data-testid=cancel]")

@@ -138,6 +138,11 @@
     });
   }
 
+  function emptyHint(select, text) {
+    // an empty multi-select is a blank box: say why it is empty and what to do
+    if (select.options.length === 0) select.after(el("span", {class: "muted empty-hint", text, "data-testid": `${select.id}-empty`}));
+  }
+
   async function fillForm() {
     const [versions, datasets, runs] = await Promise.all([api("/api/recognizers/?limit=500"), api("/api/datasets/?limit=1000"), api("/api/runs/?limit=500")]);
     const parent = document.getElementById("rt-parent");
@@ -149,6 +154,9 @@
     const rs = document.getElementById("rt-runs");
     runs.results.filter((r) => r.stages && r.stages.store && r.stages.store.state === "done").forEach((r) =>
       rs.appendChild(el("option", {value: r.id, text: `run ${r.id} of ${r.unlabeled_dataset_name}`})));
+    emptyHint(labeled, "No labeled dataset yet: on the home page, create one of kind \u201clabeled (identities)\u201d and import its identity folders.");
+    emptyHint(rs, "No finished pipeline run yet: without one, the retraining trains on the labeled faces only.");
+    emptyHint(evalSets, "None to choose: the runs' held-out clusters score the new domain.");
     document.getElementById("retrain-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const f = ev.target, err = document.getElementById("retrain-error");
