@@ -217,7 +217,8 @@ class Recognizer:
     path: Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 256
-    _fast: dict = field(default_factory=dict, repr=False)  # {"ov": compiled backbone or None}, made once
+    _fast: dict = field(default_factory=dict, repr=False)  # {"ov": compiled backbone or None, made once;
+    # "seen": faces embedded so far}
 
     @property
     def backbone(self) -> str:
@@ -269,13 +270,16 @@ class Recognizer:
         return l2_normalize(np.concatenate(out)).astype(np.float32)
 
     def _compiled_backbone(self, x: torch.Tensor):
-        """The backbone compiled by OpenVINO (once, on the first batch), or None (GPU, or it cannot be)."""
+        """The backbone compiled by OpenVINO (once, when this recognizer has been asked for ``WORTH_IT`` faces in
+        all, this batch included: callers that embed a large set in small batches get it too), or None (GPU, a
+        few faces, or it cannot be compiled)."""
         from pipeline.recognition import ov_infer
 
         if self.device.type != "cpu" or len(x) == 0:
             return None
         if "ov" not in self._fast:
-            if len(x) < ov_infer.WORTH_IT:  # a few faces: torch is as quick as compiling
+            self._fast["seen"] = self._fast.get("seen", 0) + len(x)
+            if self._fast["seen"] < ov_infer.WORTH_IT:  # a few faces: torch is as quick as compiling
                 return None
             self._fast["ov"] = ov_infer.compile_module(self.model.backbone, x[:2])
         return self._fast["ov"]

@@ -119,8 +119,9 @@ def test_the_crops_cache_is_keyed_by_detector_and_files(tiny_lfw):
 
 
 def test_a_fully_trained_version_is_embedded_through_openvino(finetuned, tiny_lfw, monkeypatch):
-    """Every stage trained: no trunk to share, so the whole network embeds the set, in chunks big enough for
-    the embedder to compile it with OpenVINO (chunks of 64 never were: 22 ms a face instead of 11)."""
+    """Every stage trained: no trunk to share, so the whole network embeds the set in batches of 64, and the
+    embedder compiles it with OpenVINO once it has seen enough faces in all (batches of 64 below the threshold
+    once never were: 22 ms a face instead of 11)."""
     import torch
 
     import pipeline.recognition.ov_infer as ov_infer
@@ -143,7 +144,7 @@ def test_a_fully_trained_version_is_embedded_through_openvino(finetuned, tiny_lf
     v = RecognizerVersion.objects.create(name="all", kind="checkpoint", path=rel, parent=parent)
     _, crops, key = _lfw_crops()
     crops = np.concatenate([crops] * 20)  # 160 faces
-    monkeypatch.setattr(ov_infer, "WORTH_IT", 100)  # more than the old chunk of 64, fewer than the set
+    monkeypatch.setattr(ov_infer, "WORTH_IT", 100)  # more than one batch of 64, fewer than the set
     made = []
     real = ov_infer.compile_module
     monkeypatch.setattr(ov_infer, "compile_module", lambda m, x: made.append(real(m, x)) or made[-1])

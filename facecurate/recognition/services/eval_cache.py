@@ -11,7 +11,8 @@ trained, batch-norm statistics re-estimated) gets a cache of its own. Each versi
 trained stages over the cached activations.
 
 Anything else (ONNX versions, MobileFaceNet, SFace with every stage trained) is embedded in full, a torch
-network through OpenVINO (chunks of at least ``ov_infer.WORTH_IT`` faces, so the embedder compiles it).
+network through OpenVINO once the embedder has seen ``ov_infer.WORTH_IT`` faces (11 against 22 ms a face for a
+fully fine-tuned SFace on the 2-core machine).
 """
 from __future__ import annotations
 
@@ -107,15 +108,12 @@ def embed_fixed_set(version: RecognizerVersion, crops: np.ndarray, crops_key: st
     the trunk cache was used, made or not applicable. ``progress(step, done, total)``."""
     info = trunk_of(version, device)
     if info is None:
-        from pipeline.recognition.ov_infer import WORTH_IT
-
-        # chunks of at least WORTH_IT faces, so a torch network is compiled by OpenVINO (on its first chunk)
-        # instead of run by torch: 11 against 22 ms a face for a fully fine-tuned SFace on the 2-core machine
-        embedder, chunk, out = embedder_for(version, device), max(BATCH, WORTH_IT) * 2, []
-        for s in range(0, len(crops), chunk):
+        embedder = embedder_for(version, device)
+        out = []
+        for s in range(0, len(crops), BATCH):
             if progress is not None:
                 progress("embed", s, len(crops))
-            out.append(embedder.embed(crops[s:s + chunk]))
+            out.append(embedder.embed(crops[s:s + BATCH]))
         if progress is not None:
             progress("embed", len(crops), len(crops))
         return (np.concatenate(out) if out else np.zeros((0, 128), np.float32)), {"trunk_cache": "not applicable"}
