@@ -61,6 +61,8 @@ def methods(n: int, k: int) -> dict[str, dict]:
         "usearch HNSW i8 M16 efC64 efS64": {"lib": "usearch", "dtype": "i8", "M": 16, "efC": 64, "efS": 64},
         "usearch exact (SIMD brute force)": {"lib": "usearch", "exact": True},
         "pynndescent NN-descent": {"lib": "pynndescent"},
+        # the product's own: a light HNSW build, its links joined through strong edges (pipeline/clustering/knn_join.py)
+        "product hnsw-join (HNSW M24 efC32 links + strong-edge join)": {"lib": "product", "kind": "hnsw-join"},
     }
 
 
@@ -150,16 +152,22 @@ def _pynndescent(emb: np.ndarray, k: int, m: dict) -> np.ndarray:
                      low_memory=True, compressed=True).neighbor_graph[0].astype(np.int64)
 
 
+def _product(emb: np.ndarray, k: int, m: dict) -> np.ndarray:
+    from pipeline.clustering.knn import build_knn
+
+    return build_knn(emb, k, m["kind"], threads=THREADS).indices
+
+
 def child(args) -> None:
     m = json.loads(args.method)
     emb = np.load(args.data)
     truth = np.load(args.truth)
     rows, top, s = truth["rows"], truth["top"], truth["sims"]
-    if m["lib"] == "pynndescent":  # numba compiles on first use: do it on a small set, report it apart
+    fn = {"faiss": _faiss, "usearch": _usearch, "pynndescent": _pynndescent, "product": _product}[m["lib"]]
+    if m["lib"] in ("pynndescent", "product"):  # numba compiles (or loads its cache) on first use: apart
         with harness.timed() as tc:
-            _pynndescent(emb[:2000], args.k, m)
+            fn(emb[:2000], args.k, m)
     data_rss = hwm_mib()
-    fn = {"faiss": _faiss, "usearch": _usearch, "pynndescent": _pynndescent}[m["lib"]]
     cpu0 = os.times()
     with harness.timed() as t:
         nbr = fn(emb, args.k, m)
@@ -173,7 +181,7 @@ def child(args) -> None:
            "recall_at_k": round(float(hit.mean()), 4),
            "strong_edges": int(strong.sum()),
            "strong_recall": round(float(hit[strong].mean()), 4) if strong.any() else None}
-    if m["lib"] == "pynndescent":
+    if m["lib"] in ("pynndescent", "product"):
         res["compile_s"] = round(tc.seconds, 1)
     print("RESULT " + json.dumps(res), flush=True)
 

@@ -11,10 +11,13 @@ Index kinds (faiss):
 - ``hnsw``: ``IndexHNSWFlat`` with a lighter graph (M, efConstruction: :data:`HNSW_BUILD`) and a wider
   search (efSearch: :data:`HNSW_EF_SEARCH`, at least 4k): build cost grows with M x efConstruction, and
   the wider search buys back the recall the lighter graph loses, for less CPU.
+- ``hnsw-join``: a light HNSW build whose level-0 links seed a local join through strong edges, and an HNSW
+  search only for rows the join left without a strong neighbour (:mod:`pipeline.clustering.knn_join`,
+  settings :data:`HNSW_JOIN`).
 - ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
   numba compiles it on first use in a process).
-- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN`,
-  ``nndescent`` above (``hnsw`` where pynndescent is not installed); on a GPU (faiss-gpu seeing one)
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw-join`` up to :data:`AUTO_NNDESCENT_MIN`,
+  ``nndescent`` above (``hnsw-join`` where pynndescent is not installed); on a GPU (faiss-gpu seeing one)
   exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
   Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
   probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
@@ -43,7 +46,7 @@ from pipeline.features import atomic_save_npz, check_embeddings
 
 log = logging.getLogger(__name__)
 
-INDEX_KINDS = ("auto", "flat", "ivf", "hnsw", "nndescent")
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw", "hnsw-join", "nndescent")
 # Above this many rows ``auto`` leaves exact search (measured: bench/clustering_speed.py).
 AUTO_FLAT_MAX = 20_000
 # On a GPU exact search stays cheap far longer (2 N^2 d flops: 1M rows is 2.6e14, seconds on one card).
@@ -52,6 +55,11 @@ AUTO_GPU_FLAT_MAX = 2_000_000
 # edges in 65 CPU s; main's M32 efC80 efS64 99.96 % in 78; M16 efC40 efS256 99.27 % in 79.
 HNSW_BUILD = {"M": 16, "efConstruction": 80}
 HNSW_EF_SEARCH = 128
+# bench/results/knn_compare_cpu.md and labels_scale.md (synthetic 100k): the light build plus the strong-edge join
+# found 99.5 % of the cos >= 0.5 edges in about a third of the full M16 efC80 efS128 search's time. At 1M the
+# light build leaves 38 % of rows without a strong neighbour (a scratch run), so NN-descent stays the choice there.
+# ``floor``: edges the join walks through; ``strong``: a row without a neighbour this close is searched again.
+HNSW_JOIN = {"M": 24, "efConstruction": 32, "efSearch": 128, "floor": 0.4, "strong": 0.5}
 # Same bench: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but numba compiles
 # it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
 AUTO_NNDESCENT_MIN = 200_000
@@ -138,7 +146,7 @@ def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
         return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
     if n <= AUTO_FLAT_MAX:
         return "flat"
-    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw"
+    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw-join"
 
 
 def _has_pynndescent() -> bool:
@@ -153,6 +161,8 @@ def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int 
         return {"nlist": nlist, "nprobe": int(nprobe or max(1, round(IVF_PROBE_SHARE * nlist)))}
     if kind == "hnsw":
         return {**HNSW_BUILD, "efSearch": int(ef_search or max(HNSW_EF_SEARCH, 4 * k))}
+    if kind == "hnsw-join":
+        return {**HNSW_JOIN, "efSearch": int(ef_search or max(HNSW_JOIN["efSearch"], 4 * k))}
     if kind == "nndescent":
         return {"seed": 0}
     return {}
@@ -211,6 +221,24 @@ def _nndescent(emb: np.ndarray, kk: int, params: dict, threads: int | None) -> t
     return idx, sims
 
 
+def _hnsw_join(emb: np.ndarray, k: int, params: dict, threads: int | None, progress) -> tuple[np.ndarray, np.ndarray]:
+    import numba
+
+    from pipeline.clustering.knn_join import hnsw_join
+
+    before = numba.get_num_threads()
+    if threads:
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        idx, sims, info = hnsw_join(emb, k, M=params["M"], ef_construction=params["efConstruction"],
+                                    ef_search=params["efSearch"], floor=params["floor"], strong=params["strong"],
+                                    progress=progress)
+    finally:
+        numba.set_num_threads(before)
+    log.info("hnsw-join: %d join rounds, %d rows searched again", info["join_rounds"], info["searched"])
+    return idx, sims
+
+
 def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each row's own id from k+1 results, keep the best k (stable)."""
     rows = np.arange(offset, offset + idx.shape[0], dtype=np.int64)[:, None]
@@ -263,9 +291,12 @@ def build_knn(
     idx_out = np.full((n, k), -1, dtype=np.int64)
     sim_out = np.full((n, k), -np.inf, dtype=np.float32)
     kk = min(k + 1, n)
-    if kind == "nndescent":
-        idx, sims = _nndescent(emb, kk, params, threads)
-        idx, sims = _drop_self(idx, sims, min(k, kk), 0)
+    if kind in ("nndescent", "hnsw-join"):
+        if kind == "nndescent":
+            idx, sims = _nndescent(emb, kk, params, threads)
+            idx, sims = _drop_self(idx, sims, min(k, kk), 0)
+        else:
+            idx, sims = _hnsw_join(emb, min(k, n - 1), params, threads, progress)
         idx_out[:, : idx.shape[1]], sim_out[:, : idx.shape[1]] = idx, sims
         if progress:
             progress(n, n, stage="knn")

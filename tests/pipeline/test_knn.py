@@ -37,7 +37,7 @@ def test_duplicate_rows_keep_the_twin_and_drop_self():
     assert 0 not in g.indices[0]
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw", pytest.param("nndescent", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", "hnsw-join", pytest.param("nndescent", marks=pytest.mark.slow)])
 def test_approximate_indexes_recall(kind):
     if kind == "nndescent":
         pytest.importorskip("pynndescent")
@@ -62,8 +62,8 @@ def test_fewer_rows_than_k_pads():
 def test_auto_picks_flat_for_small_sets_and_the_measured_winner_above():
     assert knn_mod.resolve_index(1000, "auto", gpu=False) == "flat"
     # bench/results/knn_compare.md: the fastest CPU index keeping >= 99 % of the cos >= 0.5 edges
-    assert knn_mod.resolve_index(knn_mod.AUTO_FLAT_MAX + 1, "auto", gpu=False) == "hnsw"
-    big = "nndescent" if knn_mod._has_pynndescent() else "hnsw"
+    assert knn_mod.resolve_index(knn_mod.AUTO_FLAT_MAX + 1, "auto", gpu=False) == "hnsw-join"
+    big = "nndescent" if knn_mod._has_pynndescent() else "hnsw-join"
     assert knn_mod.resolve_index(knn_mod.AUTO_NNDESCENT_MIN + 1, "auto", gpu=False) == big
     # a GPU worker searches exactly while that stays cheap, IVF beyond
     assert knn_mod.resolve_index(1_000_000, "auto", gpu=True) == "flat"
