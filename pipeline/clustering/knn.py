@@ -16,8 +16,7 @@ Index kinds (faiss):
   settings :data:`HNSW_JOIN`).
 - ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
   numba compiles it on first use in a process).
-- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw-join`` up to :data:`AUTO_NNDESCENT_MIN`,
-  ``nndescent`` above (``hnsw-join`` where pynndescent is not installed); on a GPU (faiss-gpu seeing one)
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw-join`` above; on a GPU (faiss-gpu seeing one)
   exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
   Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
   probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
@@ -55,14 +54,14 @@ AUTO_GPU_FLAT_MAX = 2_000_000
 # edges in 65 CPU s; main's M32 efC80 efS64 99.96 % in 78; M16 efC40 efS256 99.27 % in 79.
 HNSW_BUILD = {"M": 16, "efConstruction": 80}
 HNSW_EF_SEARCH = 128
-# bench/results/knn_compare_cpu.md and labels_scale.md (synthetic 100k): the light build plus the strong-edge join
-# found 99.5 % of the cos >= 0.5 edges in about a third of the full M16 efC80 efS128 search's time. At 1M the
-# light build leaves 38 % of rows without a strong neighbour (a scratch run), so NN-descent stays the choice there.
+# ``hnsw-join`` (pipeline/clustering/knn_join.py), chosen on synthetic faces of another seed than the benchmark's
+# (seed 7; bench/results/labels_scale.md uses seed 0), share of the cos >= 0.5 edges found and wall seconds:
+# - 100k: a 64-d build M32 efC32 99.94 % in about 4.3 s; the full 128-d M24 efC32 99.88 % in 5.4 s; 48-d 99.69 %
+#   in 3.8 s; the full HNSW search above (M16 efC80 efS128) about 16 s;
+# - 1M: the same build with efSearch 128 / 256 for the rows left alone, 97.1 % in 112 s / 98.3 % in 140 s, where
+#   pynndescent (``nndescent``) found 96.0 % in 114-128 s (seed 0): so ``auto`` uses hnsw-join at every size.
 # ``floor``: edges the join walks through; ``strong``: a row without a neighbour this close is searched again.
-HNSW_JOIN = {"M": 24, "efConstruction": 32, "efSearch": 128, "floor": 0.4, "strong": 0.5}
-# Same bench: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but numba compiles
-# it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
-AUTO_NNDESCENT_MIN = 200_000
+HNSW_JOIN = {"M": 32, "efConstruction": 32, "build_dims": 64, "efSearch": 256, "floor": 0.4, "strong": 0.5}
 #: NN-descent's candidate pool and early-stop threshold (pynndescent's defaults: min(60, k) and 0.001): on synthetic
 #: faces the share of strong (cos >= 0.5) edges found rose from 99.07 to 99.45 % at 300k and from 95.0 to
 #: 96.3 % at 1M for about 10 % more time (bench/results/labels_scale.md); 1M is still short of 99 %.
@@ -146,13 +145,7 @@ def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
         return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
     if n <= AUTO_FLAT_MAX:
         return "flat"
-    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw-join"
-
-
-def _has_pynndescent() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pynndescent") is not None
+    return "hnsw-join"
 
 
 def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
@@ -231,8 +224,8 @@ def _hnsw_join(emb: np.ndarray, k: int, params: dict, threads: int | None, progr
         numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
     try:
         idx, sims, info = hnsw_join(emb, k, M=params["M"], ef_construction=params["efConstruction"],
-                                    ef_search=params["efSearch"], floor=params["floor"], strong=params["strong"],
-                                    progress=progress)
+                                    ef_search=params["efSearch"], build_dims=params["build_dims"],
+                                    floor=params["floor"], strong=params["strong"], progress=progress)
     finally:
         numba.set_num_threads(before)
     log.info("hnsw-join: %d join rounds, %d rows searched again", info["join_rounds"], info["searched"])

@@ -57,3 +57,14 @@ def test_rows_left_alone_are_searched_again():
     assert hits > 0.9
     _, _, light = hnsw_join(x, 10)
     assert light["searched"] < 3_000 and light["join_rounds"] >= 1
+
+
+def test_projection_keeps_unit_rows_and_is_skipped_when_not_smaller():
+    from pipeline.clustering.knn_join import projected
+
+    x = faces(200)
+    y = projected(x, 64)
+    assert y.shape == (200, 64) and y.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(projected(x, 64), y)  # seeded: the same projection each call
+    assert projected(x, None) is x and projected(x, 128) is x
