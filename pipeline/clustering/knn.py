@@ -58,10 +58,14 @@ HNSW_EF_SEARCH = 128
 # (seed 7; bench/results/labels_scale.md uses seed 0), share of the cos >= 0.5 edges found and wall seconds:
 # - 100k: a 64-d build M32 efC32 99.94 % in about 4.3 s; the full 128-d M24 efC32 99.88 % in 5.4 s; 48-d 99.69 %
 #   in 3.8 s; the full HNSW search above (M16 efC80 efS128) about 16 s;
-# - 1M: the same build with efSearch 128 / 256 for the rows left alone, 97.1 % in 112 s / 98.3 % in 140 s, where
-#   pynndescent (``nndescent``) found 96.0 % in 114-128 s (seed 0): so ``auto`` uses hnsw-join at every size.
-# ``floor``: edges the join walks through; ``strong``: a row without a neighbour this close is searched again.
-HNSW_JOIN = {"M": 32, "efConstruction": 32, "build_dims": 64, "efSearch": 256, "floor": 0.4, "strong": 0.5}
+# - 1M: the same build, searching the rows left alone (no strong neighbour) at efSearch 128 / 256: 97.1 % in 112 s /
+#   98.3 % in 140 s, where pynndescent (``nndescent``) found 96.0 % in 114-128 s (seed 0). Most misses left were
+#   people split in two groups the join never bridged, so above HNSW_JOIN_FEW_ABOVE rows a row with fewer than 2
+#   strong neighbours is searched too: 99.0 % in 130 s at efSearch 160, 99.3 % in 158 s at 256; 200 between.
+#   At 100k that adds about 1 s for 0.03 points (99.94 -> 99.97 %), so there only rows left alone are searched.
+# ``floor``: edges the join walks through; ``strong``: a row with fewer than ``few`` neighbours this close is searched.
+HNSW_JOIN = {"M": 32, "efConstruction": 32, "build_dims": 64, "efSearch": 200, "floor": 0.4, "strong": 0.5, "few": 1}
+HNSW_JOIN_FEW_ABOVE = 200_000
 #: NN-descent's candidate pool and early-stop threshold (pynndescent's defaults: min(60, k) and 0.001): on synthetic
 #: faces the share of strong (cos >= 0.5) edges found rose from 99.07 to 99.45 % at 300k and from 95.0 to
 #: 96.3 % at 1M for about 10 % more time (bench/results/labels_scale.md); 1M is still short of 99 %.
@@ -155,7 +159,8 @@ def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int 
     if kind == "hnsw":
         return {**HNSW_BUILD, "efSearch": int(ef_search or max(HNSW_EF_SEARCH, 4 * k))}
     if kind == "hnsw-join":
-        return {**HNSW_JOIN, "efSearch": int(ef_search or max(HNSW_JOIN["efSearch"], 4 * k))}
+        return {**HNSW_JOIN, "efSearch": int(ef_search or max(HNSW_JOIN["efSearch"], 4 * k)),
+                "few": 2 if n > HNSW_JOIN_FEW_ABOVE else HNSW_JOIN["few"]}
     if kind == "nndescent":
         return {"seed": 0}
     return {}
@@ -225,7 +230,8 @@ def _hnsw_join(emb: np.ndarray, k: int, params: dict, threads: int | None, progr
     try:
         idx, sims, info = hnsw_join(emb, k, M=params["M"], ef_construction=params["efConstruction"],
                                     ef_search=params["efSearch"], build_dims=params["build_dims"],
-                                    floor=params["floor"], strong=params["strong"], progress=progress)
+                                    floor=params["floor"], strong=params["strong"], few=params["few"],
+                                    progress=progress)
     finally:
         numba.set_num_threads(before)
     log.info("hnsw-join: %d join rounds, %d rows searched again", info["join_rounds"], info["searched"])

@@ -9,11 +9,12 @@ for every row; instead
 2. **join**: each row pulls in its neighbours' neighbours, through edges of similarity >= ``floor`` only
    (NN-descent's local join, restricted to the strong part of the graph), until no list changes; rows are
    revisited only when they or a strong neighbour changed;
-3. **repair**: rows still without a neighbour >= ``strong`` (the build did not link them to their person),
-   or still with fewer than k neighbours after filling from their neighbours' lists, are searched in the HNSW index (efSearch), and the join runs again around them.
+3. **repair**: rows with fewer than ``few`` neighbours >= ``strong`` (the build did not link them to their
+   person, or to only part of it), or still with fewer than k neighbours after filling from their
+   neighbours' lists, are searched in the HNSW index (efSearch), and the join runs again around them.
 
-Measured on synthetic faces at 100k (bench/results/labels_scale.md, knn_compare_cpu.md): the same share of
-the cos >= 0.5 edges as a full HNSW search, in about a third of the time. Weak neighbours (below
+Settings and measurements: ``HNSW_JOIN`` in pipeline/clustering/knn.py, bench/results/labels_scale.md and
+knn_compare_join.md. Weak neighbours (below
 ``floor``) are whatever the steps met, so recall@k of the whole list is lower than a full search's: the
 product's default clustering (Infomap) reads the strong edges only.
 
@@ -163,7 +164,7 @@ def projected(x: np.ndarray, dims: int | None, seed: int = 0) -> np.ndarray:
 
 
 def hnsw_join(x: np.ndarray, k: int, *, M: int = 32, ef_construction: int = 32, ef_search: int = 128,
-              build_dims: int | None = 64, floor: float = 0.4, strong: float = 0.5,
+              build_dims: int | None = 64, floor: float = 0.4, strong: float = 0.5, few: int = 1,
               progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(N, k) neighbour ids and similarities (best first; self excluded) and a few counts of the steps.
 
@@ -191,7 +192,7 @@ def hnsw_join(x: np.ndarray, k: int, *, M: int = 32, ef_construction: int = 32, 
     short = np.flatnonzero(idx.min(axis=1) < 0)
     if short.size:
         _fill_rows(x, short, idx, sims)
-    alone = np.flatnonzero((sims.max(axis=1) < strong) | (idx.min(axis=1) < 0))
+    alone = np.flatnonzero(((sims >= strong).sum(axis=1) < few) | (idx.min(axis=1) < 0))
     if alone.size:
         index.hnsw.efSearch = max(ef_search, k + 1)
         found = index.search(y[alone], min(k + 1, n))[1].astype(np.int64)

@@ -57,6 +57,9 @@ def test_rows_left_alone_are_searched_again():
     assert hits > 0.9
     _, _, light = hnsw_join(x, 10)
     assert light["searched"] < 3_000 and light["join_rounds"] >= 1
+    # few=2: rows with one strong neighbour (a pair, or a person split in two) are searched as well
+    _, _, pairs = hnsw_join(x, 10, few=2)
+    assert light["searched"] < pairs["searched"] < 3_000
 
 
 def test_projection_keeps_unit_rows_and_is_skipped_when_not_smaller():
