@@ -16,7 +16,10 @@ Index kinds (faiss):
   settings :data:`HNSW_JOIN`).
 - ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
   numba compiles it on first use in a process).
-- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows, ``hnsw-join`` above; on a GPU (faiss-gpu seeing one)
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows; above, for a caller that reads only the strong
+  edges (``strong_only``: Infomap, connected components and DBSCAN at their thresholds) ``hnsw-join``, whose weak
+  neighbours are only what its steps met; for one that reads whole lists (GCN-D, the neighbour-overlap methods)
+  ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN` and ``nndescent`` above (``hnsw`` where pynndescent is absent); on a GPU (faiss-gpu seeing one)
   exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
   Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
   probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
@@ -66,6 +69,9 @@ HNSW_EF_SEARCH = 128
 # ``floor``: edges the join walks through; ``strong``: a row with fewer than ``few`` neighbours this close is searched.
 HNSW_JOIN = {"M": 32, "efConstruction": 32, "build_dims": 64, "efSearch": 200, "floor": 0.4, "strong": 0.5, "few": 1}
 HNSW_JOIN_FEW_ABOVE = 200_000
+# bench/results/knn_compare_cpu.md: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but
+# numba compiles it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
+AUTO_NNDESCENT_MIN = 200_000
 #: NN-descent's candidate pool and early-stop threshold (pynndescent's defaults: min(60, k) and 0.001): on synthetic
 #: faces the share of strong (cos >= 0.5) edges found rose from 99.07 to 99.45 % at 300k and from 95.0 to
 #: 96.3 % at 1M for about 10 % more time (bench/results/labels_scale.md); 1M is still short of 99 %.
@@ -132,8 +138,9 @@ class KnnGraph:
             return cls(data["indices"], data["sims"], kind)
 
 
-def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
-    """The index kind ``build_knn`` uses for ``n`` rows (``gpu``: None asks faiss whether it sees one)."""
+def resolve_index(n: int, index: str, *, gpu: bool | None = None, strong_only: bool = False) -> str:
+    """The index kind ``build_knn`` uses for ``n`` rows (``gpu``: None asks faiss whether it sees one;
+    ``strong_only``: the caller reads only edges of similarity >= 0.5 or so)."""
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
     if index != "auto":
@@ -149,7 +156,15 @@ def resolve_index(n: int, index: str, *, gpu: bool | None = None) -> str:
         return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
     if n <= AUTO_FLAT_MAX:
         return "flat"
-    return "hnsw-join"
+    if strong_only:
+        return "hnsw-join"
+    return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw"
+
+
+def _has_pynndescent() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pynndescent") is not None
 
 
 def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int | None) -> dict:
@@ -262,6 +277,7 @@ def build_knn(
     batch_size: int = 16384,
     threads: int | None = None,
     progress: Progress | None = None,
+    strong_only: bool = False,
 ) -> KnnGraph:
     """The ``k`` nearest other rows of every row of ``embeddings`` by inner product."""
     import faiss
@@ -271,7 +287,7 @@ def build_knn(
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     k = int(k)
-    kind = resolve_index(n, index)
+    kind = resolve_index(n, index, strong_only=strong_only)
     params = _index_params(n, kind, k, nprobe, ef_search)
     cache_path = None
     if cache_dir is not None:

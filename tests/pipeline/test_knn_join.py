@@ -71,3 +71,20 @@ def test_projection_keeps_unit_rows_and_is_skipped_when_not_smaller():
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(projected(x, 64), y)  # seeded: the same projection each call
     assert projected(x, None) is x and projected(x, 128) is x
+
+
+def test_methods_ask_for_the_strong_edge_graph_only_when_they_read_strong_edges_only(monkeypatch):
+    from pipeline.clustering import methods
+
+    asked = []
+
+    def fake_build(emb, k, index, cache_dir=None, *, progress=None, strong_only=False):
+        asked.append(strong_only)
+        return build_knn(emb, k, "flat")
+
+    monkeypatch.setattr(methods, "build_knn", fake_build)
+    x = faces(300)
+    methods.cluster(x, "infomap")  # threshold 0.5
+    methods.cluster(x, "infomap", threshold=0.3)  # reads weak edges: a full search
+    methods.cluster(x, "dbscan")  # eps 0.95: cos >= 0.55
+    assert asked == [True, False, True]
