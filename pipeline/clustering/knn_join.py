@@ -51,6 +51,14 @@ def _push(idx, sims, i, j, s):
     return True
 
 
+@njit(inline="always", cache=True)
+def _listed(idx, i, j):
+    for t in range(idx.shape[1]):
+        if idx[i, t] == j:
+            return True
+    return False
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def _link_sims(x, links):
     out = np.full(links.shape, -np.inf, np.float32)
@@ -85,7 +93,7 @@ def _join_rows(x, rows, idx0, sims0, idx, sims, floor, changed):
                 continue
             for u in range(k):
                 m = idx0[j, u]
-                if m < 0 or m == i or sims0[j, u] < floor:
+                if m < 0 or m == i or sims0[j, u] < floor or _listed(idx, i, m):
                     continue
                 if _push(idx, sims, i, m, _dot(x, i, m)):
                     moved = True
@@ -93,18 +101,18 @@ def _join_rows(x, rows, idx0, sims0, idx, sims, floor, changed):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _fill_rows(x, rows, idx, sims):
-    """Fill each row's free slots (-1) from its neighbours' lists, one neighbour at a time, until full."""
+def _fill_rows(x, rows, idx0, idx, sims):
+    """Fill each row's free slots (-1) from its neighbours' lists (read from the snapshot ``idx0``, so the
+    result does not depend on thread timing), one neighbour at a time, until full."""
     k = idx.shape[1]
     for a in prange(rows.shape[0]):
         i = rows[a]
-        nbrs = idx[i].copy()
         for t in range(k):
-            j = nbrs[t]
+            j = idx0[i, t]
             if j < 0:
                 continue
             for u in range(k):
-                m = idx[j, u]
+                m = idx0[j, u]
                 if m >= 0 and m != i:
                     _push(idx, sims, i, m, _dot(x, i, m))
             if idx[i].min() >= 0:
@@ -191,7 +199,7 @@ def hnsw_join(x: np.ndarray, k: int, *, M: int = 32, ef_construction: int = 32, 
     # a list shorter than k (a row HNSW linked to few others) is filled from its neighbours' lists
     short = np.flatnonzero(idx.min(axis=1) < 0)
     if short.size:
-        _fill_rows(x, short, idx, sims)
+        _fill_rows(x, short, idx.copy(), idx, sims)
     alone = np.flatnonzero(((sims >= strong).sum(axis=1) < few) | (idx.min(axis=1) < 0))
     if alone.size:
         index.hnsw.efSearch = max(ef_search, k + 1)

@@ -88,3 +88,11 @@ def test_methods_ask_for_the_strong_edge_graph_only_when_they_read_strong_edges_
     methods.cluster(x, "infomap", threshold=0.3)  # reads weak edges: a full search
     methods.cluster(x, "dbscan")  # eps 0.95: cos >= 0.55
     assert asked == [True, False, True]
+
+
+def test_the_same_rows_give_the_same_graph():
+    x = faces(5_000, seed=3)
+    a, sa, _ = hnsw_join(x, 30)
+    b, sb, _ = hnsw_join(x, 30)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(sa, sb)
