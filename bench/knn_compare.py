@@ -62,7 +62,7 @@ def methods(n: int, k: int) -> dict[str, dict]:
         "usearch exact (SIMD brute force)": {"lib": "usearch", "exact": True},
         "pynndescent NN-descent": {"lib": "pynndescent"},
         # the product's own: a light HNSW build, its links joined through strong edges (pipeline/clustering/knn_join.py)
-        "product hnsw-join (64-d HNSW M32 efC24 links + strong-edge join)": {"lib": "product", "kind": "hnsw-join"},
+        "product hnsw-join (64-d HNSW M32 efC32 links + strong-edge join)": {"lib": "product", "kind": "hnsw-join"},
     }
 
 

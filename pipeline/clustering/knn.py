@@ -63,15 +63,12 @@ HNSW_EF_SEARCH = 128
 #   in 3.8 s; the full HNSW search above (M16 efC80 efS128) about 16 s;
 # - 1M: the same build, searching the rows left alone (no strong neighbour) at efSearch 128 / 256: 97.1 % in 112 s /
 #   98.3 % in 140 s, where pynndescent (``nndescent``) found 96.0 % in 114-128 s (seed 0). Most misses left were
-#   people split in two groups the join never bridged, so above HNSW_JOIN_LARGE rows a row with fewer than 2
+#   people split in two groups the join never bridged, so above HNSW_JOIN_FEW_ABOVE rows a row with fewer than 2
 #   strong neighbours is searched too: 99.0 % in 130 s at efSearch 160, 99.3 % in 158 s at 256; 200 between.
-#   At 100k that adds about 1 s for 0.03 points (99.94 -> 99.97 %), so there only rows left alone are searched,
-#   and the build is lighter still: efConstruction 24 / 28 / 32 found 99.57 / 99.86 / 99.95 % in about 4.3 / 5.1 /
-#   5.4 s (noisy: +-0.5 s), and 24 leaves room on both of the 100k targets (8 s, 99 %).
+#   At 100k that adds about 1 s for 0.03 points (99.94 -> 99.97 %), so there only rows left alone are searched.
 # ``floor``: edges the join walks through; ``strong``: a row with fewer than ``few`` neighbours this close is searched.
-HNSW_JOIN = {"M": 32, "efConstruction": 24, "build_dims": 64, "efSearch": 200, "floor": 0.4, "strong": 0.5, "few": 1}
-# above this many rows: efConstruction 32 and ``few`` 2 (the 1M settings above)
-HNSW_JOIN_LARGE = 200_000
+HNSW_JOIN = {"M": 32, "efConstruction": 32, "build_dims": 64, "efSearch": 200, "floor": 0.4, "strong": 0.5, "few": 1}
+HNSW_JOIN_FEW_ABOVE = 200_000
 # bench/results/knn_compare_cpu.md: pynndescent's NN-descent found 99.88 % in 22 CPU s, a third of HNSW's, but
 # numba compiles it once per process (82-170 s of wall clock on the loaded machine): worth it above this many rows.
 AUTO_NNDESCENT_MIN = 200_000
@@ -177,10 +174,8 @@ def _index_params(n: int, kind: str, k: int, nprobe: int | None, ef_search: int 
     if kind == "hnsw":
         return {**HNSW_BUILD, "efSearch": int(ef_search or max(HNSW_EF_SEARCH, 4 * k))}
     if kind == "hnsw-join":
-        large = n > HNSW_JOIN_LARGE
         return {**HNSW_JOIN, "efSearch": int(ef_search or max(HNSW_JOIN["efSearch"], 4 * k)),
-                "few": 2 if large else HNSW_JOIN["few"],
-                "efConstruction": 32 if large else HNSW_JOIN["efConstruction"]}
+                "few": 2 if n > HNSW_JOIN_FEW_ABOVE else HNSW_JOIN["few"]}
     if kind == "nndescent":
         return {"seed": 0}
     return {}

@@ -1,7 +1,7 @@
 """The ``hnsw-join`` kNN graph: a light HNSW build whose own links seed a local join through strong edges.
 
 Face identities are tight groups: once a face has one neighbour of its own person, that neighbour's
-neighbours hold the rest. So the HNSW index is built light (efConstruction 24-32, on a 64-d random projection of the rows:
+neighbours hold the rest. So the HNSW index is built light (efConstruction 32, on a 64-d random projection of the rows:
 faster, and on synthetic faces it linked more rows to their person than the full 128-d) and never searched
 for every row; instead
 
