@@ -6,8 +6,8 @@ writes bench/results/labels_scale.{json,md}.
 Each size runs in its own subprocess (its own peak RSS): the synthetic faces of
 ``bench/clustering_speed.py`` (identities of 1 + Geometric(0.1) faces, cosine ~0.55 within, ~0 across),
 then exactly what a pipeline run's cluster stage calls for Infomap: ``build_knn(emb, 30, "auto",
-strong_only=True)`` (the index ``auto`` picks for that N for a method reading strong edges only) and Infomap on that graph (``cluster(emb, "infomap", graph=...)``). Timed: the kNN
-graph, Infomap, and both (features to labels). Recall: of the cos >= 0.5 edges among each of 1,000
+min_sim=0.5)`` (the index ``auto`` picks for that N for a method reading edges of cos >= 0.5 only) and
+Infomap on that graph (``cluster(emb, "infomap", graph=...)``). Timed: the kNN graph, Infomap, and both (features to labels). Recall: of the cos >= 0.5 edges among each of 1,000
 sampled faces' exact 30 nearest neighbours (flat inner-product search), the share the graph holds.
 Quality: pairwise F of the labels against the synthetic identities. Targets: 1M in at most 180 s with
 >= 99 % strong-edge recall and at most 8 GiB; 100k in at most 8 s.
@@ -53,9 +53,9 @@ def run_size(n: int) -> dict:
     from pipeline.clustering.metrics import evaluate_clustering
 
     emb, truth = synthetic(n)
-    kind = resolve_index(n, "auto", strong_only=True)
+    kind = resolve_index(n, "auto", min_sim=STRONG)
     t0 = time.perf_counter()
-    graph = build_knn(emb, K, "auto", strong_only=True)
+    graph = build_knn(emb, K, "auto", min_sim=STRONG)
     knn_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     labels = cluster(emb, "infomap", graph=graph)

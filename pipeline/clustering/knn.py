@@ -16,11 +16,12 @@ Index kinds (faiss):
   settings :data:`HNSW_JOIN`).
 - ``nndescent``: pynndescent's NN-descent, which builds the whole kNN graph directly (optional package;
   numba compiles it on first use in a process).
-- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows; above, for a caller that reads only the strong
-  edges (``strong_only``: Infomap, connected components and DBSCAN at their thresholds) ``hnsw-join``, whose weak
-  neighbours are only what its steps met; for one that reads whole lists (GCN-D, the neighbour-overlap methods)
-  ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN` and ``nndescent`` above (``hnsw`` where pynndescent is absent); on a GPU (faiss-gpu seeing one)
-  exact ``flat`` up to :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
+- ``auto``: on the CPU ``flat`` up to :data:`AUTO_FLAT_MAX` rows; above, for a caller that reads only edges at
+  least as similar as ``HNSW_JOIN["strong"]`` (``min_sim``: Infomap, connected components and DBSCAN at their
+  thresholds) ``hnsw-join``, whose weak neighbours are only what its steps met; for one that reads whole lists
+  (GCN-D, the neighbour-overlap methods) ``hnsw`` up to :data:`AUTO_NNDESCENT_MIN` and ``nndescent`` above
+  (``hnsw`` where pynndescent is absent); on a GPU (faiss-gpu seeing one) exact ``flat`` up to
+  :data:`AUTO_GPU_FLAT_MAX` rows, ``ivf`` above.
   Chosen by bench/knn_compare.py (results in bench/results/knn_compare*.md): faiss IVF with lists and
   probes scaled to N, with and without an SQ8 + refine step, faiss HNSW at several settings, usearch
   (f32, i8) and pynndescent's NN-descent on the same synthetic 100k; the fastest that keeps >= 99 % of
@@ -141,9 +142,9 @@ class KnnGraph:
             return cls(data["indices"], data["sims"], kind)
 
 
-def resolve_index(n: int, index: str, *, gpu: bool | None = None, strong_only: bool = False) -> str:
+def resolve_index(n: int, index: str, *, gpu: bool | None = None, min_sim: float | None = None) -> str:
     """The index kind ``build_knn`` uses for ``n`` rows (``gpu``: None asks faiss whether it sees one;
-    ``strong_only``: the caller reads only edges of similarity >= 0.5 or so)."""
+    ``min_sim``: the caller reads only edges at least this similar, None: whole lists)."""
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
     if index != "auto":
@@ -159,7 +160,7 @@ def resolve_index(n: int, index: str, *, gpu: bool | None = None, strong_only: b
         return "flat" if n <= AUTO_GPU_FLAT_MAX else "ivf"
     if n <= AUTO_FLAT_MAX:
         return "flat"
-    if strong_only:
+    if min_sim is not None and min_sim >= HNSW_JOIN["strong"]:
         return "hnsw-join"
     return "nndescent" if n > AUTO_NNDESCENT_MIN and _has_pynndescent() else "hnsw"
 
@@ -280,7 +281,7 @@ def build_knn(
     batch_size: int = 16384,
     threads: int | None = None,
     progress: Progress | None = None,
-    strong_only: bool = False,
+    min_sim: float | None = None,
 ) -> KnnGraph:
     """The ``k`` nearest other rows of every row of ``embeddings`` by inner product."""
     import faiss
@@ -290,7 +291,7 @@ def build_knn(
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     k = int(k)
-    kind = resolve_index(n, index, strong_only=strong_only)
+    kind = resolve_index(n, index, min_sim=min_sim)
     params = _index_params(n, kind, k, nprobe, ef_search)
     cache_path = None
     if cache_dir is not None:

@@ -61,22 +61,20 @@ def relabel(labels: np.ndarray) -> np.ndarray:
     return rank[inv.ravel()]
 
 
-# A method reading only edges at least this similar gets ``auto``'s strong-edge kNN (knn.resolve_index)
-STRONG_EDGE = 0.5
-
-
 def _graph(emb: np.ndarray, k: int, graph: KnnGraph | None, index: str, cache_dir, progress,
-           strong_only: bool = False) -> KnnGraph:
+           min_sim: float | None = None) -> KnnGraph:
+    """The given graph, or a new one; ``min_sim``: the method reads only edges this similar (``auto`` may then
+    build the cheaper strong-edge graph, see knn.resolve_index)."""
     if graph is not None:
         if graph.n != emb.shape[0]:
             raise ValueError(f"kNN graph has {graph.n} rows, embeddings have {emb.shape[0]}")
         return graph
     return build_knn(emb, max(1, min(k, emb.shape[0] - 1)), index, cache_dir, progress=progress,
-                     strong_only=strong_only)
+                     min_sim=min_sim)
 
 
 def cluster_cc(emb, *, threshold: float = 0.55, k: int = 30, graph=None, index="auto", cache_dir=None, progress=None):
-    g = _graph(emb, k, graph, index, cache_dir, progress, strong_only=threshold >= STRONG_EDGE)
+    g = _graph(emb, k, graph, index, cache_dir, progress, min_sim=threshold)
     adj = g.to_csr(threshold)
     _, lab = connected_components(adj, directed=True, connection="weak")
     return lab
@@ -94,7 +92,7 @@ def cluster_infomap(
     cache_dir=None,
     progress=None,
 ):
-    g = _graph(emb, k, graph, index, cache_dir, progress, strong_only=threshold >= STRONG_EDGE)
+    g = _graph(emb, k, graph, index, cache_dir, progress, min_sim=threshold)
     src, dst, w = g.edges(threshold)
     return infomap_on_edges(g.n, src, dst, w, num_trials=num_trials, seed=seed, progress=progress)
 
@@ -172,7 +170,7 @@ def cluster_dbscan(
     from sklearn.cluster import DBSCAN
 
     min_sim = 1.0 - eps * eps / 2.0  # ||a - b||^2 = 2 - 2 cos for unit vectors
-    g = _graph(emb, k, graph, index, cache_dir, progress, strong_only=min_sim >= STRONG_EDGE)
+    g = _graph(emb, k, graph, index, cache_dir, progress, min_sim=min_sim)
     src, dst, s = g.edges(min_sim)
     d = np.sqrt(np.clip(2.0 - 2.0 * s.astype(np.float64), 0.0, None))
     d = np.maximum(d, 1e-12)  # explicit zeros would be dropped from the sparse matrix

@@ -64,7 +64,7 @@ def test_auto_picks_flat_for_small_sets_and_the_measured_winner_above():
     # bench/results/knn_compare.md: the fastest CPU index keeping >= 99 % of the cos >= 0.5 edges
     # a caller reading only strong edges (Infomap at 0.5) gets hnsw-join at every size above exact search
     for n in (knn_mod.AUTO_FLAT_MAX + 1, 1_000_000):
-        assert knn_mod.resolve_index(n, "auto", gpu=False, strong_only=True) == "hnsw-join"
+        assert knn_mod.resolve_index(n, "auto", gpu=False, min_sim=0.5) == "hnsw-join"
     # one reading whole lists (GCN-D, neighbour overlaps) keeps a full search
     assert knn_mod.resolve_index(knn_mod.AUTO_FLAT_MAX + 1, "auto", gpu=False) == "hnsw"
     big = "nndescent" if knn_mod._has_pynndescent() else "hnsw"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.clustering.knn import build_knn
+from pipeline.clustering.knn import build_knn, resolve_index
 from pipeline.clustering.knn_join import hnsw_join
 
 
@@ -78,8 +78,8 @@ def test_methods_ask_for_the_strong_edge_graph_only_when_they_read_strong_edges_
 
     asked = []
 
-    def fake_build(emb, k, index, cache_dir=None, *, progress=None, strong_only=False):
-        asked.append(strong_only)
+    def fake_build(emb, k, index, cache_dir=None, *, progress=None, min_sim=None):
+        asked.append(min_sim)
         return build_knn(emb, k, "flat")
 
     monkeypatch.setattr(methods, "build_knn", fake_build)
@@ -87,7 +87,8 @@ def test_methods_ask_for_the_strong_edge_graph_only_when_they_read_strong_edges_
     methods.cluster(x, "infomap")  # threshold 0.5
     methods.cluster(x, "infomap", threshold=0.3)  # reads weak edges: a full search
     methods.cluster(x, "dbscan")  # eps 0.95: cos >= 0.55
-    assert asked == [True, False, True]
+    picked = [resolve_index(50_000, "auto", gpu=False, min_sim=m) for m in asked]
+    assert picked == ["hnsw-join", "hnsw", "hnsw-join"]
 
 
 def test_the_same_rows_give_the_same_graph():
