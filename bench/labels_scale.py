@@ -7,7 +7,8 @@ Each size runs in its own subprocess (its own peak RSS): the synthetic faces of
 ``bench/clustering_speed.py`` (identities of 1 + Geometric(0.1) faces, cosine ~0.55 within, ~0 across),
 then exactly what a pipeline run's cluster stage calls for Infomap: ``build_knn(emb, 30, "auto",
 min_sim=0.5)`` (the index ``auto`` picks for that N for a method reading edges of cos >= 0.5 only) and
-Infomap on that graph (``cluster(emb, "infomap", graph=...)``). Timed: the kNN graph, Infomap, and both (features to labels). Recall: of the cos >= 0.5 edges among each of 1,000
+Infomap on that graph (``cluster(emb, "infomap", graph=...)``). Timed: the kNN graph, Infomap, and both
+(features to labels). Recall: of the cos >= 0.5 edges among each of 1,000
 sampled faces' exact 30 nearest neighbours (flat inner-product search), the share the graph holds.
 Quality: pairwise F of the labels against the synthetic identities. Targets: 1M in at most 180 s with
 >= 99 % strong-edge recall and at most 8 GiB; 100k in at most 8 s.
