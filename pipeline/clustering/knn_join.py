@@ -1,9 +1,9 @@
 """The ``hnsw-join`` kNN graph: a light HNSW build whose own links seed a local join through strong edges.
 
 Face identities are tight groups: once a face has one neighbour of its own person, that neighbour's
-neighbours hold the rest. So the HNSW index is built light (efConstruction 32, on a 64-d random projection of the rows:
-faster, and on synthetic faces it linked more rows to their person than the full 128-d) and never searched
-for every row; instead
+neighbours hold the rest. So the HNSW index is built light (efConstruction 32, on a 64-d random projection
+of the rows: faster, and on synthetic faces it linked more rows to their person than the full 128-d) and
+never searched for every row; instead
 
 1. **seed**: every row's level-0 HNSW links (both directions) with their inner products;
 2. **join**: each row pulls in its neighbours' neighbours, through edges of similarity >= ``floor`` only
@@ -14,9 +14,8 @@ for every row; instead
    neighbours' lists, are searched in the HNSW index (efSearch), and the join runs again around them.
 
 Settings and measurements: ``HNSW_JOIN`` in pipeline/clustering/knn.py, bench/results/labels_scale.md and
-knn_compare_join.md. Weak neighbours (below
-``floor``) are whatever the steps met, so recall@k of the whole list is lower than a full search's: the
-product's default clustering (Infomap) reads the strong edges only.
+knn_compare_join.md. Weak neighbours (below ``floor``) are whatever the steps met, so recall@k of the whole
+list is lower than a full search's: only callers that read the strong edges get this graph from ``auto``.
 
 Lists are (N, k) arrays, unsorted while they are built (each row's worst entry is replaced), sorted best
 first at the end. Kernels are numba, compiled once and cached on disk.
