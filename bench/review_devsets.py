@@ -42,6 +42,7 @@ def build(px: int) -> Path:
     out = lowres_path(px)
     if out.exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     emb, files = OnnxEmbedder(), glint_files()
     crops = []
     for f in files:
@@ -100,6 +101,7 @@ def build_lfw(px: int) -> Path:
     out = lfw_path(px)
     if out.exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     d = lfw_crops()
     small = [cv2.resize(cv2.resize(c, (px, px), interpolation=cv2.INTER_AREA), (112, 112),
                         interpolation=cv2.INTER_LINEAR) for c in d["crops"]]

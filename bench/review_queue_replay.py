@@ -111,7 +111,7 @@ class Replay:
                                                          if "max_partners" in self.opts else {}))]
         rej = np.flatnonzero(self.lab < 0)
         if len(rej):
-            place, pf = face_placements(self.emb, self.lab, k=int(self.opts.get("place_k", 3)), p_minus=self.p,
+            place, pf = face_placements(self.emb, self.lab, k=int(self.opts.get("place_k", 5)), p_minus=self.p,
                                         rows=rej)
             place_q = merge_model.probability(pf.reshape(-1, pf.shape[-1])).reshape(place.shape)
         for i in rej:
@@ -166,16 +166,37 @@ class Replay:
             self.act("place" if hit else "no_place", item)
         else:
             _, outliers = self.majority(c)
+            if outliers and self.opts.get("split", 1):
+                outliers = self.split_off(c, outliers, item)
             if outliers:
                 self.lab[outliers] = -1
                 self.changed.add(c)
                 if not len(self.members(c)):
                     self.state[c] = "dismissed"
-                self.act("reject", item)
+                if not self.opts.get("one_clean", 1) or self.state[c] == "dismissed":
+                    self.act("reject", item)
             if self.state[c] != "dismissed":
                 self.state[c] = "confirmed"
                 self.changed.add(c)  # its version moves on: the service pairs it again
-                self.act("confirm", item)
+                self.act("reject_confirm" if outliers and self.opts.get("one_clean", 1) else "confirm", item)
+
+    def split_off(self, c: int, outliers: list, item) -> list:
+        """Each other person with at least two faces here split off into a new cluster (one action
+        each, its faces counted right in clean-ups); returns the single outliers left to reject."""
+        by = Counter(self.truth[outliers].tolist())
+        rest = []
+        for person in sorted(by):
+            faces = [f for f in outliers if self.truth[f] == person]
+            if len(faces) < 2:
+                rest += faces
+                continue
+            new = len(self.state)
+            self.lab[faces] = new
+            self.p_clean[faces] = 0.0
+            self.state[new] = "pending"
+            self.changed |= {c, new}
+            self.act("split", item)
+        return rest
 
     def run(self, max_actions: int = 600, target: float = 0.99) -> list[float]:
         while len(self.f) - 1 < max_actions and self.f[-1] < target:

@@ -21,12 +21,12 @@ from .serializers import (
     ReviewItemSerializer,
     ClusterSerializer,
     ConfirmRequest,
-    FacesRequest,
     IdentityMatchSerializer,
     LeaseRequest,
     MergeRequest,
     MoveRequest,
     NotAFaceRequest,
+    RejectRequest,
     ReviewActionSerializer,
     ReviewAnswerRequest,
     ReviewErrorSerializer,
@@ -289,11 +289,13 @@ class ClusterViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         return self._do(request, ConfirmRequest,
                         lambda v: review.confirm(request.user, self._id(), v["version"], name=v.get("name")))
 
-    @_review_schema(FacesRequest, "These faces do not belong: they leave the cluster (excluded 'rejected').")
+    @_review_schema(RejectRequest, "These faces do not belong: they leave the cluster (excluded 'rejected'); "
+                                   "with confirm the faces left are confirmed as one person in the same action.")
     @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])
     def reject(self, request, pk=None):
-        return self._do(request, FacesRequest,
-                        lambda v: review.reject(request.user, self._id(), v["version"], v["faces"]))
+        return self._do(request, RejectRequest,
+                        lambda v: review.reject(request.user, self._id(), v["version"], v["faces"],
+                                                confirm_rest=v["confirm"]))
 
     @_review_schema(MoveRequest, "Move these faces to another cluster of the same run.")
     @action(detail=True, methods=["post"], permission_classes=[IsAnnotator])

@@ -141,7 +141,8 @@ class ReviewActionSerializer(serializers.ModelSerializer):
         target = p.get("target")
         return {
             "confirm": f"confirmed cluster {a.cluster_id}",
-            "reject": f"rejected {n} face(s) from cluster {a.cluster_id}",
+            "reject": f"rejected {n} face(s) from cluster {a.cluster_id}" +
+                      (" and confirmed the rest" if p.get("confirmed") else ""),
             "move": f"moved {n} face(s) from cluster {a.cluster_id} to {target}",
             "split": f"split {n} face(s) off cluster {a.cluster_id} into {target}",
             "merge": f"merged cluster {target} into {a.cluster_id} ({n} faces)",
@@ -168,6 +169,11 @@ class ConfirmRequest(serializers.Serializer):
 class FacesRequest(serializers.Serializer):
     version = _version_field()
     faces = _faces_field()
+
+
+class RejectRequest(FacesRequest):
+    confirm = serializers.BooleanField(default=False, help_text="Also confirm the faces left as one person "
+                                                                 "(one action, one undo).")
 
 
 class NotAFaceRequest(serializers.Serializer):

@@ -96,8 +96,9 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
         members = [_trusted(m, p) for m in members]
     rows = np.arange(len(emb)) if rows is None else np.asarray(rows, np.int64)
     idx, sims = np.full((len(emb), k + 1), -1, np.int64), np.zeros((len(emb), k + 1), np.float32)
-    if len(rows):
-        idx[rows], sims[rows] = _knn(emb[rows], cent, k + 1)
+    if len(rows):  # fewer clusters than k + 1: the rest stays -1
+        found, sim = _knn(emb[rows], cent, k + 1)
+        idx[rows, :found.shape[1]], sims[rows, :found.shape[1]] = found, sim
     for i in rows.tolist():
         j = 0
         for c, s in zip(idx[i], sims[i]):

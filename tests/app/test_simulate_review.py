@@ -26,16 +26,17 @@ def test_simulated_review_improves_the_labeling_and_resets(worker, staff_client)
     call_command("simulate_review", run.pk, max_actions=60)
     run.refresh_from_db()
     sim = run.metrics["simulated_review"]
-    assert set(sim["curves"]) == {"gain", "priority", "paper", "size", "random", "oracle"}
+    assert set(sim["curves"]) == {"gain", "priority", "paper", "size", "random", "oracle", "oracle_reject"}
     start = run.metrics["clustering"]["pairwise_f"]
     for order, pts in sim["curves"].items():
         assert abs(pts[0][1] - start) < 1e-4, order
     pr = sim["summaries"]["priority"]
     assert pr["final_pairwise_f"] > start and pr["actions"] <= 60
-    assert set(pr["action_counts"]) <= {"reject", "merge", "assign", "confirm"}
+    assert set(pr["action_counts"]) <= {"reject", "reject_confirm", "split", "merge", "assign", "confirm"}
     shipped = sim["summaries"]["gain"]
     assert shipped["final_pairwise_f"] > start and shipped["stopped"] in ("limit", "queue_exhausted")
-    assert set(shipped["action_counts"]) <= {"reject", "merge", "no", "place", "assign", "confirm"}
+    assert set(shipped["action_counts"]) <= {"reject", "reject_confirm", "split", "merge", "no", "place", "assign",
+                                             "confirm"}
     # Put back as computed: same clusters, nothing reviewed, no audit rows left.
     assert sorted(RunFace.objects.filter(run=run).values_list("face_id", "cluster_id")) == before
     assert not ReviewAction.objects.filter(run=run).exists()

@@ -57,6 +57,12 @@ def test_candidate_pairs_link_a_split_person_closest():
     assert place.shape == (len(emb), 2) and (place[:3, 0] == 0).all()  # the split-off faces' best other cluster
 
 
+def test_face_placements_with_fewer_clusters_than_offers():
+    emb, truth = _blobs(people=3, per=4)
+    place, pf = face_placements(emb, truth, k=3)  # 3 clusters: at most 2 others per face
+    assert place.shape == (len(emb), 3) and (place[:, 2] == -1).all() and (place[:, :2] >= 0).all()
+
+
 def test_oracle_merges_splits_and_cleans_outliers_to_perfect():
     truth = np.repeat(np.arange(4), 6)
     labels = truth.copy()
@@ -67,6 +73,20 @@ def test_oracle_merges_splits_and_cleans_outliers_to_perfect():
     assert curve[0] < 1.0 and curve[-1] == pytest.approx(1.0)
     assert len(curve) - 1 == 4  # merge the split, reject the outlier, place it, place the unclustered face
     assert all(b >= a for a, b in zip(curve, curve[1:]))
+
+
+def test_the_oracle_with_the_persons_split_keeps_a_persons_faces_together():
+    truth = np.repeat(np.arange(3), 6)
+    labels = truth.copy()
+    labels[6:10] = 0  # four faces of person 1 in person 0's cluster
+    old = greedy_oracle(truth, labels, max_actions=20)
+    new = greedy_oracle(truth, labels, max_actions=20, split=True)
+    assert old[-1] == pytest.approx(1.0) and new[-1] == pytest.approx(1.0)
+    assert len(new) - 1 == 2  # split the four off, merge them with the rest of person 1
+    assert len(old) - 1 == 5  # reject the four as singletons, then merge each back
+    mixed = np.array([0] * 6 + [1] * 2 + [2] * 2)
+    two = greedy_oracle(mixed, np.zeros(10, np.int64), max_actions=20, split=True)
+    assert len(two) - 1 == 2 and two[-1] == pytest.approx(1.0)  # one split per other person
 
 
 def test_a_merge_group_shows_a_cluster_with_its_likely_partners_for_one_action():

@@ -139,7 +139,7 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
         key = (min(a, b), max(a, b))
         if a != b and a in live and b in live and key not in no_pairs:
             best[key] = max(best.get(key, 0.0), q)
-    changed = {c for c, x in live.items() if x.version > 1}
+    changed = {c for c, x in live.items() if x.version > 1 or x.number is None}  # number None: made in review
     if changed:
         now = now or _current(run, live)
         for key in _fresh_pairs(now, changed):
@@ -220,7 +220,7 @@ def _fresh_pairs(now: _Now, changed: set[int]) -> set[tuple]:
     return {(min(a, b), max(a, b)) for a, b in now.cids[pairs].tolist()}
 
 
-PLACE_K = 3  # a rejected face is shown with its nearest live clusters, this many
+PLACE_K = 5  # a rejected face is shown with its nearest live clusters, this many (3 and 5 tried on the training sets: 5)
 
 
 def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None) -> dict[int, list]:
@@ -263,8 +263,9 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
 def clean_items(run: PipelineRun) -> list[Item]:
     """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
     expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
-    person placed, or that came in with a cluster a person merged in, counts as right (p- 0): its p- was
-    about the cluster the clusterer put it in, and a person has since put it here."""
+    person placed, that came in with a cluster a person merged in, or that a person split off with others
+    of its person, counts as right (p- 0): its p- was about the cluster the clusterer put it in, and a
+    person has since put it where it is."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
 
     placed = _moved_by_review(run)
@@ -282,13 +283,13 @@ def clean_items(run: PipelineRun) -> list[Item]:
 
 
 def _moved_by_review(run: PipelineRun) -> set[int]:
-    """Run-faces a person put where they are: placed (a rejected face put in a cluster) or merged in
-    with their cluster, actions not undone."""
+    """Run-faces a person put where they are: placed (a rejected face put in a cluster), merged in with
+    their cluster, or split off together into a new one, actions not undone."""
     out: set[int] = set()
-    for kind, payload in ReviewAction.objects.filter(
-            run=run, kind__in=[ReviewAction.Kind.MOVE, ReviewAction.Kind.MERGE], undone_at__isnull=True) \
+    kinds = [ReviewAction.Kind.MOVE, ReviewAction.Kind.MERGE, ReviewAction.Kind.SPLIT]
+    for kind, payload in ReviewAction.objects.filter(run=run, kind__in=kinds, undone_at__isnull=True) \
             .values_list("kind", "payload"):
-        if kind == ReviewAction.Kind.MERGE or payload.get("placed"):
+        if kind != ReviewAction.Kind.MOVE or payload.get("placed"):
             out |= {int(row[0]) for row in payload.get("faces", [])}
     return out
 

@@ -254,7 +254,7 @@ def confirm(user, cluster_id: int, version: int, name: str | None = None) -> Out
     return _done(_record(user, ReviewAction.Kind.CONFIRM, c, before, [c]), [c])
 
 
-def _take_out(user, cluster_id, version, runface_ids, kind, excluded) -> Outcome:
+def _take_out(user, cluster_id, version, runface_ids, kind, excluded, confirm_rest: bool = False) -> Outcome:
     c = _open(user, cluster_id, version)[int(cluster_id)]
     faces = _faces(c, runface_ids)
     before = {c.pk: _snapshot(c)}
@@ -263,16 +263,21 @@ def _take_out(user, cluster_id, version, runface_ids, kind, excluded) -> Outcome
     refresh_stats(c)
     if c.size == 0:
         c.review_state, c.reviewed_by, c.reviewed_at = Cluster.Review.DISMISSED, user, now
+    elif confirm_rest:
+        c.review_state, c.reviewed_by, c.reviewed_at = Cluster.Review.CONFIRMED, user, now
     _touch(c, user, now)
     c.save()
-    action = _record(user, kind, c, before, [c], rows)
+    action = _record(user, kind, c, before, [c], rows, extra={"confirmed": True} if confirm_rest and c.size else None)
     return _done(action, [c], [{"id": rf.pk, "ok": True} for rf in faces])
 
 
 @transaction.atomic
-def reject(user, cluster_id: int, version: int, runface_ids: list[int]) -> Outcome:
-    """These faces do not belong: they leave the cluster (cluster=None, excluded='rejected')."""
-    return _take_out(user, cluster_id, version, runface_ids, ReviewAction.Kind.REJECT, RunFace.Excluded.REJECTED)
+def reject(user, cluster_id: int, version: int, runface_ids: list[int], confirm_rest: bool = False) -> Outcome:
+    """These faces do not belong: they leave the cluster (cluster=None, excluded='rejected'). With
+    ``confirm_rest`` the faces left are one person: the cluster is confirmed in the same action (one
+    decision, one undo)."""
+    return _take_out(user, cluster_id, version, runface_ids, ReviewAction.Kind.REJECT, RunFace.Excluded.REJECTED,
+                     confirm_rest)
 
 
 @transaction.atomic

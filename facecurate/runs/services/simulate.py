@@ -6,19 +6,24 @@ yes/no on a pair, a reject, a merge, a placement, an assignment), recording the 
 The shipped order, ``gain``, is the one review queue (:mod:`.merge_queue`): the person takes its head
 item each time: a cluster with its likely partners (one decision: the ones that are the same person
 merge into it, the rest are recorded as "no"; all "no" is one action too), a rejected face
-with its likely clusters (one decision: it joins the one that is its person, or none is), or a cluster to clean (reject the faces that are not its majority
-person, then confirm or assign it); the queue is listed again after every decision.
+with its likely clusters (one decision: it joins the one that is its person, or none is), or a cluster to clean
+(take out the faces that are not its majority person as in step 1 below, then confirm or assign it as in
+step 3); the queue is listed again after every decision.
 
 The cluster orders (``priority``, ``paper``, ``size``, ``random``) walk the pending clusters; with
 ``passes`` > 1 a later pass walks again the clusters changed since they were confirmed. For each
 cluster the person:
 
-1. rejects the faces that are not the cluster's majority person (one action: select them, reject);
+1. takes out the faces that are not the cluster's majority person: each other person with at least
+   two faces there is split off into a new cluster (one action each: select them, split), so a
+   person's faces the clusterer kept together stay together; the single ones are rejected (one action:
+   select them, reject);
 2. looks at the suggested merges (the nearest ``k`` clusters, as the UI shows them) and merges each
-   whose majority person is the same (one action each; any outliers that came in are rejected, one
-   action);
-3. assigns the cluster to its labeled identity when that identity is among the suggestions (one
-   action, which also confirms it), or else confirms it (one action).
+   whose majority person is the same (one action each);
+3. takes out, as in step 1, any faces of other people that came in, then assigns the cluster to its
+   labeled identity when that identity is among the suggestions (one action, which also confirms it),
+   or else confirms it (one action; single strays are rejected in the same action, the cluster page's
+   "reject selected, confirm the rest", R).
 
 Quality is measured on the faces the run clustered (its disjoint faces): a face out of every cluster
 counts as a singleton, and clusters assigned to the same labeled identity count as one.
@@ -150,6 +155,38 @@ class Annotator:
             self.on_action(kind)
         return True
 
+    def take_out(self, trace: Trace, cid: int, outliers: list[int], confirm_rest: bool = False) -> bool:
+        """The faces of other people out of cluster ``cid``: each other person with at least two faces
+        here split off together (one action each), the single ones rejected (one action; with
+        ``confirm_rest`` the same action confirms the faces left, as the cluster page's R does)."""
+        by: dict[str, list[int]] = {}
+        for f in outliers:
+            by.setdefault(self.quality.truth_by_rf.get(f, f"?{f}"), []).append(f)
+        singles = [f for faces in by.values() if len(faces) == 1 for f in faces]
+        for person in sorted(by):
+            if len(by[person]) > 1 and not self.act(trace, "split", review.split, cid, self.version(cid), by[person]):
+                return False
+        return not singles or self.act(trace, "reject_confirm" if confirm_rest else "reject", review.reject, cid,
+                                       self.version(cid), singles, confirm_rest)
+
+    def finish(self, trace: Trace, cid: int, person: str | None, identities=None) -> bool:
+        """The last decision on a cluster: the faces of other people still in it taken out, then it is
+        assigned to its labeled identity when that is among the suggestions (``identities``; looked up
+        when None), else confirmed, in one action with the rejection of single strays."""
+        _, outliers = self.majority(cid)
+        ident = self.known.get(person or "")
+        if ident is not None and identities is None:
+            identities = suggestions(Cluster.objects.get(pk=cid), k=self.k)["identities"]
+        if ident is not None and any(s["identity"] == ident for s in identities):
+            if outliers and not self.take_out(trace, cid, outliers):
+                return False
+            return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
+        if outliers and not self.take_out(trace, cid, outliers, confirm_rest=True):
+            return False
+        if Cluster.objects.filter(pk=cid, review_state=Cluster.Review.CONFIRMED).exists():
+            return True
+        return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
+
     def version(self, cluster_id: int) -> int:
         return Cluster.objects.get(pk=cluster_id).version
 
@@ -159,7 +196,7 @@ class Annotator:
             return True
         trace.clusters_visited += 1
         person, outliers = self.majority(cid)
-        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
+        if outliers and not self.take_out(trace, cid, outliers):
             return False
         sugg = suggestions(Cluster.objects.get(pk=cid), k=self.k)
         for m in sugg["merges"]:
@@ -167,13 +204,7 @@ class Annotator:
             if other.review_state != Cluster.Review.DISMISSED and self.majority(other.pk)[0] == person:
                 if not self.act(trace, "merge", review.merge, cid, self.version(cid), other.pk):
                     return False
-        _, outliers = self.majority(cid)
-        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
-            return False
-        ident = self.known.get(person or "")
-        if ident is not None and any(s["identity"] == ident for s in sugg["identities"]):
-            return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
-        return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
+        return self.finish(trace, cid, person, sugg["identities"])
 
     def start(self, order: str) -> Trace:
         trace = Trace(order)
@@ -259,23 +290,16 @@ class Annotator:
             return self.act(trace, "place" if same else "no", merge_queue.answer_face, item.cluster,
                             self.version(item.cluster), item.face, same)
         trace.clusters_visited += 1
-        cid = item.cluster
-        person, outliers = self.majority(cid)
-        if outliers and not self.act(trace, "reject", review.reject, cid, self.version(cid), outliers):
-            return False
-        ident = self.known.get(person or "")
-        if ident is not None:
-            sugg = suggestions(Cluster.objects.get(pk=cid), k=self.k)
-            if any(s["identity"] == ident for s in sugg["identities"]):
-                return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
-        return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
+        return self.finish(trace, item.cluster, self.majority(item.cluster)[0])
 
 
-def oracle_curve(quality: Quality, max_actions: int, target: float | None = None) -> list[float]:
-    """The perfect greedy annotator's pairwise F on the run as computed (best merge or clean-up each step)."""
+def oracle_curve(quality: Quality, max_actions: int, target: float | None = None, split: bool = True) -> list[float]:
+    """The perfect greedy annotator's pairwise F on the run as computed (best merge or clean-up each step),
+    with the simulated person's clean-up (``split``: other people's faces split off together) or the
+    issue's (every stray a singleton)."""
     from pipeline.review.oracle import greedy_oracle
 
-    return greedy_oracle(quality.truth, quality.computed, max_actions=max_actions, target=target)
+    return greedy_oracle(quality.truth, quality.computed, max_actions=max_actions, target=target, split=split)
 
 
 def reset_review(run: PipelineRun) -> None:

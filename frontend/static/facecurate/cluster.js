@@ -225,6 +225,12 @@
         const out = await act("reject", {faces: ids});
         if (out) { dropFaces(ids); say("Rejected " + ids.length + " face(s): they left the cluster.", "ok"); }
       },
+      reject_confirm: async () => {
+        if (!needSel()) return;
+        const ids = selectedIds();
+        const out = await act("reject", {faces: ids, confirm: true});
+        if (out) { dropFaces(ids); say("Rejected " + ids.length + " face(s) and confirmed the rest as one person. u undoes both; n goes on.", "ok"); }
+      },
       split: async () => {
         if (!needSel()) return;
         const ids = selectedIds();
@@ -451,7 +457,7 @@
         a: () => { faces.forEach((f) => selected.add(f.id)); updateSel(); },
         o: () => showPhoto(faces[focus]),
         c: () => actions.confirm(), C: () => nameInput.focus(),
-        r: () => actions.reject(), Delete: () => actions.reject(), s: () => actions.split(),
+        r: () => actions.reject(), Delete: () => actions.reject(), R: () => actions.reject_confirm(), s: () => actions.split(),
         m: () => actions.move(), g: () => actions.merge(), f: () => actions.not_a_face(), z: () => actions.skip(),
         n: () => actions.next(), p: () => actions.prev(), u: () => actions.undo(), i: () => search.focus(),
       };

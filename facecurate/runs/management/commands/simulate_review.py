@@ -60,10 +60,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}: stopped ({trace.stopped}) after {len(trace.actions)} actions, "
                                   f"F {trace.pairwise_f[0]:.4f} -> {trace.pairwise_f[-1]:.4f}; {summaries[name]}")
         reset_review(obj)
-        oracle = oracle_curve(quality, max_actions, target=stop_at)
-        summaries["oracle"] = {"order": "oracle", "actions": len(oracle) - 1, "final_pairwise_f": oracle[-1],
-                               **{f"actions_to_pairwise_f_{t}": _first(oracle, t) for t in targets}}
-        curves["oracle"] = _decimate(oracle)
+        # oracle: the person's clean-up (strays of one person split off together); oracle_reject: every
+        # stray a singleton (the first oracle)
+        for key, split in (("oracle", True), ("oracle_reject", False)):
+            oracle = oracle_curve(quality, max_actions, target=stop_at, split=split)
+            summaries[key] = {"order": key, "actions": len(oracle) - 1, "final_pairwise_f": oracle[-1],
+                              **{f"actions_to_pairwise_f_{t}": _first(oracle, t) for t in targets}}
+            curves[key] = _decimate(oracle)
         obj.refresh_from_db()
         result = {"max_actions": max_actions, "passes": passes, "targets": targets, "curves": curves,
                   "summaries": summaries}
@@ -72,7 +75,7 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(_dumps({"run": obj.pk, "summaries": summaries}))
         else:
-            self.stdout.write(f"oracle: {summaries['oracle']}")
+            self.stdout.write(f"oracle: {summaries['oracle']}\noracle_reject: {summaries['oracle_reject']}")
 
 
 def _dumps(x) -> str:
