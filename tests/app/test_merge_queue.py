@@ -180,7 +180,7 @@ def test_review_queue_offers_a_cluster_with_all_its_likely_partners_and_one_answ
 
 
 def test_review_queue_shows_a_rejected_face_with_its_likely_clusters_for_one_decision(mq):
-    from facecurate.runs.models import ReviewAction, RunFace
+    from facecurate.runs.models import Cluster, ReviewAction, RunFace
     from facecurate.runs.services import merge_queue, review
 
     run, c, user = mq["run"], mq["clusters"], mq["user"]
@@ -195,7 +195,10 @@ def test_review_queue_shows_a_rejected_face_with_its_likely_clusters_for_one_dec
     merge_queue.answer_face_group(user, outlier, others, None)  # none of the rest is its person
     assert ReviewAction.objects.filter(run=run, kind="distinct").count() == len(others)
     item = next(i for i in merge_queue.review_items(run) if i.kind == "place" and i.face == outlier)
-    assert [o["id"] for o in item.others] == ids[:1]  # the ones answered no are not offered again
+    offered = [o["id"] for o in item.others]
+    assert ids[0] in offered and not set(offered) & set(ids[1:])  # the ones answered no are not offered again
+    live = set(Cluster.objects.filter(run=run, size__gt=0).values_list("id", flat=True))
+    assert set(offered) == live - set(ids[1:])  # the next nearest ones are, up to PLACE_K
     merge_queue.answer_face_group(user, outlier, [{"id": ids[0], "version": _c(ids[0]).version}], ids[0])
     assert RunFace.objects.get(pk=outlier).cluster_id == ids[0]
     assert not [i for i in merge_queue.review_items(run) if i.kind == "place"]
@@ -269,3 +272,22 @@ def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
     item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
     own = list(RunFace.objects.filter(cluster=c[0]).exclude(pk__in=half).values_list("p_minus", flat=True))
     assert item.gain == pytest.approx(cleanup_gain([*own, *[0.0] * len(half)])[0])
+
+
+def test_when_every_candidate_is_answered_the_queue_goes_past_the_answered_ones(mq, monkeypatch):
+    import numpy as np
+
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run: [])
+    monkeypatch.setattr(merge_queue, "PAIR_K", 1)  # each cluster paired with its nearest one only
+    none = {**merge_queue.candidates(run), "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "prob": np.zeros(0)}
+    monkeypatch.setattr(merge_queue, "candidates", lambda run: none)  # the build-time kNN found nothing
+    assert [i.cluster for i in merge_queue.review_items(run)]  # the deep pass pairs every cluster now
+    for x in merge_queue.review_items(run):  # answer no to every pair it offers, once
+        for o in x.others:
+            if {x.cluster, o["id"]} not in ({c[0].pk, h[0].pk}, {c[1].pk, h[1].pk}):
+                review.distinct(user, x.cluster, other_cluster_id=o["id"])
+    pairs = {frozenset((i.cluster, o["id"])) for i in merge_queue.review_items(run) for o in i.others}
+    assert frozenset((c[0].pk, h[0].pk)) in pairs and frozenset((c[1].pk, h[1].pk)) in pairs

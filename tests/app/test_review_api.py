@@ -101,6 +101,26 @@ def test_reject_takes_faces_out_never_deletes(rv, annotator_client):
     assert_consistent(rv["run"])
 
 
+def test_reject_and_confirm_the_rest_is_one_action(rv, annotator_client):
+    from facecurate.runs.models import ReviewAction, RunFace
+
+    c = rv["clusters"][2]
+    out = rv["outliers"][c.pk]
+    resp = annotator_client.post(f"/api/clusters/{c.pk}/reject/", {"version": 1, "faces": [out], "confirm": True},
+                                 format="json")
+    assert resp.status_code == 200, resp.content
+    assert RunFace.objects.get(pk=out).excluded == "rejected"
+    c2 = _c(c.pk)
+    assert c2.size == c.size - 1 and c2.review_state == "confirmed" and c2.reviewed_by.username == "anna"
+    a = ReviewAction.objects.get(pk=resp.json()["action"]["id"])
+    assert a.kind == "reject" and ReviewAction.objects.filter(run=rv["run"]).count() == 1
+    assert resp.json()["action"]["summary"] == f"rejected 1 face(s) from cluster {c.pk} and confirmed the rest"
+    bad = annotator_client.post(f"/api/clusters/{c.pk}/reject/", {"version": c2.version, "faces": [out],
+                                                                   "confirm": "perhaps"}, format="json")
+    assert bad.status_code == 400
+    assert_consistent(rv["run"])
+
+
 def test_move_to_another_cluster(rv, annotator_client):
     a, b = rv["clusters"][0], rv["clusters"][1]
     out = rv["outliers"][a.pk]

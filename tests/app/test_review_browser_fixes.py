@@ -168,3 +168,20 @@ def test_merging_a_confirmed_cluster_asks_and_an_emptied_cluster_says_so(ui_run,
         page.wait_for_selector("#identities li")
         assert "no labeled set" not in page.inner_text("#identities")
         assert page.is_disabled("#toolbar button[data-act=confirm]")
+
+
+def test_shift_r_rejects_the_selection_and_confirms_the_rest_in_one_undoable_action(ui_run, live_server):
+    url, run_id, cid = live_server.url, ui_run["run"], ui_run["clusters"][1]
+    with browser_page(live_server, [], {"accept": False}) as page:
+        _open(page, url, cid)
+        page.keyboard.press("x")  # the focused face: the most doubtful, the planted stray
+        page.keyboard.press("Shift+R")
+        page.wait_for_selector("[data-testid=msg]:has-text('confirmed the rest')")
+        c = _cluster(page, cid)
+        assert c["review_state"] == "confirmed" and c["size"] == 11
+        acts = _actions(page, run_id)
+        assert len(acts) == 1 and acts[0][0] == "reject" and acts[0][2].endswith("and confirmed the rest")
+        page.keyboard.press("u")
+        page.wait_for_selector("[data-testid=msg]:has-text('Undone')")
+        c = _cluster(page, cid)
+        assert c["review_state"] == "pending" and c["size"] == 12

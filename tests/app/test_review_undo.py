@@ -26,6 +26,7 @@ def _do(rv, client, kind):
     url, body = {
         "confirm": (f"{a.pk}/confirm/", {"version": 1, "name": "x"}),
         "reject": (f"{a.pk}/reject/", {"version": 1, "faces": faces}),
+        "reject_confirm": (f"{a.pk}/reject/", {"version": 1, "faces": faces, "confirm": True}),
         "move": (f"{a.pk}/move/", {"version": 1, "faces": faces, "target": b.pk}),
         "split": (f"{a.pk}/split/", {"version": 1, "faces": _members(a)[:4]}),
         "merge": (f"{a.pk}/merge/", {"version": 1, "other": b.pk}),
@@ -38,7 +39,7 @@ def _do(rv, client, kind):
     return resp.json()
 
 
-@pytest.mark.parametrize("kind", ["confirm", "reject", "move", "split", "merge", "assign", "assign_new", "not_a_face"])
+@pytest.mark.parametrize("kind", ["confirm", "reject", "reject_confirm", "move", "split", "merge", "assign", "assign_new", "not_a_face"])
 def test_undo_puts_back_exactly_what_changed(rv, annotator_client, kind):
     from facecurate.datasets.models import Identity
     from facecurate.runs.models import Cluster, ReviewAction

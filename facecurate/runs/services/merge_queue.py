@@ -18,6 +18,7 @@ on training identities) are not offered.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -125,7 +126,7 @@ def _live(run: PipelineRun) -> dict[int, Cluster]:
 
 
 def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pairs: set, now=None,
-                        floor: float | None = None) -> dict[tuple, float]:
+                        floor: float | None = None, deep: bool = False) -> dict[tuple, float]:
     """Open candidate pairs (a < b, both live, not answered no) with their probability, those under the
     probability floor left out. A cluster review changed (merged into, cleaned, placed into, confirmed)
     is paired again with its nearest live clusters as they are now, and every pair it is in is scored
@@ -140,9 +141,11 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
         if a != b and a in live and b in live and key not in no_pairs:
             best[key] = max(best.get(key, 0.0), q)
     changed = {c for c, x in live.items() if x.version > 1 or x.number is None}  # number None: made in review
+    if deep:  # every live cluster with its nearest clusters now, as many more as it has answered no
+        changed = set(live)
     if changed:
         now = now or _current(run, live)
-        for key in _fresh_pairs(now, changed):
+        for key in _fresh_pairs(now, changed, _deeper(no_pairs) if deep else None):
             if key not in no_pairs:
                 best.setdefault(key, 0.0)
         best = _rescored(now, best, changed)
@@ -166,17 +169,18 @@ def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
     return items
 
 
-def group_items(run: PipelineRun, floor: float | None = None) -> list[Item]:
+def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False) -> list[Item]:
     """Merge groups (a cluster with all its likely partners, one decision) and rejected faces, each
     with its likely clusters (one decision: the one that is its person, or none). ``floor``: the
-    probability under which pairs are left out (the model's ``p_min`` by default)."""
+    probability under which pairs are left out (the model's ``p_min`` by default); ``deep``: every
+    live cluster paired again with its nearest clusters now, past the ones answered no."""
     from pipeline.review.gain import merge_groups
 
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
     now = _current(run, live)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now, floor)
+    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now, floor, deep)
     sizes = {c: x.size for c, x in live.items()}
     items = [Item("merge", a, partners[0][0], probability=partners[0][1], gain=gain,
                   others=[{"id": b, "probability": q} for b, q in partners])
@@ -209,14 +213,24 @@ def _current(run: PipelineRun, live: dict) -> _Now:
                 cids, np.array([0.0 if r[3] is None else r[3] for r in rows], np.float64), emb)
 
 
-def _fresh_pairs(now: _Now, changed: set[int]) -> set[tuple]:
-    """Each changed cluster with its nearest live clusters as they are now (a < b)."""
+PAIR_K, DEEP_MAX = 10, 40  # nearest clusters paired with a changed one; at most this many when going deeper
+
+
+def _deeper(no_pairs: set) -> int:
+    """How many nearest clusters to pair each cluster with so that the most answered one still has
+    PAIR_K open ones (at most DEEP_MAX)."""
+    nos = Counter(c for pair in no_pairs for c in pair)
+    return min(PAIR_K + max(nos.values(), default=0), DEEP_MAX)
+
+
+def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None) -> set[tuple]:
+    """Each changed cluster with its ``k`` nearest live clusters as they are now (a < b)."""
     from pipeline.review.candidates import cluster_pairs
 
     only = [i for i, c in enumerate(now.cids.tolist()) if c in changed]
     if not only or len(now.cids) < 2:
         return set()
-    pairs, _ = cluster_pairs(now.emb, now.lab, now.p, only=only)
+    pairs, _ = cluster_pairs(now.emb, now.lab, now.p, k=k or PAIR_K, only=only)
     return {(min(a, b), max(a, b)) for a, b in now.cids[pairs].tolist()}
 
 
@@ -232,13 +246,15 @@ def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None) -> dic
     rows = np.flatnonzero((now.lab < 0) & ((now.rf == face) if face is not None else True))
     if not len(rows) or not len(now.cids):
         return {}
-    place, feats = face_placements(now.emb, now.lab, k=PLACE_K, p_minus=now.p, rows=rows)
+    nos = Counter(f for f, _ in no_faces)  # a face answered no for its nearest is offered the next ones
+    depth = min(PLACE_K + max((nos[int(now.rf[r])] for r in rows), default=0), DEEP_MAX)
+    place, feats = face_placements(now.emb, now.lab, k=depth, p_minus=now.p, rows=rows)
     q = probability(feats[rows].reshape(-1, feats.shape[-1])).reshape(len(rows), -1)
     out = {}
     for i, row in enumerate(rows.tolist()):
         rf = int(now.rf[row])
         offers = [(int(now.cids[c]), float(x)) for c, x in zip(place[row].tolist(), q[i].tolist())
-                  if c >= 0 and (rf, int(now.cids[c])) not in no_faces]
+                  if c >= 0 and (rf, int(now.cids[c])) not in no_faces][:PLACE_K]
         out[rf] = sorted(offers, key=lambda o: (-o[1], o[0]))
     return out
 
@@ -301,6 +317,8 @@ def review_items(run: PipelineRun) -> list[Item]:
     items = group_items(run) + clean_items(run)
     if not items:
         items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
+    if not items:  # every candidate answered: each cluster's next nearest ones, past those answered no
+        items = [i for i in group_items(run, floor=0.0, deep=True) if i.kind == "merge"]
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items
