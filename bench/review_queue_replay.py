@@ -127,6 +127,7 @@ class Replay:
         for c in live:
             if self.state[c] == "pending":
                 fixed, actions = gain.cleanup_gain(self.p_clean[self.members(c)])
+                actions = self.opts.get("clean_actions", actions)  # a trial: every clean-up one action
                 if fixed < self.opts.get("clean_min", gain.CLEAN_MIN):
                     continue
                 out.append((fixed / actions, "clean", c, None, fixed, actions))

@@ -173,7 +173,9 @@ def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False
     """Merge groups (a cluster with all its likely partners, one decision) and rejected faces, each
     with its likely clusters (one decision: the one that is its person, or none). ``floor``: the
     probability under which pairs are left out (the model's ``p_min`` by default); ``deep``: every
-    live cluster paired again with its nearest clusters now, past the ones answered no."""
+    live cluster paired again with its nearest clusters now, and every rejected face offered its
+    nearest ones, past the ones answered no (the queue's last resort: on lfw16_train, offering them
+    earlier cost 13 actions, 421 -> 434)."""
     from pipeline.review.gain import merge_groups
 
     cand, resolve = candidates(run), _resolver(run)
@@ -188,7 +190,7 @@ def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False
     return items + [Item("place", offers[0][0], face=rf, probability=offers[0][1],
                          gain=float(sum(q * sizes[c] for c, q in offers)),
                          others=[{"id": c, "probability": q} for c, q in offers])
-                    for rf, offers in _place_offers(now, live, no_faces, None).items() if offers]
+                    for rf, offers in _place_offers(now, live, no_faces, None, deep).items() if offers]
 
 
 @dataclass
@@ -237,7 +239,7 @@ def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None) -> set[tupl
 PLACE_K = 5  # a rejected face is shown with its nearest live clusters, this many (3 and 5 tried on the training sets: 5)
 
 
-def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None) -> dict[int, list]:
+def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None, deep: bool = False) -> dict[int, list]:
     """Each rejected face (or just ``face``): its likely live clusters as they are now, not answered no,
     most likely first: {run-face: [(cluster, q), ...]}."""
     from pipeline.review.candidates import face_placements
@@ -246,8 +248,8 @@ def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None) -> dic
     rows = np.flatnonzero((now.lab < 0) & ((now.rf == face) if face is not None else True))
     if not len(rows) or not len(now.cids):
         return {}
-    nos = Counter(f for f, _ in no_faces)  # a face answered no for its nearest is offered the next ones
-    depth = min(PLACE_K + max((nos[int(now.rf[r])] for r in rows), default=0), DEEP_MAX)
+    nos = Counter(f for f, _ in no_faces)  # deep: a face answered no for its nearest is offered the next ones
+    depth = min(PLACE_K + max((nos[int(now.rf[r])] for r in rows), default=0), DEEP_MAX) if deep else PLACE_K
     place, feats = face_placements(now.emb, now.lab, k=depth, p_minus=now.p, rows=rows)
     q = probability(feats[rows].reshape(-1, feats.shape[-1])).reshape(len(rows), -1)
     out = {}
@@ -312,13 +314,14 @@ def _moved_by_review(run: PipelineRun) -> set[int]:
 
 def review_items(run: PipelineRun) -> list[Item]:
     """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
-    Once nothing above the probability floor is left, the merge groups under it, most gain first: the
-    queue does not run dry while the person is still reviewing."""
+    Once nothing above the probability floor is left, the merge groups under it, most gain first; once
+    those are answered too, each cluster's and rejected face's next nearest clusters past the ones
+    answered no: the queue does not run dry while the person is still reviewing."""
     items = group_items(run) + clean_items(run)
     if not items:
         items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
-    if not items:  # every candidate answered: each cluster's next nearest ones, past those answered no
-        items = [i for i in group_items(run, floor=0.0, deep=True) if i.kind == "merge"]
+    if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters
+        items = group_items(run, floor=0.0, deep=True)
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items
