@@ -252,7 +252,7 @@ def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left
 
     run, c, h = mq["run"], mq["clusters"], mq["halves"]
     monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
-    monkeypatch.setattr(merge_queue, "clean_items", lambda run: [])
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, deep=False: [])
     assert not merge_queue.group_items(run)
     items = merge_queue.review_items(run)
     assert items and all(i.kind == "merge" for i in items)
@@ -280,7 +280,7 @@ def test_when_every_candidate_is_answered_the_queue_goes_past_the_answered_ones(
     from facecurate.runs.services import merge_queue, review
 
     run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
-    monkeypatch.setattr(merge_queue, "clean_items", lambda run: [])
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, deep=False: [])
     monkeypatch.setattr(merge_queue, "PAIR_K", 1)  # each cluster paired with its nearest one only
     none = {**merge_queue.candidates(run), "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "prob": np.zeros(0)}
     monkeypatch.setattr(merge_queue, "candidates", lambda run: none)  # the build-time kNN found nothing
@@ -291,3 +291,20 @@ def test_when_every_candidate_is_answered_the_queue_goes_past_the_answered_ones(
                 review.distinct(user, x.cluster, other_cluster_id=o["id"])
     pairs = {frozenset((i.cluster, o["id"])) for i in merge_queue.review_items(run) for o in i.others}
     assert frozenset((c[0].pk, h[0].pk)) in pairs and frozenset((c[1].pk, h[1].pk)) in pairs
+
+
+def test_the_last_resort_cleans_what_merges_brought_in(mq):
+    """A stray that came in with a merged cluster counts as right in the clean-ups (a person put it
+    there), and a confirmed cluster is not cleaned again: once nothing else is left, both are offered."""
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    review.confirm(user, c[0].pk, _c(c[0].pk).version)
+    assert c[0].pk not in {i.cluster for i in merge_queue.clean_items(run, deep=True)}  # confirmed, unchanged
+    review.merge(user, c[0].pk, _c(c[0].pk).version, c[1].pk)  # c[1] holds a planted stray
+    assert _c(c[0].pk).review_state == "confirmed"
+    assert c[0].pk not in {i.cluster for i in merge_queue.clean_items(run)}
+    deep = {i.cluster: i for i in merge_queue.clean_items(run, deep=True)}
+    assert c[0].pk in deep and deep[c[0].pk].gain > 1.0  # the stray at its own p- (0.9)
+    review.confirm(user, c[0].pk, _c(c[0].pk).version)  # looked at again: off the list
+    assert c[0].pk not in {i.cluster for i in merge_queue.clean_items(run, deep=True)}

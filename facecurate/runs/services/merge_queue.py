@@ -278,23 +278,29 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
     return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
 
 
-def clean_items(run: PipelineRun) -> list[Item]:
+def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
     """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
     expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
     person placed, that came in with a cluster a person merged in, or that a person split off with others
     of its person, counts as right (p- 0): its p- was about the cluster the clusterer put it in, and a
-    person has since put it where it is."""
+    person has since put it where it is. ``deep`` (the queue's last resort): every face at its own p-
+    (a merged-in cluster brings its strays along), every pending cluster expected to hold any wrong
+    pair, and the confirmed clusters changed since their confirm (merges into them)."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
 
-    placed = _moved_by_review(run)
+    placed = set() if deep else _moved_by_review(run)
+    states = [Cluster.Review.PENDING, Cluster.Review.CONFIRMED] if deep else [Cluster.Review.PENDING]
     by: dict[int, list] = {}
-    for rf, cid, p in RunFace.objects.filter(run=run, cluster__review_state=Cluster.Review.PENDING) \
-            .values_list("id", "cluster_id", "p_minus"):
+    for rf, cid, p, state, changed, reviewed in RunFace.objects.filter(
+            run=run, cluster__review_state__in=states).values_list(
+            "id", "cluster_id", "p_minus", "cluster__review_state", "cluster__changed_at", "cluster__reviewed_at"):
+        if state == Cluster.Review.CONFIRMED and not (changed and reviewed and changed > reviewed):
+            continue
         by.setdefault(cid, []).append(0.0 if rf in placed else (np.nan if p is None else p))
     items = []
     for cid, ps in by.items():
         fixed, actions = cleanup_gain(ps)
-        if worth_cleaning(fixed):
+        if (fixed > 0) if deep else worth_cleaning(fixed):
             items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
     return items
@@ -316,12 +322,14 @@ def review_items(run: PipelineRun) -> list[Item]:
     """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
     Once nothing above the probability floor is left, the merge groups under it, most gain first; once
     those are answered too, each cluster's and rejected face's next nearest clusters past the ones
-    answered no: the queue does not run dry while the person is still reviewing."""
+    answered no, and every clean-up that may still find a stray (``clean_items(deep=True)``): the queue
+    does not run dry while the person is still reviewing."""
     items = group_items(run) + clean_items(run)
     if not items:
         items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
-    if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters
-        items = group_items(run, floor=0.0, deep=True)
+    if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters,
+        # and the clean-ups left: strays merged in with their cluster, merges into confirmed clusters
+        items = group_items(run, floor=0.0, deep=True) + clean_items(run, deep=True)
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items

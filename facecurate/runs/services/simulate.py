@@ -159,15 +159,22 @@ class Annotator:
         """The faces of other people out of cluster ``cid``: each other person with at least two faces
         here split off together (one action each), the single ones rejected (one action; with
         ``confirm_rest`` the same action confirms the faces left, as the cluster page's R does)."""
-        by: dict[str, list[int]] = {}
-        for f in outliers:
-            by.setdefault(self.quality.truth_by_rf.get(f, f"?{f}"), []).append(f)
-        singles = [f for faces in by.values() if len(faces) == 1 for f in faces]
+        by = self._by_person(outliers)
+        singles = self._singles(outliers)
         for person in sorted(by):
             if len(by[person]) > 1 and not self.act(trace, "split", review.split, cid, self.version(cid), by[person]):
                 return False
         return not singles or self.act(trace, "reject_confirm" if confirm_rest else "reject", review.reject, cid,
                                        self.version(cid), singles, confirm_rest)
+
+    def _by_person(self, faces: list[int]) -> dict[str, list[int]]:
+        by: dict[str, list[int]] = {}
+        for f in faces:
+            by.setdefault(self.quality.truth_by_rf.get(f, f"?{f}"), []).append(f)
+        return by
+
+    def _singles(self, faces: list[int]) -> list[int]:
+        return [f for group in self._by_person(faces).values() if len(group) == 1 for f in group]
 
     def finish(self, trace: Trace, cid: int, person: str | None, identities=None) -> bool:
         """The last decision on a cluster: the faces of other people still in it taken out, then it is
@@ -183,8 +190,8 @@ class Annotator:
             return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
         if outliers and not self.take_out(trace, cid, outliers, confirm_rest=True):
             return False
-        if Cluster.objects.filter(pk=cid, review_state=Cluster.Review.CONFIRMED).exists():
-            return True
+        if self._singles(outliers):
+            return True  # their reject confirmed the rest
         return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
 
     def version(self, cluster_id: int) -> int:
@@ -259,9 +266,12 @@ class Annotator:
             if not items:
                 trace.stopped = "queue_exhausted"
                 return
+            done = len(trace.actions)
             if not self.take(trace, items[0]):
                 trace.stopped = "limit"
                 return
+            if len(trace.actions) == done:
+                raise RuntimeError(f"queue item {items[0]} was taken without an action: the queue would not move")
 
     def take(self, trace: Trace, item) -> bool:
         """One queue item, as a person answers it (one action per decision)."""
