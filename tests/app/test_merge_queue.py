@@ -298,7 +298,7 @@ def test_the_last_resort_cleans_what_merges_brought_in(mq):
     there), and a confirmed cluster is not cleaned again: once nothing else is left, both are offered."""
     from facecurate.runs.services import merge_queue, review
 
-    run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
     review.confirm(user, c[0].pk, _c(c[0].pk).version)
     assert c[0].pk not in {i.cluster for i in merge_queue.clean_items(run, deep=True)}  # confirmed, unchanged
     review.merge(user, c[0].pk, _c(c[0].pk).version, c[1].pk)  # c[1] holds a planted stray
