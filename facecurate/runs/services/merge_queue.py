@@ -153,44 +153,57 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
     return {k: q for k, q in best.items() if q >= floor}
 
 
-def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
-    """The merge queue: cluster pairs and rejected faces against their likely clusters, most gain first
-    (``face``: only that rejected face's offers)."""
+@dataclass
+class _Review:
+    """What review has done to a run so far, read once per listing of the queue."""
+    cand: dict
+    resolve: object  # cluster id -> the live cluster it was merged into
+    live: dict
+    no_pairs: set
+    no_faces: set
+    now: "_Now"
+
+
+def _review(run: PipelineRun) -> _Review:
     cand, resolve = candidates(run), _resolver(run)
     live = _live(run)
     no_pairs, no_faces = _answered(run, resolve)
-    now = _current(run, live)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now) if face is None else {}
-    items = [Item("merge", a, b, probability=q, gain=float(q * live[a].size * live[b].size))
+    return _Review(cand, resolve, live, no_pairs, no_faces, _current(run, live))
+
+
+def merge_items(run: PipelineRun, face: int | None = None) -> list[Item]:
+    """The merge queue: cluster pairs and rejected faces against their likely clusters, most gain first
+    (``face``: only that rejected face's offers)."""
+    r = _review(run)
+    best = _pair_probabilities(run, r.cand, r.resolve, r.live, r.no_pairs, r.now) if face is None else {}
+    items = [Item("merge", a, b, probability=q, gain=float(q * r.live[a].size * r.live[b].size))
              for (a, b), q in best.items()]
-    items += [Item("place", c, face=rf, probability=q, gain=float(q * live[c].size))
-              for rf, offers in _place_offers(now, live, no_faces, face).items() for c, q in offers]
+    items += [Item("place", c, face=rf, probability=q, gain=float(q * r.live[c].size))
+              for rf, offers in _place_offers(r.now, r.live, r.no_faces, face).items() for c, q in offers]
     items.sort(key=lambda it: (-it.per_action, it.cluster, it.other or 0, it.face or 0))
     return items
 
 
-def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False) -> list[Item]:
+def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False,
+                r: _Review | None = None) -> list[Item]:
     """Merge groups (a cluster with all its likely partners, one decision) and rejected faces, each
     with its likely clusters (one decision: the one that is its person, or none). ``floor``: the
     probability under which pairs are left out (the model's ``p_min`` by default); ``deep``: every
     live cluster paired again with its nearest clusters now, and every rejected face offered its
     nearest ones, past the ones answered no (the queue's last resort: on lfw16_train, offering them
-    earlier cost 13 actions, 421 -> 434)."""
+    earlier cost 13 actions, 421 -> 434); ``r``: the review state, when the caller has read it."""
     from pipeline.review.gain import merge_groups
 
-    cand, resolve = candidates(run), _resolver(run)
-    live = _live(run)
-    no_pairs, no_faces = _answered(run, resolve)
-    now = _current(run, live)
-    best = _pair_probabilities(run, cand, resolve, live, no_pairs, now, floor, deep)
-    sizes = {c: x.size for c, x in live.items()}
+    r = r or _review(run)
+    best = _pair_probabilities(run, r.cand, r.resolve, r.live, r.no_pairs, r.now, floor, deep)
+    sizes = {c: x.size for c, x in r.live.items()}
     items = [Item("merge", a, partners[0][0], probability=partners[0][1], gain=gain,
                   others=[{"id": b, "probability": q} for b, q in partners])
              for gain, a, partners in merge_groups(((a, b, q) for (a, b), q in best.items()), sizes)]
     return items + [Item("place", offers[0][0], face=rf, probability=offers[0][1],
                          gain=float(sum(q * sizes[c] for c, q in offers)),
                          others=[{"id": c, "probability": q} for c, q in offers])
-                    for rf, offers in _place_offers(now, live, no_faces, None, deep).items() if offers]
+                    for rf, offers in _place_offers(r.now, r.live, r.no_faces, None, deep).items() if offers]
 
 
 @dataclass
@@ -218,11 +231,16 @@ def _current(run: PipelineRun, live: dict) -> _Now:
 PAIR_K, DEEP_MAX = 10, 40  # nearest clusters paired with a changed one; at most this many when going deeper
 
 
+def _past_answered(k: int, answered: Counter, keys) -> int:
+    """How many nearest clusters to look at so that the most answered of ``keys`` (by ``answered``,
+    its "no"s) still has ``k`` open ones: at most DEEP_MAX."""
+    return min(k + max((answered[x] for x in keys), default=0), DEEP_MAX)
+
+
 def _deeper(no_pairs: set) -> int:
-    """How many nearest clusters to pair each cluster with so that the most answered one still has
-    PAIR_K open ones (at most DEEP_MAX)."""
+    """Nearest clusters to pair each cluster with, past the pairs answered no."""
     nos = Counter(c for pair in no_pairs for c in pair)
-    return min(PAIR_K + max(nos.values(), default=0), DEEP_MAX)
+    return _past_answered(PAIR_K, nos, nos)
 
 
 def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None) -> set[tuple]:
@@ -249,7 +267,7 @@ def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None, deep: 
     if not len(rows) or not len(now.cids):
         return {}
     nos = Counter(f for f, _ in no_faces)  # deep: a face answered no for its nearest is offered the next ones
-    depth = min(PLACE_K + max((nos[int(now.rf[r])] for r in rows), default=0), DEEP_MAX) if deep else PLACE_K
+    depth = _past_answered(PLACE_K, nos, now.rf[rows].tolist()) if deep else PLACE_K
     place, feats = face_placements(now.emb, now.lab, k=depth, p_minus=now.p, rows=rows)
     q = probability(feats[rows].reshape(-1, feats.shape[-1])).reshape(len(rows), -1)
     out = {}
@@ -324,12 +342,13 @@ def review_items(run: PipelineRun) -> list[Item]:
     those are answered too, each cluster's and rejected face's next nearest clusters past the ones
     answered no, and every clean-up that may still find a stray (``clean_items(deep=True)``): the queue
     does not run dry while the person is still reviewing."""
-    items = group_items(run) + clean_items(run)
+    r = _review(run)  # read once for the passes below
+    items = group_items(run, r=r) + clean_items(run)
     if not items:
-        items = [i for i in group_items(run, floor=0.0) if i.kind == "merge"]
+        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"]
     if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters,
         # and the clean-ups left: strays merged in with their cluster, merges into confirmed clusters
-        items = group_items(run, floor=0.0, deep=True) + clean_items(run, deep=True)
+        items = group_items(run, floor=0.0, deep=True, r=r) + clean_items(run, deep=True)
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items

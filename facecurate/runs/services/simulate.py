@@ -160,7 +160,7 @@ class Annotator:
         here split off together (one action each), the single ones rejected (one action; with
         ``confirm_rest`` the same action confirms the faces left, as the cluster page's R does)."""
         by = self._by_person(outliers)
-        singles = self._singles(outliers)
+        singles = _singles(by)
         for person in sorted(by):
             if len(by[person]) > 1 and not self.act(trace, "split", review.split, cid, self.version(cid), by[person]):
                 return False
@@ -172,9 +172,6 @@ class Annotator:
         for f in faces:
             by.setdefault(self.quality.truth_by_rf.get(f, f"?{f}"), []).append(f)
         return by
-
-    def _singles(self, faces: list[int]) -> list[int]:
-        return [f for group in self._by_person(faces).values() if len(group) == 1 for f in group]
 
     def finish(self, trace: Trace, cid: int, person: str | None, identities=None) -> bool:
         """The last decision on a cluster: the faces of other people still in it taken out, then it is
@@ -190,7 +187,7 @@ class Annotator:
             return self.act(trace, "assign", review.assign, cid, self.version(cid), ident)
         if outliers and not self.take_out(trace, cid, outliers, confirm_rest=True):
             return False
-        if self._singles(outliers):
+        if _singles(self._by_person(outliers)):
             return True  # their reject confirmed the rest
         return self.act(trace, "confirm", review.confirm, cid, self.version(cid))
 
@@ -301,6 +298,11 @@ class Annotator:
                             self.version(item.cluster), item.face, same)
         trace.clusters_visited += 1
         return self.finish(trace, item.cluster, self.majority(item.cluster)[0])
+
+
+def _singles(by_person: dict[str, list[int]]) -> list[int]:
+    """The faces that are the only one of their person."""
+    return [f for group in by_person.values() if len(group) == 1 for f in group]
 
 
 def oracle_curve(quality: Quality, max_actions: int, target: float | None = None, split: bool = True) -> list[float]:
