@@ -1,8 +1,11 @@
 """Fit the merge queue's model (pipeline/review/merge_model.json) on dev data and draw review curves.
 
 Fitted on the LFW training identities only (bench/review_devsets.py: LFW people with >= 6 photos,
-aligned, downscaled to 20 px and 16 px and back; split by identity with a seeded hash, the held-out
-people and glint-sample are never seen here). Each set is clustered with the default method (Infomap),
+aligned, downscaled to 20 px and 16 px and back, their first 10 photos and (``w``) their first 60, and
+at full resolution with up to 60; split by identity with a seeded hash, the held-out people and
+glint-sample are never seen here). The sets with up to 60 photos a person keep the model from learning
+from the cap that a cluster of 10 is a whole person (clusters in the wild are larger: glint-sample has
+58 photos a person), and the full-resolution one shows it cosines at the scale of a sharp photo. Each set is clustered with the default method (Infomap),
 p- computed as the app computes it, and the centroid-kNN candidate pairs labelled "same person" when
 their majority persons agree. The L2 strength is chosen by log-loss on an inner split of the training
 identities (the candidate pairs of half of them, by a hash of the person's name), then the model is
@@ -24,7 +27,7 @@ from bench import review_devsets
 from pipeline.review import merge_model
 from pipeline.review.candidates import cluster_pairs
 
-SETS = ("lfw20_train", "lfw16_train")
+SETS = ("lfw20_train", "lfw16_train", "lfw20w_train", "lfw16w_train", "lfw112w_train")
 FLOOR_LOST = 0.01
 
 
@@ -80,7 +83,7 @@ def fit() -> dict:
     model, losses = merge_model.choose(x, y, inner)
     model["p_min"] = probability_floor(merge_model.predict(model, x), y, w, FLOOR_LOST)
     model["trained_on"] = {"sets": list(SETS), "pairs": int(len(y)), "same": int(y.sum()),
-                           "split": "LFW people with >= 6 photos, training identities only (review_devsets.lfw_split)",
+                           "split": "LFW people with >= 6 photos (up to 10 or, w, 60 each), training identities only (review_devsets.lfw_split)",
                            "inner_log_loss": {str(k): v for k, v in losses.items()}, "per_set": per_set,
                            "p_min_rule": f"largest floor dropping <= {FLOOR_LOST} of true merges' pairs",
                            "reliability": merge_model.reliability(y, merge_model.predict(model, x)),
@@ -89,6 +92,38 @@ def fit() -> dict:
     return model
 
 
+def stray_rows(d: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p-, cluster size, stray 0/1) of the faces in clusters of at least two faces; a stray is a face not
+    of its cluster's majority person."""
+    lab, truth = d["labels"], d["truth"]
+    size = np.bincount(lab[lab >= 0])[np.maximum(lab, 0)]
+    stray = np.zeros(len(lab))
+    for c in np.unique(lab[lab >= 0]):
+        m = np.flatnonzero(lab == c)
+        stray[m] = truth[m] != np.bincount(truth[m]).argmax()
+    keep = (lab >= 0) & (size >= 2)
+    return d["p"][keep], size[keep], stray[keep]
+
+
+def fit_strays(data: dict | None = None) -> dict:
+    """p- recalibrated into P(stray) (pipeline/review/stray_model.py) on the same training identities."""
+    from pipeline.review import stray_model
+
+    data = data or {name: clustered(name) for name in SETS}
+    p, n, y = (np.concatenate(v) for v in zip(*(stray_rows(data[name]) for name in SETS)))
+    model = stray_model.fit(p, n, y)
+    q = stray_model.predict(model, p, n)
+    table = merge_model.reliability(y, q)
+    raw = merge_model.reliability(y, p)
+    model["trained_on"] = {"sets": list(SETS), "faces": int(len(y)), "strays": int(y.sum()),
+                           "sum_p_minus": float(p.sum()), "sum_calibrated": float(q.sum()),
+                           "reliability_p_minus": raw, "reliability_calibrated": table,
+                           "command": "python -m bench.merge_queue fit"}
+    stray_model.MODEL_PATH.write_text(json.dumps(model, indent=1) + "\n")
+    return model
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["fit"]:
         print(json.dumps(fit(), indent=1))
+        print(json.dumps(fit_strays(), indent=1))

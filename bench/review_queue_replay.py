@@ -15,8 +15,8 @@ from collections import Counter
 import numpy as np
 
 from pipeline.clustering.metrics import pairwise_prf
-from pipeline.review import gain, merge_model
-from pipeline.review.candidates import cluster_pairs, face_placements, pair_features
+from pipeline.review import gain, merge_model, stray_model
+from pipeline.review.candidates import cluster_pairs, face_placements, neighbour_ranks, pair_features
 from pipeline.review.oracle import greedy_oracle
 
 KIND_ORDER = {"merge": 0, "place": 1, "clean": 2}
@@ -77,17 +77,18 @@ class Replay:
                 if (a, b) not in no:
                     best.setdefault((a, b), 0.0)
         redo = [k for k in best if k[0] in self.changed or k[1] in self.changed]
-        if redo:
-            ids = sorted({c for k in redo for c in k})
+        if redo:  # the service's _rescored: the pairs' features on the clusters as they are now
+            ids = sorted(live)
             pos = {c: i for i, c in enumerate(ids)}
-            members = [self.members(c) for c in ids]
+            order = np.argsort(self.lab, kind="stable")
+            bounds = np.searchsorted(self.lab[order], [ids, np.array(ids) + 1])
+            members = [order[lo:hi] for lo, hi in zip(*bounds)]
             cent = np.stack([self.emb[m].sum(0) for m in members])
             cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
             pmax = np.array([self.p[m].max() for m in members])
-            rows = np.concatenate(members)
-            local = [np.arange(sum(map(len, members[:i])), sum(map(len, members[:i + 1]))) for i in range(len(ids))]
-            feats = [pair_features(self.emb[rows], local, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
-                                   self.p[rows]) for a, b in redo]
+            ranks = neighbour_ranks(cent.astype(np.float32), [pos[c] for k in redo for c in k])
+            feats = [pair_features(self.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
+                                   self.p, ranks) for a, b in redo]
             best.update(zip(redo, merge_model.probability(np.array(feats)).tolist()))
         floor = merge_model.probability_floor() if floor is None else floor
         return {k: q for k, q in best.items() if q >= floor}
@@ -126,7 +127,8 @@ class Replay:
                 out.append((g, "place", top[0][0], (int(i), top), g, 1.0))
         for c in live:
             if self.state[c] == "pending":
-                fixed, actions = gain.cleanup_gain(self.p_clean[self.members(c)])
+                p = self.p_clean[self.members(c)]
+                fixed, actions = gain.cleanup_gain(stray_model.probability(p, len(p)))
                 actions = self.opts.get("clean_actions", actions)  # a trial: every clean-up one action
                 if fixed < self.opts.get("clean_min", gain.CLEAN_MIN):
                     continue

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURES = ("centroid_cos", "best_link", "median_link", "log_small", "log_large", "p_minus")
+FEATURES = ("centroid_cos", "best_link", "median_link", "log_small", "log_large", "p_minus", "rank_far", "rank_near")
 # best_link / median_link: the best member-to-member similarity, and the median over the smaller
 # cluster's members of each one's best similarity to the other, both over the members a cluster is
 # sure of (p- < TRUSTED; all of them where none is): a stray member does not link two people.
+# rank_far / rank_near: log of where each cluster stands among the other's nearest clusters by centroid
+# (1 = its nearest; RANK_CAP = not among its 10 nearest), the larger and the smaller of the two. A rank
+# reads the run's own scale, where a cosine means different things at 16 px and at full resolution: on
+# the training identities it lowered the inner log-loss on every set (lfw20 0.187 -> 0.179, lfw16
+# 0.272 -> 0.271, with up to 60 photos a person 0.207 -> 0.198 and 0.269 -> 0.265) and, fitted on the
+# low-resolution sets, on the full-resolution ones (0.0182 -> 0.0177).
 TRUSTED = 0.5
+RANK_CAP = 11
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -40,13 +47,36 @@ def _trusted(m: np.ndarray, p: np.ndarray) -> np.ndarray:
     return sure if len(sure) else m
 
 
-def pair_features(emb, members, pmax, a, b, cos, p=None) -> list[float]:
+def neighbour_ranks(cent: np.ndarray, rows) -> dict[int, dict[int, int]]:
+    """For each cluster in ``rows``: {other cluster: its rank among this one's nearest by centroid}, the
+    first RANK_CAP - 1 of them (1 = nearest)."""
+    rows = np.asarray(sorted({int(r) for r in rows}), np.int64)
+    if not len(rows):
+        return {}
+    idx, _ = _knn(cent[rows], cent, RANK_CAP + 1)
+    return {int(a): _positions(int(a), ids) for a, ids in zip(rows.tolist(), idx.tolist())}
+
+
+def _positions(a: int, ids) -> dict[int, int]:
+    others = [int(b) for b in ids if b >= 0 and b != a][:RANK_CAP - 1]
+    return {b: r for r, b in enumerate(others, 1)}
+
+
+def rank_features(ranks: dict, a: int, b: int) -> list[float]:
+    """[log of the larger, log of the smaller] of b's rank among a's nearest and a's among b's."""
+    rab, rba = ranks.get(a, {}).get(b, RANK_CAP), ranks.get(b, {}).get(a, RANK_CAP)
+    return [float(np.log(max(rab, rba))), float(np.log(min(rab, rba)))]
+
+
+def pair_features(emb, members, pmax, a, b, cos, p=None, ranks: dict | None = None) -> list[float]:
+    """The features of :data:`FEATURES` for clusters ``a`` and ``b`` (``ranks``: from :func:`neighbour_ranks`
+    over the same clusters; without it, neither is among the other's nearest)."""
     na, nb = len(members[a]), len(members[b])
     ma, mb = (members[a], members[b]) if p is None else (_trusted(members[a], p), _trusted(members[b], p))
     sims = emb[ma] @ emb[mb].T
     median = np.median(sims.max(1) if len(ma) <= len(mb) else sims.max(0))
     return [float(cos), float(sims.max()), float(median), float(np.log(min(na, nb))), float(np.log(max(na, nb))),
-            float(max(pmax[a], pmax[b]))]
+            float(max(pmax[a], pmax[b]))] + rank_features(ranks or {}, a, b)
 
 
 def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: int = 10,
@@ -62,10 +92,11 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     members = [np.flatnonzero(labels == c) for c in range(n_clusters)]
     p = np.nan_to_num(np.asarray(p_minus, np.float64), nan=0.0)
     pmax = np.array([p[m].max() if len(m) else 0.0 for m in members])
-    idx, sims = _knn(cent, cent, k + 1)
+    idx, sims = _knn(cent, cent, max(k, RANK_CAP) + 1)
+    ranks = {a: _positions(a, row) for a, row in enumerate(idx.tolist())}
     seen, pairs, feats = set(), [], []
     for a in (range(n_clusters) if only is None else [int(x) for x in only]):
-        for b, s in zip(idx[a], sims[a]):
+        for b, s in zip(idx[a][:k + 1], sims[a][:k + 1]):
             b = int(b)
             if b < 0 or b == a or not len(members[a]) or not len(members[b]):
                 continue
@@ -74,7 +105,7 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
                 continue
             seen.add(key)
             pairs.append(key)
-            feats.append(pair_features(emb, members, pmax, key[0], key[1], s, p))
+            feats.append(pair_features(emb, members, pmax, key[0], key[1], s, p, ranks))
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
 
 
@@ -99,6 +130,7 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
     if len(rows):  # fewer clusters than k + 1: the rest stays -1
         found, sim = _knn(emb[rows], cent, k + 1)
         idx[rows, :found.shape[1]], sims[rows, :found.shape[1]] = found, sim
+    near = _neighbour_sims(cent)
     for i in rows.tolist():
         j = 0
         for c, s in zip(idx[i], sims[i]):
@@ -107,6 +139,14 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
                 continue
             link = float((emb[members[c]] @ emb[i]).max())
             out[i, j] = c
-            feats[i, j] = [s, link, link, 0.0, np.log(len(members[c])), 0.0]
+            back = min(1 + int((near[c] > s).sum()), RANK_CAP)  # where the face would stand among c's nearest
+            ranks = (j + 1, back)
+            feats[i, j] = [s, link, link, 0.0, np.log(len(members[c])), 0.0, np.log(max(ranks)), np.log(min(ranks))]
             j += 1
     return out, feats
+
+
+def _neighbour_sims(cent: np.ndarray) -> list[np.ndarray]:
+    """Each cluster's similarities to its RANK_CAP - 1 nearest other clusters by centroid."""
+    idx, sims = _knn(cent, cent, RANK_CAP + 1)
+    return [s[(i != c) & (i >= 0)][:RANK_CAP - 1] for c, (i, s) in enumerate(zip(idx, sims))]

@@ -17,48 +17,41 @@ from pathlib import Path
 import numpy as np
 
 from .candidates import FEATURES
+from .logistic import newton_fit, sigmoid
 
 MODEL_PATH = Path(__file__).with_name("merge_model.json")
 CLIPPED = ("log_small", "log_large")  # features held to the fitted range (see the module docstring)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+def _columns(use) -> np.ndarray:
+    unknown = [f for f in use if f not in FEATURES]
+    if unknown or not len(use):
+        raise ValueError(f"a model reads some of {FEATURES}, got {list(use)}")
+    return np.array([FEATURES.index(f) for f in use])
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> dict:
-    """Fit on (M, F) features and (M,) 0/1 labels; returns the model as a JSON-able dict."""
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50, use=FEATURES) -> dict:
+    """Fit on (M, F) features and (M,) 0/1 labels, reading only the features ``use``; returns the model
+    as a JSON-able dict."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim != 2 or x.shape[1] != len(FEATURES) or y.shape != (x.shape[0],):
         raise ValueError(f"features (M, {len(FEATURES)}) and labels (M,) needed, got {x.shape}, {y.shape}")
+    x = x[:, _columns(use)]
     mean, std = x.mean(0), np.maximum(x.std(0), 1e-6)
-    z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
-    w = np.zeros(z.shape[1])
-    reg = np.full(z.shape[1], l2)
-    reg[0] = 0.0
-    for _ in range(iters):
-        p = _sigmoid(z @ w)
-        grad = z.T @ (p - y) + reg * w
-        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return {"features": list(FEATURES), "mean": mean.tolist(), "std": std.tolist(), "coef": w.tolist(), "l2": l2,
+    w = newton_fit((x - mean) / std, y, l2, iters)
+    return {"features": list(use), "mean": mean.tolist(), "std": std.tolist(), "coef": w.tolist(), "l2": l2,
             "lo": x.min(0).tolist(), "hi": x.max(0).tolist()}
 
 
 def predict(model: dict, x: np.ndarray) -> np.ndarray:
     """(M,) probabilities for (M, F) features."""
-    x = np.asarray(x, np.float64).reshape(-1, len(FEATURES))
-    if list(model["features"]) != list(FEATURES):
-        raise ValueError(f"model reads {model['features']}, this code makes {FEATURES}")
+    x = np.asarray(x, np.float64).reshape(-1, len(FEATURES))[:, _columns(model["features"])]
     w = np.asarray(model["coef"])
     if "lo" in model:  # sizes beyond the fitted range count as its edge
-        clip = np.isin(np.asarray(FEATURES), CLIPPED)
+        clip = np.isin(np.asarray(model["features"]), CLIPPED)
         x = np.where(clip, np.clip(x, np.asarray(model["lo"]), np.asarray(model["hi"])), x)
     z = (x - np.asarray(model["mean"])) / np.asarray(model["std"])
-    return _sigmoid(w[0] + z @ w[1:])
+    return sigmoid(w[0] + z @ w[1:])
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -66,15 +59,16 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
 
 
-def choose(x: np.ndarray, y: np.ndarray, inner: np.ndarray, l2s=(0.01, 0.1, 1.0, 10.0, 100.0)) -> tuple[dict, dict]:
+def choose(x: np.ndarray, y: np.ndarray, inner: np.ndarray, l2s=(0.01, 0.1, 1.0, 10.0, 100.0),
+           use=FEATURES) -> tuple[dict, dict]:
     """Pick the L2 strength by log-loss on the rows where ``inner`` is True (fitted on the rest), then
     refit on all rows. Returns (model, {l2: inner log-loss})."""
     losses = {}
     for l2 in l2s:
-        m = fit(x[~inner], y[~inner], l2)
+        m = fit(x[~inner], y[~inner], l2, use=use)
         losses[l2] = log_loss(y[inner], predict(m, x[inner]))
     best = min(losses, key=losses.get)
-    return fit(x, y, best), losses
+    return fit(x, y, best, use=use), losses
 
 
 @lru_cache(maxsize=1)

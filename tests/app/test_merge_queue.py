@@ -237,6 +237,7 @@ def test_a_face_a_person_placed_counts_as_right_for_clean_ups(mq):
     from facecurate.runs.models import RunFace
     from facecurate.runs.services import merge_queue, review
     from pipeline.review.gain import cleanup_gain
+    from pipeline.review.stray_model import probability as stray_probability
 
     run, c, user = mq["run"], mq["clusters"], mq["user"]
     outlier = mq["outliers"][c[1].pk]  # person 0's last face (p- 0.9), planted in person 1's cluster
@@ -244,7 +245,7 @@ def test_a_face_a_person_placed_counts_as_right_for_clean_ups(mq):
     merge_queue.answer_face_group(user, outlier, [{"id": c[0].pk, "version": _c(c[0].pk).version}], c[0].pk)
     item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
     ps = list(RunFace.objects.filter(cluster=c[0]).exclude(pk=outlier).values_list("p_minus", flat=True))
-    assert item.gain == pytest.approx(cleanup_gain([*ps, 0.0])[0])
+    assert item.gain == pytest.approx(cleanup_gain(stray_probability([*ps, 0.0], len(ps) + 1))[0])
 
 
 def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left(mq, monkeypatch):
@@ -263,6 +264,7 @@ def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
     from facecurate.runs.models import RunFace
     from facecurate.runs.services import merge_queue
     from pipeline.review.gain import cleanup_gain
+    from pipeline.review.stray_model import probability as stray_probability
 
     run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
     half = list(RunFace.objects.filter(cluster=h[0]).values_list("id", flat=True))
@@ -271,7 +273,7 @@ def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
                              [h[0].pk])
     item = next(i for i in merge_queue.review_items(run) if i.kind == "clean" and i.cluster == c[0].pk)
     own = list(RunFace.objects.filter(cluster=c[0]).exclude(pk__in=half).values_list("p_minus", flat=True))
-    assert item.gain == pytest.approx(cleanup_gain([*own, *[0.0] * len(half)])[0])
+    assert item.gain == pytest.approx(cleanup_gain(stray_probability([*own, *[0.0] * len(half)], len(own) + len(half)))[0])
 
 
 def test_when_every_candidate_is_answered_the_queue_goes_past_the_answered_ones(mq, monkeypatch):

@@ -57,6 +57,44 @@ def test_candidate_pairs_link_a_split_person_closest():
     assert place.shape == (len(emb), 2) and (place[:3, 0] == 0).all()  # the split-off faces' best other cluster
 
 
+def test_rank_features_read_where_each_cluster_stands_among_the_others_nearest():
+    from pipeline.review.candidates import RANK_CAP, centroids, neighbour_ranks, pair_features
+
+    emb, truth = _blobs(people=14, per=4)
+    labels = truth.copy()
+    labels[:2] = 14  # person 0 split in two: the halves are each other's nearest
+    pairs, feats = cluster_pairs(emb, labels, np.zeros(len(labels)), k=3)
+    far, near = FEATURES.index("rank_far"), FEATURES.index("rank_near")
+    split = feats[[set(p) == {0, 14} for p in pairs.tolist()]][0]
+    assert split[far] == split[near] == 0.0  # rank 1 both ways
+    assert (feats[:, far] >= feats[:, near]).all() and feats[:, far].max() <= np.log(RANK_CAP)
+    # the service scores pairs again with ranks on the clusters as they are now: the same numbers
+    cent = centroids(emb, labels, 15)
+    members = [np.flatnonzero(labels == c) for c in range(15)]
+    again = pair_features(emb, members, np.zeros(15), 0, 14, float(cent[0] @ cent[14]), np.zeros(len(labels)),
+                          neighbour_ranks(cent, [0, 14]))
+    assert np.allclose(again, split, atol=1e-5)
+    # without ranks, neither is among the other's nearest
+    assert pair_features(emb, members, np.zeros(15), 0, 14, 0.5)[far] == np.log(RANK_CAP)
+    # a face against a cluster: its rank among the face's clusters and where it would stand among the cluster's
+    place, pf = face_placements(emb, labels, k=2)
+    assert place[3, 0] == 14 and pf[3, 0, far] == pf[3, 0, near] == 0.0  # the other half of its person, mutual
+    assert (pf[:, 1, far] >= np.log(2)).all()  # a face's second cluster is second at best
+
+
+def test_a_model_reads_only_the_features_it_was_fitted_on():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, len(FEATURES)))
+    y = (x[:, 0] > 0).astype(float)
+    model = merge_model.fit(x, y, use=("centroid_cos", "best_link"))
+    assert model["features"] == ["centroid_cos", "best_link"] and len(model["coef"]) == 3
+    noisy = x.copy()
+    noisy[:, 2:] = rng.normal(size=(300, len(FEATURES) - 2)) * 100  # features it does not read
+    assert np.allclose(merge_model.predict(model, x), merge_model.predict(model, noisy))
+    with pytest.raises(ValueError):
+        merge_model.fit(x, y, use=("centroid_cos", "shoe_size"))
+
+
 def test_face_placements_with_fewer_clusters_than_offers():
     emb, truth = _blobs(people=3, per=4)
     place, pf = face_placements(emb, truth, k=3)  # 3 clusters: at most 2 others per face
@@ -149,3 +187,22 @@ def test_the_merge_model_does_not_extrapolate_beyond_the_sizes_it_was_fitted_on(
     edge[0, 0], far[0, 0] = x[:, 0].max(), x[:, 0].max() + 1  # more alike than any pair seen: still more likely
     assert merge_model.predict(model, far)[0] > merge_model.predict(model, edge)[0]
     assert model["lo"] == x.min(0).tolist() and model["hi"] == x.max(0).tolist()
+
+
+def test_the_stray_model_recalibrates_p_minus_and_leaves_placed_faces_and_singletons_at_zero():
+    from pipeline.review import stray_model
+
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.001, 0.999, 4000)
+    n = rng.integers(2, 40, 4000)
+    stray = (rng.uniform(size=4000) < p / 2).astype(float)  # p- overstates: half of it
+    model = stray_model.fit(p, n, stray)
+    q = stray_model.predict(model, p, n)
+    mid = (p > 0.55) & (p < 0.65)
+    assert abs(q[mid].mean() - 0.3) < 0.06 and abs(q.sum() - stray.sum()) < 0.05 * stray.sum()
+    assert stray_model.predict(model, np.array([0.0, 0.5]), np.array([5, 1])).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        stray_model.fit(p, n, stray[:10])
+    shipped = stray_model.shipped()
+    assert shipped["features"] == ["logit_p_minus", "log_size"] and len(shipped["coef"]) == 3
+    assert 0 < stray_model.probability(np.array([0.5]), 10)[0] < 1

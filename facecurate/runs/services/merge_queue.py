@@ -61,7 +61,7 @@ def _embeddings(run: PipelineRun, face_ids: list[int]) -> np.ndarray:
 
 def build(run: PipelineRun) -> dict:
     """Compute and store the run's candidate pairs (clusters as the cluster stage made them)."""
-    from pipeline.review.candidates import cluster_pairs, face_placements
+    from pipeline.review.candidates import FEATURES, cluster_pairs, face_placements
     from pipeline.review.merge_model import probability
 
     rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
@@ -70,8 +70,9 @@ def build(run: PipelineRun) -> dict:
     cids, labels = np.unique(np.array([r[2] for r in rows], np.int64), return_inverse=True)
     p = np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64)
     emb = _embeddings(run, [r[1] for r in rows])
-    pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, 6)))
-    place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, 6)))
+    nf = len(FEATURES)
+    pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, nf)))
+    place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, nf)))
     arrays = {
         "a": cids[pairs[:, 0]] if len(pairs) else np.zeros(0, np.int64),
         "b": cids[pairs[:, 1]] if len(pairs) else np.zeros(0, np.int64),
@@ -281,7 +282,7 @@ def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None, deep: 
 
 def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
     """Pairs that involve a cluster review changed scored again on the faces it holds now."""
-    from pipeline.review.candidates import centroids, pair_features
+    from pipeline.review.candidates import centroids, neighbour_ranks, pair_features
     from pipeline.review.merge_model import probability
 
     redo = [k for k in best if k[0] in changed or k[1] in changed]
@@ -291,20 +292,23 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
     cent = centroids(now.emb, now.lab, len(now.cids))
     members = [np.flatnonzero(now.lab == i) for i in range(len(now.cids))]
     pmax = np.array([now.p[m].max() if len(m) else 0.0 for m in members])
-    feats = [pair_features(now.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), now.p)
+    ranks = neighbour_ranks(cent, [pos[c] for key in redo for c in key])
+    feats = [pair_features(now.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), now.p, ranks)
              for a, b in redo]
     return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
 
 
 def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
-    """Pending clusters to clean, with the expected pairwise errors their wrong members (p-) make; those
-    expected to be clean already (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
+    """Pending clusters to clean, with the expected pairwise errors their wrong members make (p- read as
+    P(stray) by :mod:`pipeline.review.stray_model`); those expected to be clean already
+    (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
     person placed, that came in with a cluster a person merged in, or that a person split off with others
     of its person, counts as right (p- 0): its p- was about the cluster the clusterer put it in, and a
     person has since put it where it is. ``deep`` (the queue's last resort): every face at its own p-
     (a merged-in cluster brings its strays along), every pending cluster expected to hold any wrong
     pair, and the confirmed clusters changed since their confirm (merges into them)."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
+    from pipeline.review.stray_model import probability as stray_probability
 
     placed = set() if deep else _moved_by_review(run)
     states = [Cluster.Review.PENDING, Cluster.Review.CONFIRMED] if deep else [Cluster.Review.PENDING]
@@ -317,7 +321,7 @@ def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
         by.setdefault(cid, []).append(0.0 if rf in placed else (np.nan if p is None else p))
     items = []
     for cid, ps in by.items():
-        fixed, actions = cleanup_gain(ps)
+        fixed, actions = cleanup_gain(stray_probability(ps, len(ps)))
         if (fixed > 0) if deep else worth_cleaning(fixed):
             items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
