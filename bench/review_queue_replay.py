@@ -95,14 +95,16 @@ class Replay:
 
     def items(self) -> list[tuple]:
         """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them;
-        with nothing above the probability floor left, the pairs under it (as shipped; ``--below_floor=0``
-        to leave them out)."""
+        with nothing above the probability floor left, the pairs under it and the clean-ups under CLEAN_MIN
+        (as shipped; ``--below_floor=0`` to leave them out, ``--late_clean=0`` for the pairs alone)."""
         out = self._items(None)
         if not out and self.opts.get("below_floor", 1):
-            out = [it for it in self._items(0.0) if it[1] == "merge"]
+            late = self.opts.get("late_clean", 1)  # as shipped: the clean-ups under their floor beside them
+            out = [it for it in self._items(0.0, 1e-9 if late else None) if it[1] == "merge" or late and it[1] == "clean"]
+            out.sort(key=_order)
         return out
 
-    def _items(self, floor) -> list[tuple]:
+    def _items(self, floor, clean_min=None) -> list[tuple]:
         live = self.sizes()
         no_faces = {(f, self.resolve(c)) for f, c in self.no_faces}
         best = self.pair_probabilities(live, floor)
@@ -130,7 +132,7 @@ class Replay:
                 p = self.p_clean[self.members(c)]
                 fixed, actions = gain.cleanup_gain(stray_model.probability(p, len(p)))
                 actions = self.opts.get("clean_actions", actions)  # a trial: every clean-up one action
-                if fixed < self.opts.get("clean_min", gain.CLEAN_MIN):
+                if fixed < (clean_min or self.opts.get("clean_min", gain.CLEAN_MIN)):
                     continue
                 out.append((fixed / actions, "clean", c, None, fixed, actions))
         out.sort(key=_order)

@@ -253,11 +253,25 @@ def test_review_queue_offers_the_pairs_under_the_floor_once_nothing_else_is_left
 
     run, c, h = mq["run"], mq["clusters"], mq["halves"]
     monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
-    monkeypatch.setattr(merge_queue, "clean_items", lambda run, deep=False: [])
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, **kw: [])
     assert not merge_queue.group_items(run)
     items = merge_queue.review_items(run)
     assert items and all(i.kind == "merge" for i in items)
     assert {items[0].cluster, items[0].other} in ({c[0].pk, h[0].pk}, {c[1].pk, h[1].pk})
+
+
+def test_under_both_floors_merges_and_small_clean_ups_are_offered_together(mq, monkeypatch):
+    from facecurate.runs.services import merge_queue
+
+    run, c = mq["run"], mq["clusters"]
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
+    monkeypatch.setattr("pipeline.review.gain.CLEAN_MIN", 1e9)  # and every clean-up under its floor
+    assert not merge_queue.group_items(run) and not merge_queue.clean_items(run)
+    items = merge_queue.review_items(run)
+    kinds = {i.kind for i in items}
+    assert kinds == {"merge", "clean"} and c[1].pk in {i.cluster for i in items if i.kind == "clean"}
+    per = [i.per_action for i in items]
+    assert per == sorted(per, reverse=True)  # one order, by gain per action
 
 
 def test_faces_a_person_merged_in_count_as_right_for_clean_ups(mq):
@@ -282,7 +296,7 @@ def test_when_every_candidate_is_answered_the_queue_goes_past_the_answered_ones(
     from facecurate.runs.services import merge_queue, review
 
     run, c, h, user = mq["run"], mq["clusters"], mq["halves"], mq["user"]
-    monkeypatch.setattr(merge_queue, "clean_items", lambda run, deep=False: [])
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, **kw: [])
     monkeypatch.setattr(merge_queue, "PAIR_K", 1)  # each cluster paired with its nearest one only
     none = {**merge_queue.candidates(run), "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64), "prob": np.zeros(0)}
     monkeypatch.setattr(merge_queue, "candidates", lambda run: none)  # the build-time kNN found nothing

@@ -298,7 +298,7 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
     return {**best, **dict(zip(redo, probability(np.array(feats)).tolist()))}
 
 
-def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
+def clean_items(run: PipelineRun, deep: bool = False, every: bool = False) -> list[Item]:
     """Pending clusters to clean, with the expected pairwise errors their wrong members make (p- read as
     P(stray) by :mod:`pipeline.review.stray_model`); those expected to be clean already
     (:func:`pipeline.review.gain.worth_cleaning`) are left out. A face a
@@ -306,7 +306,8 @@ def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
     of its person, counts as right (p- 0): its p- was about the cluster the clusterer put it in, and a
     person has since put it where it is. ``deep`` (the queue's last resort): every face at its own p-
     (a merged-in cluster brings its strays along), every pending cluster expected to hold any wrong
-    pair, and the confirmed clusters changed since their confirm (merges into them)."""
+    pair, and the confirmed clusters changed since their confirm (merges into them). ``every``: the
+    pending clusters expected to hold any wrong pair, not only those worth cleaning."""
     from pipeline.review.gain import cleanup_gain, worth_cleaning
     from pipeline.review.stray_model import probability as stray_probability
 
@@ -322,7 +323,7 @@ def clean_items(run: PipelineRun, deep: bool = False) -> list[Item]:
     items = []
     for cid, ps in by.items():
         fixed, actions = cleanup_gain(stray_probability(ps, len(ps)))
-        if (fixed > 0) if deep else worth_cleaning(fixed):
+        if (fixed > 0) if deep or every else worth_cleaning(fixed):
             items.append(Item("clean", cid, gain=fixed, actions=actions))
     items.sort(key=lambda it: (-it.per_action, it.cluster))
     return items
@@ -342,14 +343,17 @@ def _moved_by_review(run: PipelineRun) -> set[int]:
 
 def review_items(run: PipelineRun) -> list[Item]:
     """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
-    Once nothing above the probability floor is left, the merge groups under it, most gain first; once
+    Once nothing above the probability floor is left, the merge groups under it and the clean-ups under
+    the clean-up floor, by gain per action (with the merges alone there, lfw16_train's queue spent 251
+    of 507 actions on "no"s and stopped short of F 0.99 when the clean-up floor was 2; 338 actions to
+    F 0.99 with both, bench/review_queue_replay.py); once
     those are answered too, each cluster's and rejected face's next nearest clusters past the ones
     answered no, and every clean-up that may still find a stray (``clean_items(deep=True)``): the queue
     does not run dry while the person is still reviewing."""
     r = _review(run)  # read once for the passes below
     items = group_items(run, r=r) + clean_items(run)
-    if not items:
-        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"]
+    if not items:  # the merges under the floor and the clean-ups under CLEAN_MIN, by gain per action
+        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"] + clean_items(run, every=True)
     if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters,
         # and the clean-ups left: strays merged in with their cluster, merges into confirmed clusters
         items = group_items(run, floor=0.0, deep=True, r=r) + clean_items(run, deep=True)
