@@ -12,7 +12,8 @@
   fit, its L2 strength and every ordering setting are chosen on these only) and ``test`` (reported).
 * ``lfw<px>w_<part>`` (wide): the same people with up to ``LFW_WIDE_CAP`` photos each, not 10: clusters
   as large as in the wild (the issue's held-out set has about 21 photos a person, glint-sample 58), so
-  that nothing fitted on them learns "a cluster of 10 is a whole person" from the cap.
+  that nothing fitted on them learns "a cluster of 10 is a whole person" from the cap; ``lfw112w_<part>``
+  is that at full resolution (no downscaling).
 
     nice -n 10 .venv/bin/python -m bench.review_devsets 20 16 lfw lfw_wide
 """
@@ -151,8 +152,9 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["20", "16"]:
-        if arg in ("lfw", "lfw_wide"):
-            cap = LFW_WIDE_CAP if arg == "lfw_wide" else LFW_CAP
-            print(build_lfw(20, cap), build_lfw(16, cap))
+        if arg == "lfw":
+            print(build_lfw(20), build_lfw(16))
+        elif arg == "lfw_wide":  # the merge model's training sets with up to 60 photos a person, and sharp
+            print(build_lfw(20, LFW_WIDE_CAP), build_lfw(16, LFW_WIDE_CAP), build_lfw(112, LFW_WIDE_CAP))
         else:
             print(build(int(arg)))

@@ -16,7 +16,8 @@ import numpy as np
 
 from pipeline.clustering.metrics import pairwise_prf
 from pipeline.review import gain, merge_model, stray_model
-from pipeline.review.candidates import cluster_pairs, face_placements, neighbour_ranks, pair_features
+from pipeline.review.candidates import (centroids, cluster_pairs, face_placements, kth_similarity, neighbour_ranks,
+                                        pair_features, reverse_pairs)
 from pipeline.review.oracle import greedy_oracle
 
 KIND_ORDER = {"merge": 0, "place": 1, "clean": 2}
@@ -32,6 +33,7 @@ class Replay:
         k = int(self.lab.max()) + 1
         pairs, feats = cluster_pairs(d["emb"], self.lab, self.p)
         self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
+        self.kth = kth_similarity(centroids(self.emb, self.lab, k), 10).astype(np.float64)  # the service's kth_sim
         self.state = {c: "pending" for c in range(k)}
         self.changed: set[int] = set()
         self.into: dict[int, int] = {}
@@ -73,6 +75,13 @@ class Replay:
         if self.changed:  # a changed cluster paired again with its nearest live clusters as they are now
             only = [c for c in self.changed if c in live]
             new, _ = cluster_pairs(self.emb, self.lab, self.p, only=only) if only else (np.zeros((0, 2)), None)
+            if only and self.opts.get("reverse", 1):  # unchanged clusters that have a changed one near now
+                n = int(self.lab.max()) + 1
+                tau = np.full(n, np.nan)
+                known = [c for c in live if c < len(self.kth)]
+                tau[known] = self.kth[known]
+                back = reverse_pairs(centroids(self.emb, self.lab, n), only, tau, 10)
+                new = np.concatenate([np.asarray(new, np.int64).reshape(-1, 2), np.sort(back, axis=1)])
             for a, b in new.tolist():
                 if (a, b) not in no:
                     best.setdefault((a, b), 0.0)

@@ -109,6 +109,38 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
 
 
+def kth_similarity(cent: np.ndarray, k: int = 10) -> np.ndarray:
+    """(K,) each cluster's centroid similarity to its ``k``-th nearest other cluster (-1 with fewer)."""
+    cent = np.asarray(cent, np.float32)
+    if cent.ndim != 2:
+        raise ValueError(f"centroids (K, d) needed, got {cent.shape}")
+    out = np.full(len(cent), -1.0, np.float32)
+    if len(cent) > k:
+        idx, sims = _knn(cent, cent, k + 1)
+        for a, (ids, ss) in enumerate(zip(idx, sims)):
+            others = ss[(ids != a) & (ids >= 0)]
+            out[a] = others[k - 1] if len(others) >= k else -1.0
+    return out
+
+
+def reverse_pairs(cent: np.ndarray, changed, tau: np.ndarray, k: int = 10) -> np.ndarray:
+    """(M, 2) rows (a, c): clusters ``a`` not in ``changed`` that now have a changed cluster ``c`` among
+    their ``k`` nearest, read as a similarity of at least ``tau[a]`` (a's k-th nearest before the change;
+    nan: unknown, skipped). A merge moves a centroid: the clusters it moved toward have it among their
+    nearest now, though it may not have them among its own."""
+    changed = np.asarray(sorted({int(c) for c in changed}), np.int64)
+    tau = np.asarray(tau, np.float64)
+    if tau.shape != (len(cent),):
+        raise ValueError(f"tau ({len(cent)},) needed, got {tau.shape}")
+    rest = np.setdiff1d(np.flatnonzero(~np.isnan(tau)), changed)
+    if not len(changed) or not len(rest):
+        return np.zeros((0, 2), np.int64)
+    idx, sims = _knn(np.asarray(cent, np.float32)[rest], np.asarray(cent, np.float32)[changed], k)
+    hit = (idx >= 0) & (sims >= tau[rest][:, None])
+    a = np.repeat(rest, idx.shape[1]).reshape(idx.shape)[hit]
+    return np.stack([a, changed[idx[hit]]], 1).astype(np.int64).reshape(-1, 2)
+
+
 def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np.ndarray | None = None,
                     rows=None) -> tuple[np.ndarray, np.ndarray]:
     """For every face (or the faces ``rows``), its ``k`` nearest clusters other than its own: (N, k)
