@@ -324,3 +324,22 @@ def test_the_last_resort_cleans_what_merges_brought_in(mq):
     assert c[0].pk in deep and deep[c[0].pk].gain > 1.0  # the stray at its own p- (0.9)
     review.confirm(user, c[0].pk, _c(c[0].pk).version)  # looked at again: off the list
     assert c[0].pk not in {i.cluster for i in merge_queue.clean_items(run, deep=True)}
+
+
+def test_an_unchanged_cluster_is_paired_with_a_changed_one_that_came_near():
+    import numpy as np
+
+    from facecurate.runs.services.merge_queue import _fresh_pairs, _Now
+
+    rng = np.random.default_rng(0)
+    ids = np.array([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130])
+    emb = rng.normal(size=(13, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    now = _Now(ids, np.arange(13), ids, np.zeros(13), emb)  # one face a cluster
+    sims = emb @ emb[0]
+    kth = {int(c): float(np.sort(emb @ emb[i])[-11]) for i, c in enumerate(ids)}  # 10th nearest other
+    kth[10] = float(sims[1]) - 1e-3  # cluster 20 came nearer to cluster 10 than its 10th nearest was
+    forward = _fresh_pairs(now, {20}, 1)  # cluster 20's own nearest only
+    both = _fresh_pairs(now, {20}, 1, kth)
+    assert (10, 20) in both and (10, 20) not in forward and forward <= both
+    assert all(20 in pair for pair in both)
