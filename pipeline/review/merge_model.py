@@ -3,10 +3,12 @@ Newton steps in NumPy on standardised features. The shipped coefficients are ``m
 (written by ``bench/merge_queue.py``, the L2 strength chosen on an inner split of dev data).
 
 The size features are clipped to the range the fit saw (``lo``/``hi`` of :data:`CLIPPED`): its dev people
-have at most 10 photos each, so a cluster of 50 faces of one person (glint-sample's people have about 58)
-lies far outside the fitted sizes, and the size effect learned there is an artifact of that cap (unclipped,
-glint-sample's true merges got a mean probability of 0.055 against 0.43-0.48 on the training sets',
-``bench/merge_queue.py``). Similarities are not clipped: a pair more alike than any seen is still more alike.
+have at most 60 photos each, so a larger cluster lies outside the fitted sizes, and a size effect learned
+near a cap is an artifact of it (when the fit's people had at most 10 photos, glint-sample's true merges,
+unclipped, got a mean probability of 0.055 against 0.43-0.48 on the training sets'; the fit no longer uses
+those sets, ``bench/merge_queue.py``). Similarities are not clipped: a pair more alike than any seen is
+still more alike. A model may read a subset of :data:`~pipeline.review.candidates.FEATURES` (its
+``features``).
 """
 from __future__ import annotations
 
