@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.clustering.metrics import pairwise_prf
 from pipeline.review import gain, merge_model, stray_model
-from pipeline.review.candidates import (centroids, cluster_pairs, face_placements, kth_similarity, neighbour_ranks,
+from pipeline.review.candidates import (centroids, cluster_pairs, face_placements, nearest_others, neighbour_ranks,
                                         pair_features, reverse_pairs)
 from pipeline.review.oracle import greedy_oracle
 
@@ -33,7 +33,7 @@ class Replay:
         k = int(self.lab.max()) + 1
         pairs, feats = cluster_pairs(d["emb"], self.lab, self.p)
         self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
-        self.kth = kth_similarity(centroids(self.emb, self.lab, k), 10).astype(np.float64)  # the service's kth_sim
+        self.nbr, self.nbr_sim = nearest_others(centroids(self.emb, self.lab, k), 10)  # the service's nbr, nbr_sim
         self.state = {c: "pending" for c in range(k)}
         self.changed: set[int] = set()
         self.into: dict[int, int] = {}
@@ -77,10 +77,13 @@ class Replay:
             new, _ = cluster_pairs(self.emb, self.lab, self.p, only=only) if only else (np.zeros((0, 2)), None)
             if only and self.opts.get("reverse", 1):  # unchanged clusters that have a changed one near now
                 n = int(self.lab.max()) + 1
-                tau = np.full(n, np.nan)
-                known = [c for c in live if c < len(self.kth)]
-                tau[known] = self.kth[known]
-                back = reverse_pairs(centroids(self.emb, self.lab, n), only, tau, 10)
+                rows = [c for c in live if c < len(self.nbr) and c not in self.changed]
+                ids = np.full((n, self.nbr.shape[1]), -1, np.int64)
+                sims = np.zeros(ids.shape)
+                still = np.isin(self.nbr[rows], [c for c in live if c not in self.changed])
+                ids[rows] = np.where(still, self.nbr[rows], -1)
+                sims[rows] = self.nbr_sim[rows]
+                back = reverse_pairs(centroids(self.emb, self.lab, n), only, rows, ids, sims, 10)
                 new = np.concatenate([np.asarray(new, np.int64).reshape(-1, 2), np.sort(back, axis=1)])
             for a, b in new.tolist():
                 if (a, b) not in no:

@@ -109,34 +109,41 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
 
 
-def kth_similarity(cent: np.ndarray, k: int = 10) -> np.ndarray:
-    """(K,) each cluster's centroid similarity to its ``k``-th nearest other cluster (-1 with fewer)."""
+def nearest_others(cent: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(K, k) each cluster's ``k`` nearest other clusters by centroid and their similarities (-1 pads)."""
     cent = np.asarray(cent, np.float32)
     if cent.ndim != 2:
         raise ValueError(f"centroids (K, d) needed, got {cent.shape}")
-    out = np.full(len(cent), -1.0, np.float32)
-    if len(cent) > k:
-        idx, sims = _knn(cent, cent, k + 1)
-        for a, (ids, ss) in enumerate(zip(idx, sims)):
-            others = ss[(ids != a) & (ids >= 0)]
-            out[a] = others[k - 1] if len(others) >= k else -1.0
-    return out
+    ids, sims = np.full((len(cent), k), -1, np.int64), np.full((len(cent), k), -1.0, np.float32)
+    if len(cent) > 1:
+        idx, ss = _knn(cent, cent, k + 1)
+        for a in range(len(cent)):
+            keep = (idx[a] != a) & (idx[a] >= 0)
+            found = idx[a][keep][:k]
+            ids[a, :len(found)], sims[a, :len(found)] = found, ss[a][keep][:k]
+    return ids, sims
 
 
-def reverse_pairs(cent: np.ndarray, changed, tau: np.ndarray, k: int = 10) -> np.ndarray:
-    """(M, 2) rows (a, c): clusters ``a`` not in ``changed`` that now have a changed cluster ``c`` among
-    their ``k`` nearest, read as a similarity of at least ``tau[a]`` (a's k-th nearest before the change;
-    nan: unknown, skipped). A merge moves a centroid: the clusters it moved toward have it among their
-    nearest now, though it may not have them among its own."""
+def reverse_pairs(cent: np.ndarray, changed, rows, known_ids: np.ndarray, known_sims: np.ndarray,
+                  k: int = 10) -> np.ndarray:
+    """(M, 2) rows (a, c): clusters ``a`` of ``rows`` not in ``changed`` that now have a changed cluster
+    ``c`` among their ``k`` nearest. ``known_ids`` / ``known_sims`` (K, k'): each cluster's nearest others
+    before the change (rows into ``cent``; -1: gone or changed since).
+    c's rank for a counts those still there and the changed ones nearer than c; a cluster beyond a's
+    nearest before is no nearer than they were. A merge moves a centroid: the clusters it moved toward
+    have it among their nearest now, though it may not have them among its own."""
     changed = np.asarray(sorted({int(c) for c in changed}), np.int64)
-    tau = np.asarray(tau, np.float64)
-    if tau.shape != (len(cent),):
-        raise ValueError(f"tau ({len(cent)},) needed, got {tau.shape}")
-    rest = np.setdiff1d(np.flatnonzero(~np.isnan(tau)), changed)
+    known_ids, known_sims = np.asarray(known_ids, np.int64), np.asarray(known_sims, np.float64)
+    if known_ids.shape != known_sims.shape or known_ids.shape[:1] != (len(cent),):
+        raise ValueError(f"known neighbours ({len(cent)}, k) needed, got {known_ids.shape}, {known_sims.shape}")
+    rest = np.setdiff1d(np.asarray(rows, np.int64), changed)
     if not len(changed) or not len(rest):
         return np.zeros((0, 2), np.int64)
     idx, sims = _knn(np.asarray(cent, np.float32)[rest], np.asarray(cent, np.float32)[changed], k)
-    hit = (idx >= 0) & (sims >= tau[rest][:, None])
+    still = np.where(known_ids[rest] >= 0, known_sims[rest], -np.inf)  # (R, k'): neighbours still there
+    before = (still[:, None, :] > sims[:, :, None]).sum(2)  # (R, k): of those, nearer than each changed one
+    rank = 1 + before + np.arange(idx.shape[1])[None, :]  # the changed ones come sorted, nearest first
+    hit = (idx >= 0) & (rank <= k)
     a = np.repeat(rest, idx.shape[1]).reshape(idx.shape)[hit]
     return np.stack([a, changed[idx[hit]]], 1).astype(np.int64).reshape(-1, 2)
 

@@ -330,16 +330,22 @@ def test_an_unchanged_cluster_is_paired_with_a_changed_one_that_came_near():
     import numpy as np
 
     from facecurate.runs.services.merge_queue import _fresh_pairs, _Now
+    from pipeline.review.candidates import nearest_others
 
-    rng = np.random.default_rng(0)
-    ids = np.array([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130])
-    emb = rng.normal(size=(13, 8)).astype(np.float32)
+    ids = np.arange(10, 140, 10)
+    emb = np.zeros((13, 3), np.float32)
+    emb[0], emb[2] = [1, 0, 0], [0, 1, 0]  # clusters 10 and 30
+    emb[3:] = np.c_[np.linspace(-0.2, 0.2, 10), np.full(10, -0.2), np.ones(10)]  # the rest, far from both
+    before = emb.copy()
+    before[1] = [-1, 0, 0]  # cluster 20 was far from cluster 10 when the candidates were built
+    emb[1] = [0.5, 0.86, 0]  # then it grew: nearest to 30, and now cluster 10's nearest
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    before /= np.linalg.norm(before, axis=1, keepdims=True)
+    nbr, nbr_sim = nearest_others(before, 10)
+    cand = {"clusters": ids, "nbr": ids[nbr], "nbr_sim": nbr_sim}
     now = _Now(ids, np.arange(13), ids, np.zeros(13), emb)  # one face a cluster
-    sims = emb @ emb[0]
-    kth = {int(c): float(np.sort(emb @ emb[i])[-11]) for i, c in enumerate(ids)}  # 10th nearest other
-    kth[10] = float(sims[1]) - 1e-3  # cluster 20 came nearer to cluster 10 than its 10th nearest was
     forward = _fresh_pairs(now, {20}, 1)  # cluster 20's own nearest only
-    both = _fresh_pairs(now, {20}, 1, kth)
-    assert (10, 20) in both and (10, 20) not in forward and forward <= both
-    assert all(20 in pair for pair in both)
+    both = _fresh_pairs(now, {20}, 1, cand)
+    assert (20, 30) in forward and (10, 20) not in forward
+    assert (10, 20) in both and forward <= both and all(20 in pair for pair in both)
+    assert _fresh_pairs(now, {20}, 1, {"clusters": ids}) == forward  # artifacts built before: as before

@@ -209,18 +209,17 @@ def test_the_stray_model_recalibrates_p_minus_and_leaves_placed_faces_and_single
 
 
 def test_a_merge_brings_the_clusters_it_moved_toward_into_the_candidates():
-    from pipeline.review.candidates import kth_similarity, reverse_pairs
+    from pipeline.review.candidates import nearest_others, reverse_pairs
 
     cent = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]], np.float32)
-    kth = kth_similarity(cent, k=1)  # each one's nearest other
-    assert kth[0] == pytest.approx(0.6) and kth[3] == pytest.approx(0.0)
-    assert (kth_similarity(cent, k=5) == -1).all()  # fewer clusters than k
+    ids, sims = nearest_others(cent, k=1)  # each one's nearest other
+    assert ids[:, 0].tolist() == [2, 2, 1, 1] and sims[0, 0] == pytest.approx(0.6)
+    assert (nearest_others(cent, k=5)[0][:, 3:] == -1).all()  # fewer clusters than k
     moved = cent.copy()
     moved[1] = [0.8, 0.6]  # cluster 1 grew by a merge and moved toward cluster 0
-    pairs = reverse_pairs(moved, [1], kth, k=1)
-    assert pairs.tolist() == [[0, 1], [2, 1]]  # nearer to 0 and 2 than their nearest were; not to 3
-    tau = kth.astype(np.float64)
-    tau[0] = np.nan  # unknown: left out
-    assert reverse_pairs(moved, [1], tau, k=1).tolist() == [[2, 1]]
+    known = np.where(ids == 1, -1, ids)  # cluster 1 changed: counted as it is now, not as it was
+    assert reverse_pairs(moved, [1], [0, 2], known, sims, k=1).tolist() == [[0, 1], [2, 1]]  # 0: 0.8 > 0.6
+    assert reverse_pairs(moved, [1], [2], known, sims, k=1).tolist() == [[2, 1]]  # only the rows asked for
+    assert reverse_pairs(cent, [1], [0], known, sims, k=1).tolist() == []  # had 1 not moved: 0 < 0.6
     with pytest.raises(ValueError):
-        reverse_pairs(moved, [1], kth[:2])
+        reverse_pairs(moved, [1], [0], known[:2], sims[:2])

@@ -61,7 +61,7 @@ def _embeddings(run: PipelineRun, face_ids: list[int]) -> np.ndarray:
 
 def build(run: PipelineRun) -> dict:
     """Compute and store the run's candidate pairs (clusters as the cluster stage made them)."""
-    from pipeline.review.candidates import FEATURES, centroids, cluster_pairs, face_placements, kth_similarity
+    from pipeline.review.candidates import FEATURES, centroids, cluster_pairs, face_placements, nearest_others
     from pipeline.review.merge_model import probability
 
     rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
@@ -73,9 +73,12 @@ def build(run: PipelineRun) -> dict:
     nf = len(FEATURES)
     pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, nf)))
     place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, nf)))
+    nbr, nbr_sim = nearest_others(centroids(emb, labels, len(cids)), PAIR_K) if len(rows) else \
+        (np.zeros((0, PAIR_K), np.int64), np.zeros((0, PAIR_K), np.float32))
     arrays = {
-        "kth_sim": kth_similarity(centroids(emb, labels, len(cids)), PAIR_K) if len(rows) else np.zeros(0, np.float32),
-        "clusters": cids,
+        "clusters": cids,  # each cluster's nearest others as built (ids, similarities): reverse pairs
+        "nbr": np.where(nbr >= 0, cids[np.maximum(nbr, 0)] if len(cids) else nbr, -1),
+        "nbr_sim": nbr_sim,
         "a": cids[pairs[:, 0]] if len(pairs) else np.zeros(0, np.int64),
         "b": cids[pairs[:, 1]] if len(pairs) else np.zeros(0, np.int64),
         "prob": probability(feats) if len(pairs) else np.zeros(0),
@@ -148,7 +151,7 @@ def _pair_probabilities(run: PipelineRun, cand: dict, resolve, live: dict, no_pa
         changed = set(live)
     if changed:
         now = now or _current(run, live)
-        for key in _fresh_pairs(now, changed, _deeper(no_pairs) if deep else None, _kth(cand)):
+        for key in _fresh_pairs(now, changed, _deeper(no_pairs) if deep else None, cand):
             if key not in no_pairs:
                 best.setdefault(key, 0.0)
         best = _rescored(now, best, changed)
@@ -246,29 +249,38 @@ def _deeper(no_pairs: set) -> int:
     return _past_answered(PAIR_K, nos, nos)
 
 
-def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None, kth: dict | None = None) -> set[tuple]:
+def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None, cand: dict | None = None) -> set[tuple]:
     """Each changed cluster with its ``k`` nearest live clusters as they are now (a < b), and each
-    unchanged cluster with the changed ones that are now among its PAIR_K nearest (``kth``: its
-    PAIR_K-th nearest similarity at build time, by cluster id)."""
+    unchanged cluster with the changed ones that are now among its PAIR_K nearest (``cand``: the
+    candidates artifact, whose ``nbr``/``nbr_sim`` hold each cluster's nearest others as built)."""
     from pipeline.review.candidates import centroids, cluster_pairs, reverse_pairs
 
     only = [i for i, c in enumerate(now.cids.tolist()) if c in changed]
     if not only or len(now.cids) < 2:
         return set()
     pairs, _ = cluster_pairs(now.emb, now.lab, now.p, k=k or PAIR_K, only=only)
-    if kth:
-        tau = np.array([kth.get(int(c), np.nan) for c in now.cids], np.float64)
-        back = reverse_pairs(centroids(now.emb, now.lab, len(now.cids)), only, tau, PAIR_K)
+    if cand is not None and "nbr" in cand:  # artifacts built before stop 27 lack it
+        rows, ids, sims = _known_neighbours(now, changed, cand)
+        back = reverse_pairs(centroids(now.emb, now.lab, len(now.cids)), only, rows, ids, sims, PAIR_K)
         pairs = np.concatenate([pairs, back])
     return {(min(a, b), max(a, b)) for a, b in now.cids[pairs].tolist()}
 
 
-def _kth(cand: dict) -> dict[int, float]:
-    """Each cluster's PAIR_K-th nearest similarity when the candidates were built (none in artifacts
-    built before it was kept)."""
-    if "kth_sim" not in cand:
-        return {}
-    return dict(zip(cand["clusters"].tolist(), cand["kth_sim"].astype(np.float64).tolist()))
+def _known_neighbours(now: _Now, changed: set[int], cand: dict) -> tuple[list, np.ndarray, np.ndarray]:
+    """The live clusters the candidates were built with, and each one's nearest others as built, as rows
+    of ``now`` (-1: gone or changed since)."""
+    pos = {int(c): i for i, c in enumerate(now.cids.tolist()) if int(c) not in changed}
+    built = {int(c): i for i, c in enumerate(cand["clusters"].tolist())}
+    ids = np.full((len(now.cids), cand["nbr"].shape[1]), -1, np.int64)
+    sims = np.zeros(ids.shape, np.float64)
+    rows = []
+    for row, c in enumerate(now.cids.tolist()):
+        i = built.get(int(c))
+        if i is not None:
+            rows.append(row)
+            ids[row] = [pos.get(int(b), -1) for b in cand["nbr"][i].tolist()]
+            sims[row] = cand["nbr_sim"][i]
+    return rows, ids, sims
 
 
 PLACE_K = 5  # a rejected face is shown with its nearest live clusters, this many (3 and 5 tried on the training sets: 5)
