@@ -51,10 +51,8 @@ def neighbour_ranks(cent: np.ndarray, rows) -> dict[int, dict[int, int]]:
     """For each cluster in ``rows``: {other cluster: its rank among this one's nearest by centroid}, the
     first RANK_CAP - 1 of them (1 = nearest)."""
     rows = np.asarray(sorted({int(r) for r in rows}), np.int64)
-    if not len(rows):
-        return {}
-    idx, _ = _knn(cent[rows], cent, RANK_CAP + 1)
-    return {int(a): _positions(int(a), ids) for a, ids in zip(rows.tolist(), idx.tolist())}
+    ids, _ = nearest_others(cent, RANK_CAP - 1, rows)
+    return {int(a): _positions(int(a), nbrs) for a, nbrs in zip(rows.tolist(), ids.tolist())}
 
 
 def _positions(a: int, ids) -> dict[int, int]:
@@ -93,34 +91,30 @@ def cluster_pairs(emb: np.ndarray, labels: np.ndarray, p_minus: np.ndarray, k: i
     p = np.nan_to_num(np.asarray(p_minus, np.float64), nan=0.0)
     pmax = np.array([p[m].max() if len(m) else 0.0 for m in members])
     idx, sims = _knn(cent, cent, max(k, RANK_CAP) + 1)
-    ranks = {a: _positions(a, row) for a, row in enumerate(idx.tolist())}
-    seen, pairs, feats = set(), [], []
+    found: dict[tuple, float] = {}  # (a, b) -> centroid similarity, in the order found
     for a in (range(n_clusters) if only is None else [int(x) for x in only]):
-        for b, s in zip(idx[a][:k + 1], sims[a][:k + 1]):
-            b = int(b)
-            if b < 0 or b == a or not len(members[a]) or not len(members[b]):
-                continue
-            key = (min(a, b), max(a, b))
-            if key in seen:
-                continue
-            seen.add(key)
-            pairs.append(key)
-            feats.append(pair_features(emb, members, pmax, key[0], key[1], s, p, ranks))
-    return np.array(pairs, np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
+        for b, s in zip(idx[a][:k + 1].tolist(), sims[a][:k + 1].tolist()):
+            if b >= 0 and b != a and len(members[a]) and len(members[b]):
+                found.setdefault((min(a, b), max(a, b)), s)
+    ranks = {c: _positions(c, idx[c].tolist()) for c in {c for key in found for c in key}}
+    feats = [pair_features(emb, members, pmax, a, b, s, p, ranks) for (a, b), s in found.items()]
+    return np.array(list(found), np.int64).reshape(-1, 2), np.array(feats, np.float32).reshape(-1, len(FEATURES))
 
 
-def nearest_others(cent: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """(K, k) each cluster's ``k`` nearest other clusters by centroid and their similarities (-1 pads)."""
+def nearest_others(cent: np.ndarray, k: int = 10, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """(R, k) the ``k`` nearest other clusters by centroid of each cluster (or of the clusters ``rows``)
+    and their similarities (-1 pads)."""
     cent = np.asarray(cent, np.float32)
     if cent.ndim != 2:
         raise ValueError(f"centroids (K, d) needed, got {cent.shape}")
-    ids, sims = np.full((len(cent), k), -1, np.int64), np.full((len(cent), k), -1.0, np.float32)
-    if len(cent) > 1:
-        idx, ss = _knn(cent, cent, k + 1)
-        for a in range(len(cent)):
-            keep = (idx[a] != a) & (idx[a] >= 0)
-            found = idx[a][keep][:k]
-            ids[a, :len(found)], sims[a, :len(found)] = found, ss[a][keep][:k]
+    rows = np.arange(len(cent)) if rows is None else np.asarray(rows, np.int64)
+    ids, sims = np.full((len(rows), k), -1, np.int64), np.full((len(rows), k), -1.0, np.float32)
+    if len(cent) > 1 and len(rows):
+        idx, ss = _knn(cent[rows], cent, k + 1)
+        for i, a in enumerate(rows.tolist()):
+            keep = (idx[i] != a) & (idx[i] >= 0)
+            found = idx[i][keep][:k]
+            ids[i, :len(found)], sims[i, :len(found)] = found, ss[i][keep][:k]
     return ids, sims
 
 
@@ -169,7 +163,8 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
     if len(rows):  # fewer clusters than k + 1: the rest stays -1
         found, sim = _knn(emb[rows], cent, k + 1)
         idx[rows, :found.shape[1]], sims[rows, :found.shape[1]] = found, sim
-    near = _neighbour_sims(cent)
+    offered = np.unique(idx[rows][idx[rows] >= 0])  # each one's nearest others: where a face would stand
+    near = dict(zip(offered.tolist(), nearest_others(cent, RANK_CAP - 1, offered)[1]))
     for i in rows.tolist():
         j = 0
         for c, s in zip(idx[i], sims[i]):
@@ -184,8 +179,3 @@ def face_placements(emb: np.ndarray, labels: np.ndarray, k: int = 3, p_minus: np
             j += 1
     return out, feats
 
-
-def _neighbour_sims(cent: np.ndarray) -> list[np.ndarray]:
-    """Each cluster's similarities to its RANK_CAP - 1 nearest other clusters by centroid."""
-    idx, sims = _knn(cent, cent, RANK_CAP + 1)
-    return [s[(i != c) & (i >= 0)][:RANK_CAP - 1] for c, (i, s) in enumerate(zip(idx, sims))]

@@ -266,20 +266,17 @@ def _fresh_pairs(now: _Now, changed: set[int], k: int | None = None, cand: dict 
     return {(min(a, b), max(a, b)) for a, b in now.cids[pairs].tolist()}
 
 
-def _known_neighbours(now: _Now, changed: set[int], cand: dict) -> tuple[list, np.ndarray, np.ndarray]:
-    """The live clusters the candidates were built with, and each one's nearest others as built, as rows
-    of ``now`` (-1: gone or changed since)."""
-    pos = {int(c): i for i, c in enumerate(now.cids.tolist()) if int(c) not in changed}
-    built = {int(c): i for i, c in enumerate(cand["clusters"].tolist())}
-    ids = np.full((len(now.cids), cand["nbr"].shape[1]), -1, np.int64)
+def _known_neighbours(now: _Now, changed: set[int], cand: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The live clusters the candidates were built with (rows of ``now``), and each live cluster's
+    nearest others as built, as rows of ``now`` (-1: gone or changed since; all -1 for the others)."""
+    built, nbr = cand["clusters"], cand["nbr"]
+    rows = np.flatnonzero(np.isin(now.cids, built))
+    at = np.searchsorted(built, now.cids[rows])  # cand["clusters"] is sorted (np.unique)
+    there = np.isin(nbr[at], now.cids) & ~np.isin(nbr[at], list(changed))
+    ids = np.full((len(now.cids), nbr.shape[1]), -1, np.int64)
     sims = np.zeros(ids.shape, np.float64)
-    rows = []
-    for row, c in enumerate(now.cids.tolist()):
-        i = built.get(int(c))
-        if i is not None:
-            rows.append(row)
-            ids[row] = [pos.get(int(b), -1) for b in cand["nbr"][i].tolist()]
-            sims[row] = cand["nbr_sim"][i]
+    ids[rows] = np.where(there, np.searchsorted(now.cids, nbr[at]), -1)  # now.cids is sorted too
+    sims[rows] = cand["nbr_sim"][at]
     return rows, ids, sims
 
 
@@ -378,10 +375,13 @@ def review_items(run: PipelineRun) -> list[Item]:
     those are answered too, each cluster's and rejected face's next nearest clusters past the ones
     answered no, and every clean-up that may still find a stray (``clean_items(deep=True)``): the queue
     does not run dry while the person is still reviewing."""
+    from pipeline.review.gain import worth_cleaning
+
     r = _review(run)  # read once for the passes below
-    items = group_items(run, r=r) + clean_items(run)
+    cleans = clean_items(run, every=True)  # every pending clean-up that may find a stray
+    items = group_items(run, r=r) + [i for i in cleans if worth_cleaning(i.gain)]
     if not items:  # the merges under the floor and the clean-ups under CLEAN_MIN, by gain per action
-        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"] + clean_items(run, every=True)
+        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"] + cleans
     if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters,
         # and the clean-ups left: strays merged in with their cluster, merges into confirmed clusters
         items = group_items(run, floor=0.0, deep=True, r=r) + clean_items(run, deep=True)
