@@ -1,8 +1,7 @@
 """The merge queue and the recall-aware review queue of a run.
 
-Candidate pairs come from a centroid kNN over the run's clusters as computed (and, for every face, its
-nearest other clusters, where it may belong once rejected), with the merge model's probability that
-the two are one identity (:mod:`pipeline.review`). They are computed once per run, on the first
+Candidate pairs come from a centroid kNN over the run's clusters as computed, with the merge model's
+probability that the two are one identity (:mod:`pipeline.review`). They are computed once per run, on the first
 request, and kept as the run's ``merge_candidates`` artifact. Review changes are followed when the
 queue is listed: a cluster merged into another stands for it, answered pairs ("no") are left out,
 emptied and dismissed clusters drop out, a cluster review changed is paired again with its nearest
@@ -60,19 +59,20 @@ def _embeddings(run: PipelineRun, face_ids: list[int]) -> np.ndarray:
 
 
 def build(run: PipelineRun) -> dict:
-    """Compute and store the run's candidate pairs (clusters as the cluster stage made them)."""
-    from pipeline.review.candidates import FEATURES, centroids, cluster_pairs, face_placements, nearest_others
+    """Compute and store the run's candidate pairs (clusters as the cluster stage made them) and each
+    cluster's nearest others. A rejected face's offers are computed when the queue is listed, over the
+    live clusters then (:func:`_place_offers`); the build no longer places every face (a kNN of every
+    face and a loop over them, whose result nothing read)."""
+    from pipeline.review.candidates import FEATURES, centroids, cluster_pairs, nearest_others
     from pipeline.review.merge_model import probability
 
     rows = list(RunFace.objects.filter(run=run, original_cluster__isnull=False).order_by("id")
                 .values_list("id", "face_id", "original_cluster_id", "p_minus"))
-    rf = np.array([r[0] for r in rows], np.int64)
     cids, labels = np.unique(np.array([r[2] for r in rows], np.int64), return_inverse=True)
     p = np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64)
     emb = _embeddings(run, [r[1] for r in rows])
     nf = len(FEATURES)
     pairs, feats = cluster_pairs(emb, labels, p) if len(rows) else (np.zeros((0, 2), np.int64), np.zeros((0, nf)))
-    place, pfeats = face_placements(emb, labels, p_minus=p) if len(rows) else (np.zeros((0, 3), np.int64), np.zeros((0, 3, nf)))
     nbr, nbr_sim = nearest_others(centroids(emb, labels, len(cids)), PAIR_K) if len(rows) else \
         (np.zeros((0, PAIR_K), np.int64), np.zeros((0, PAIR_K), np.float32))
     arrays = {
@@ -82,10 +82,6 @@ def build(run: PipelineRun) -> dict:
         "a": cids[pairs[:, 0]] if len(pairs) else np.zeros(0, np.int64),
         "b": cids[pairs[:, 1]] if len(pairs) else np.zeros(0, np.int64),
         "prob": probability(feats) if len(pairs) else np.zeros(0),
-        "runface_ids": rf,
-        "place": np.where(place >= 0, cids[np.maximum(place, 0)] if len(cids) else place, -1),
-        "place_prob": probability(pfeats.reshape(-1, pfeats.shape[-1])).reshape(place.shape) if len(rf) else
-        np.zeros((0, 3)),
     }
     art = artifacts.write_npz(art_rel(run, NAME), Artifact.Kind.REPORT, run.job, **arrays)
     return artifacts.read_npz_cached(art)
