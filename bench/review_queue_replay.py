@@ -9,8 +9,10 @@ clusters, probability floor, merge groups, placements, clean-ups) on the same pu
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,7 @@ class Replay:
         self.truth, self.p = d["truth"], d["p"]
         self.p_clean = self.p.copy()  # p- as clean-ups read it: a face a person placed (or merged) counts 0
         self.lab = d["labels"].astype(np.int64).copy()
+        self.osize = np.bincount(self.lab[self.lab >= 0])[np.maximum(self.lab, 0)].astype(np.float64)
         k = int(self.lab.max()) + 1
         pairs, feats = cluster_pairs(d["emb"], self.lab, self.p)
         self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
@@ -65,6 +68,16 @@ class Replay:
 
     # --- queue -----------------------------------------------------------------------------------
     def pair_probabilities(self, live: dict, floor: float | None = None) -> dict[tuple, float]:
+        if self.opts.get("peff"):  # a trial: pair features read p- as review left it (p_clean; 0 in confirmed clusters)
+            p0, self.p = self.p, self.p_clean.copy()
+            self.p[np.isin(self.lab, [c for c, s in self.state.items() if s == "confirmed"])] = 0.0
+            try:
+                return self._pair_probabilities(live, floor)
+            finally:
+                self.p = p0
+        return self._pair_probabilities(live, floor)
+
+    def _pair_probabilities(self, live: dict, floor: float | None = None) -> dict[tuple, float]:
         best: dict[tuple, float] = {}
         no = {(min(x, y), max(x, y)) for x, y in ((self.resolve(a), self.resolve(b)) for a, b in self.no_pairs)}
         for a, b, q in self.cand:
@@ -90,20 +103,41 @@ class Replay:
                     best.setdefault((a, b), 0.0)
         redo = [k for k in best if k[0] in self.changed or k[1] in self.changed]
         if redo:  # the service's _rescored: the pairs' features on the clusters as they are now
-            ids = sorted(live)
-            pos = {c: i for i, c in enumerate(ids)}
-            order = np.argsort(self.lab, kind="stable")
-            bounds = np.searchsorted(self.lab[order], [ids, np.array(ids) + 1])
-            members = [order[lo:hi] for lo, hi in zip(*bounds)]
-            cent = np.stack([self.emb[m].sum(0) for m in members])
-            cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
-            pmax = np.array([self.p[m].max() for m in members])
-            ranks = neighbour_ranks(cent.astype(np.float32), [pos[c] for k in redo for c in k])
-            feats = [pair_features(self.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
-                                   self.p, ranks) for a, b in redo]
-            best.update(zip(redo, merge_model.probability(np.array(feats)).tolist()))
+            best.update(zip(redo, self.score(live, redo)))
+        if self.opts.get("link_k"):
+            best.update(self.link_pairs(live, best, no))
         floor = merge_model.probability_floor() if floor is None else floor
         return {k: q for k, q in best.items() if q >= floor}
+
+    def link_pairs(self, live: dict, best: dict, no: set) -> dict[tuple, float]:
+        """A trial (``--link_k``): each live singleton also paired with the ``link_k`` clusters of its nearest
+        faces (by best link, not centroid), scored on the clusters as they are now."""
+        inl = np.flatnonzero(np.isin(self.lab, list(live)))
+        new = []
+        for c in (c for c, n in live.items() if n == 1):
+            near = self.lab[inl[np.argsort(-(self.emb[inl] @ self.emb[self.members(c)[0]]))]]
+            got = [int(o) for o in dict.fromkeys(near.tolist()) if o != c][:int(self.opts["link_k"])]
+            new += [(min(c, o), max(c, o)) for o in got if (min(c, o), max(c, o)) not in best]
+        new = [k for k in dict.fromkeys(new) if k not in no]
+        return dict(zip(new, self.score(live, new))) if new else {}
+
+    def score(self, live: dict, keys: list) -> list[float]:
+        """The merge model's probability of each pair, on the clusters as they are now."""
+        return merge_model.probability(self.features(live, keys)).tolist()
+
+    def features(self, live: dict, keys: list) -> np.ndarray:
+        """(len(keys), F) the merge model's features of each pair, on the clusters as they are now."""
+        ids = sorted(live)
+        pos = {c: i for i, c in enumerate(ids)}
+        order = np.argsort(self.lab, kind="stable")
+        bounds = np.searchsorted(self.lab[order], [ids, np.array(ids) + 1])
+        members = [order[lo:hi] for lo, hi in zip(*bounds)]
+        cent = np.stack([self.emb[m].sum(0) for m in members])
+        cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+        pmax = np.array([self.p[m].max() for m in members])
+        ranks = neighbour_ranks(cent.astype(np.float32), [pos[c] for k in keys for c in k])
+        return np.array([pair_features(self.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]),
+                                       self.p, ranks) for a, b in keys]).reshape(len(keys), -1)
 
     def items(self) -> list[tuple]:
         """(per_action, kind, cluster, payload, gain, actions) most first, as review_items sorts them;
@@ -141,8 +175,11 @@ class Replay:
                 out.append((g, "place", top[0][0], (int(i), top), g, 1.0))
         for c in live:
             if self.state[c] == "pending":
-                p = self.p_clean[self.members(c)]
-                fixed, actions = gain.cleanup_gain(stray_model.probability(p, len(p)))
+                m = self.members(c)
+                p = self.p_clean[m]  # a trial (--osize): P(stray) read at the size of the cluster p- was computed in
+                size = np.maximum(self.osize[m], 1) if self.opts.get("osize") else len(p)
+                fixed, actions = gain.cleanup_gain(stray_model.probability(p, size) *
+                                                   ((self.osize[m] >= 2) if self.opts.get("osize") else 1))
                 actions = self.opts.get("clean_actions", actions)  # a trial: every clean-up one action
                 if fixed < (clean_min or self.opts.get("clean_min", gain.CLEAN_MIN)):
                     continue
@@ -243,6 +280,9 @@ def main(names) -> None:
     for name in names:
         d = clustered(name)
         opts = dict(a[2:].split("=") for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+        if "merge_model" in opts:  # a trial: another merge model's JSON (bench/review_policy_pairs.py fits one)
+            model = json.loads(Path(opts.pop("merge_model")).read_text())
+            merge_model.shipped = lambda: model
         opts = {k: float(v) for k, v in opts.items()}
         r = Replay(d, **opts)
         curve = r.run()
