@@ -18,7 +18,7 @@ from django.db import models
 
 
 class PipelineRun(models.Model):
-    STAGES = ("embed", "overlap", "cluster", "uncertainty", "store")
+    STAGES = ("embed", "overlap", "cluster", "uncertainty", "store", "candidates")
 
     job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="pipeline_run")
     unlabeled_dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="runs")

@@ -57,7 +57,7 @@ def test_embed_stage_seconds_are_the_stage_time(staff_user, monkeypatch):
     PipelineRun.objects.filter(pk=run.pk).update(stages={"embed": {"state": "running", "entries": 1,
                                                                     "started_at": started.isoformat()}})
     EmbedChunk.objects.create(run=run, dataset=ds, face_ids=[1], state="done", seconds=640.5)
-    for stage in ("overlap", "cluster", "uncertainty", "store"):
+    for stage in ("overlap", "cluster", "uncertainty", "store", "candidates"):
         monkeypatch.setitem(orchestrate.STAGE_FUNCS, stage, lambda ctx, r: None)
     job = claim(run.job_id)
     orchestrate.advance_work(JobContext(job))

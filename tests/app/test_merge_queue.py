@@ -349,3 +349,23 @@ def test_an_unchanged_cluster_is_paired_with_a_changed_one_that_came_near():
     assert (20, 30) in forward and (10, 20) not in forward
     assert (10, 20) in both and forward <= both and all(20 in pair for pair in both)
     assert _fresh_pairs(now, {20}, 1, {"clusters": ids}) == forward  # artifacts built before: as before
+
+
+def test_the_runs_last_stage_builds_the_candidates_so_a_listing_does_not(mq, monkeypatch):
+    from facecurate.recognition.models import Artifact
+    from facecurate.runs.models import PipelineRun
+    from facecurate.runs.services import merge_queue
+    from facecurate.runs.services.orchestrate import STAGE_FUNCS
+    from facecurate.runs.services.stages import art_rel
+
+    run = mq["run"]
+    assert PipelineRun.STAGES[-2:] == ("store", "candidates")
+    assert not Artifact.objects.filter(path=art_rel(run, merge_queue.NAME)).exists()
+    STAGE_FUNCS["candidates"](None, run)
+    assert Artifact.objects.filter(path=art_rel(run, merge_queue.NAME)).exists()
+
+    def no_build(_run):
+        raise AssertionError("the listing built the candidates again")
+
+    monkeypatch.setattr(merge_queue, "build", no_build)
+    assert merge_queue.review_items(run)

@@ -23,12 +23,13 @@ from facecurate.recognition.services.embeddings import embed_faces, missing_face
 from facecurate.recognition.services.versions import embedder_for
 
 from ..models import EmbedChunk, PipelineRun
+from .merge_queue import candidates_stage
 from .stages import cluster_stage, overlap_stage, uncertainty_stage
 from .store import store_stage
 
 log = logging.getLogger(__name__)
 STAGE_FUNCS = {"overlap": overlap_stage, "cluster": cluster_stage, "uncertainty": uncertainty_stage,
-               "store": store_stage}
+               "store": store_stage, "candidates": candidates_stage}
 EMBED_TASK = "facecurate.ml.embed_chunk"
 
 
