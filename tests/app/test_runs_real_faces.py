@@ -74,6 +74,7 @@ def test_run_rows_equal_the_pipeline_functions(glint_run, staff_client):
     assert m["overlap_fnr_rejected_as_miss"] < 0.10 and m["disjoint_fpr"] < 0.02
     assert m["clustering"]["pairwise_f"] > 0.9
     assert body["stages"]["store"]["state"] == "done" and body["job"]["state"] == "succeeded"
+    assert body["stages"]["candidates"]["state"] == "done"  # the merge queue's candidates, built on the worker
     assert body["overlap_report"]["degenerate"] is None and body["overlap_report"]["thresholds"]
 
 
