@@ -20,6 +20,7 @@ import numpy as np
 from bench.merge_queue import FLOOR_LOST, SETS, clustered, pair_data
 from bench.review_queue_replay import Replay
 from pipeline.review import merge_model
+from pipeline.review.candidates import FEATURES
 from pipeline.review.gain import probability_floor
 
 EVERY, MAX_ACTIONS, STOP_F = 10, 700, 0.995
@@ -53,12 +54,13 @@ def main(out: Path, with_initial: bool) -> None:
     for name in SETS:
         d = clustered(name)
         parts.append(review_pairs(d))
+        print(name, "pairs met during review", len(parts[-1][1]), flush=True)
         if with_initial:
             parts.append(pair_data(d))
-        print(name, "pairs", len(parts[-1][1]), flush=True)
     x, y, inner = (np.concatenate(v) for v in zip(*parts))
     model, losses = merge_model.choose(x, y, inner)
-    model["p_min"] = probability_floor(merge_model.predict(model, x), y, np.exp(x[:, 3] + x[:, 4]), FLOOR_LOST)
+    fixed = np.exp(x[:, FEATURES.index("log_small")] + x[:, FEATURES.index("log_large")])  # |A||B|, a yes's pairs
+    model["p_min"] = probability_floor(merge_model.predict(model, x), y, fixed, FLOOR_LOST)
     model["trained_on"] = {"sets": list(SETS), "pairs": int(len(y)), "same": int(y.sum()), "with_initial": with_initial,
                            "inner_log_loss": {str(k): v for k, v in losses.items()}, "trial": "review_policy_pairs"}
     out.write_text(json.dumps(model, indent=1) + "\n")

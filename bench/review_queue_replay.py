@@ -177,9 +177,8 @@ class Replay:
             if self.state[c] == "pending":
                 m = self.members(c)
                 p = self.p_clean[m]  # a trial (--osize): P(stray) read at the size of the cluster p- was computed in
-                size = np.maximum(self.osize[m], 1) if self.opts.get("osize") else len(p)
-                fixed, actions = gain.cleanup_gain(stray_model.probability(p, size) *
-                                                   ((self.osize[m] >= 2) if self.opts.get("osize") else 1))
+                size = self.osize[m] if self.opts.get("osize") else len(p)  # the stray model gives size < 2 a 0
+                fixed, actions = gain.cleanup_gain(stray_model.probability(p, size))
                 actions = self.opts.get("clean_actions", actions)  # a trial: every clean-up one action
                 if fixed < (clean_min or self.opts.get("clean_min", gain.CLEAN_MIN)):
                     continue
