@@ -18,8 +18,8 @@ import numpy as np
 
 from pipeline.clustering.metrics import pairwise_prf
 from pipeline.review import gain, merge_model, stray_model
-from pipeline.review.candidates import (centroids, cluster_pairs, face_placements, nearest_others, neighbour_ranks,
-                                        pair_features, reverse_pairs)
+from pipeline.review.candidates import (WHITEN_SHRINK, centroids, cluster_pairs, face_placements, nearest_others,
+                                        neighbour_ranks, pair_features, reverse_pairs)
 from pipeline.review.oracle import greedy_oracle
 
 KIND_ORDER = {"merge": 0, "place": 1, "clean": 2}
@@ -34,7 +34,10 @@ class Replay:
         self.lab = d["labels"].astype(np.int64).copy()
         self.osize = np.bincount(self.lab[self.lab >= 0])[np.maximum(self.lab, 0)].astype(np.float64)
         k = int(self.lab.max()) + 1
-        pairs, feats = cluster_pairs(d["emb"], self.lab, self.p)
+        self.raw = self.emb
+        if self.opts.setdefault("wccn", WHITEN_SHRINK):  # as shipped: the similarities on features whitened by
+            self.rewhiten()  # the run's clusters (--wccn=0: raw features, the queue before stop 29)
+        pairs, feats = cluster_pairs(self.emb, self.lab, self.p)
         self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
         self.nbr, self.nbr_sim = nearest_others(centroids(self.emb, self.lab, k), 10)  # the service's nbr, nbr_sim
         self.state = {c: "pending" for c in range(k)}
@@ -44,6 +47,12 @@ class Replay:
         self.no_faces: set[tuple] = set()
         self.log: list[tuple] = []
         self.f = [pairwise_prf(self.truth, self.lab)[2]]
+
+    def rewhiten(self) -> None:
+        """The features whitened by the clusters as they are (``--wccn``: the shrink; ``--wccn_live=0``: only once,
+        by the clusters as built)."""
+        from pipeline.clustering.wccn import whiten, within_class_whitening
+        self.emb = whiten(self.raw, within_class_whitening(self.raw, self.lab, float(self.opts["wccn"])))
 
     # --- state -----------------------------------------------------------------------------------
     def resolve(self, c: int) -> int:
@@ -253,6 +262,8 @@ class Replay:
 
     def run(self, max_actions: int = 600, target: float = 0.99) -> list[float]:
         while len(self.f) - 1 < max_actions and self.f[-1] < target:
+            if self.opts["wccn"] and self.opts.setdefault("wccn_live", 1):  # as shipped: again at each listing
+                self.rewhiten()
             items = self.items()
             if not items:
                 break

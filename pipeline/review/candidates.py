@@ -17,6 +17,14 @@ FEATURES = ("centroid_cos", "best_link", "median_link", "log_small", "log_large"
 # low-resolution sets, on the full-resolution ones (0.0182 -> 0.0177).
 TRUSTED = 0.5
 RANK_CAP = 11
+# The queue reads every similarity on features whitened by the run's clusters as they are
+# (pipeline/clustering/wccn.py), computed again at each listing. On the training identities
+# (bench/review_queue_replay.py --wccn=S --wccn_live=1), actions to F 0.99 on lfw16 / lfw20 / lfw16w / lfw20w_train:
+# none 321 / 125 / 362 / 122 (930 in all); S 0.1: 315 / 123 / 326 / 121 (885); 0.3: 318 / 126 / 317 / 119 (880);
+# 1.0: 303 / 121 / 342 / 124 (890); 3.0: 319 / 132 / 343 / 123 (917); whitened once, by the clusters as built
+# (S 1.0): 321 / 117 / 345 / 125. The merge model refitted on whitened features (S 1.0) took 465 on lfw16_train.
+# Chosen: the fewest actions in all.
+WHITEN_SHRINK = 0.3
 
 
 def _norm(x: np.ndarray) -> np.ndarray:

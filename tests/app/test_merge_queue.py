@@ -4,6 +4,7 @@ asked again; several suggestions accepted at once; a rejected face is offered it
 one queue orders merges and clean-ups by expected pairwise errors fixed per action."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
@@ -369,3 +370,30 @@ def test_the_runs_last_stage_builds_the_candidates_so_a_listing_does_not(mq, mon
 
     monkeypatch.setattr(merge_queue, "build", no_build)
     assert merge_queue.review_items(run)
+
+
+def test_the_queue_reads_faces_whitened_by_the_clusters_as_review_left_them(mq):
+    """Every listing whitens the run's faces by the within-cluster scatter of the live clusters then
+    (pipeline/clustering/wccn.py): after a merge the transform is the merged clusters', not the build's."""
+    from facecurate.runs.services import merge_queue as m
+    from pipeline.clustering.wccn import whiten, within_class_whitening
+    from pipeline.review.candidates import WHITEN_SHRINK
+
+    run, c, h, client = mq["run"], mq["clusters"], mq["halves"], mq["client"]
+
+    def now_and_raw():
+        now = m._current(run, m._live(run))
+        faces = list(m.RunFace.objects.filter(pk__in=now.rf.tolist()).order_by("id").values_list("face_id", flat=True))
+        raw = m._embeddings(run, faces)
+        return now, raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+    before, raw = now_and_raw()
+    assert np.allclose(before.emb, whiten(raw, within_class_whitening(raw, before.lab, WHITEN_SHRINK)), atol=1e-5)
+    assert not np.allclose(before.emb, raw, atol=1e-3)
+    r = client.post(f"/api/runs/{run.pk}/merge-answer/", {"cluster": h[0].pk, "version": h[0].version,
+                                                          "other": c[0].pk, "other_version": c[0].version,
+                                                          "same": True}, format="json")
+    assert r.status_code == 200, r.content
+    after, raw = now_and_raw()
+    assert np.allclose(after.emb, whiten(raw, within_class_whitening(raw, after.lab, WHITEN_SHRINK)), atol=1e-5)
+    assert not np.allclose(after.emb, before.emb, atol=1e-4)  # the merged cluster's scatter, not the build's
