@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
 from bench.clustering_quality import split_identities
+from bench.clustering_recall_hard import win_share
 from bench.review_devsets import CACHE, load
 from pipeline.clustering.knn import build_knn
 from pipeline.clustering.methods import cluster
@@ -39,7 +40,7 @@ TRAIN = ("lfw20_train", "lfw16_train", "lfw20w_train", "lfw16w_train", "lfw112w_
 HELD = ("lfw20_test", "lfw16_test", "lfw20w_test", "lfw16w_test", "lfw112w_test", "glint", "glint20", "glint16",
         "lfw_all_train", "lfw_all_test")
 SHRINKS = (0.1, 0.3, 1.0, 3.0, 10.0)
-K, THRESHOLD, SUBSAMPLES = 30, 0.5, 200
+K, THRESHOLD = 30, 0.5
 KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f", "bcubed_precision", "bcubed_recall", "bcubed_f")
 
 
@@ -93,18 +94,6 @@ def choose(train: dict) -> tuple[float | None, dict]:
                     "keeps_precision": kept}
     ok = [s for s in SHRINKS if means[s]["keeps_precision"]]
     return (max(ok, key=lambda s: means[s]["mean_f"]) if ok else None), means
-
-
-def win_share(y, lab, base, seed: int = 0) -> float:
-    """Share of random halves of the people on which ``lab`` beats ``base`` on both pairwise and BCubed F."""
-    rng = np.random.default_rng(seed)
-    people = np.unique(y)
-    wins = 0
-    for _ in range(SUBSAMPLES):
-        keep = np.isin(y, rng.choice(people, people.size // 2, replace=False))
-        a, b = evaluate_clustering(y[keep], lab[keep]), evaluate_clustering(y[keep], base[keep])
-        wins += a["pairwise_f"] > b["pairwise_f"] and a["bcubed_f"] > b["bcubed_f"]
-    return round(wins / SUBSAMPLES, 3)
 
 
 def verdict(rows: dict) -> dict:
