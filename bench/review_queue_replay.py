@@ -52,7 +52,12 @@ class Replay:
         """The features whitened by the clusters as they are (``--wccn``: the shrink; ``--wccn_live=0``: only once,
         by the clusters as built)."""
         from pipeline.clustering.wccn import whiten, within_class_whitening
-        self.emb = whiten(self.raw, within_class_whitening(self.raw, self.lab, float(self.opts["wccn"])))
+        lab = self.lab
+        if self.opts.get("wccn_confirmed"):  # a trial: the scatter of the clusters a person confirmed only
+            ok = np.isin(lab, [c for c, s in getattr(self, "state", {}).items() if s == "confirmed"])
+            if ok.sum() >= self.opts["wccn_confirmed"]:
+                lab = np.where(ok, lab, -1)
+        self.emb = whiten(self.raw, within_class_whitening(self.raw, lab, float(self.opts["wccn"])))
 
     # --- state -----------------------------------------------------------------------------------
     def resolve(self, c: int) -> int:
