@@ -164,6 +164,7 @@ def goal(r: dict) -> dict:
 def _fitted() -> list[str]:
     from pipeline.review import merge_model
     from facecurate.runs.services.merge_queue import PLACE_K
+    from pipeline.review.candidates import WHITEN_SHRINK
     from pipeline.review.gain import CLEAN_MIN
 
     m = merge_model.shipped()
@@ -184,7 +185,10 @@ def _fitted() -> list[str]:
             "code. Chosen on the training identities (lfw20_train, lfw16_train; since stop 27 also lfw20w_train, "
             "lfw16w_train, review_curves_train_wide.md; bench/review_queue_replay.py): "
             f"the clean-up floor (a cluster expected to hold under {CLEAN_MIN:g} wrong pair is not offered for "
-            f"clean-up) and the {PLACE_K} clusters a rejected face is shown with (3 and 5 tried). "
+            f"clean-up), the {PLACE_K} clusters a rejected face is shown with (3 and 5 tried) and, since stop 29, "
+            f"the shrink {WHITEN_SHRINK:g} of the whitening every similarity of the queue is taken after (the faces "
+            "whitened by the within-cluster scatter of the run's clusters as they are at each listing; 0.1, 0.3, "
+            "1 and 3 tried, bench/results/review_queue_replay.md). "
             "No number was tuned on a reported set. One rule was found on one: the last resort's clean-ups "
             "of strays merged in with their cluster and of confirmed clusters changed since their confirm came "
             "from glint16, whose queue ran dry with strays left (it sets no number and changes nothing on the "
