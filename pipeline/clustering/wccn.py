@@ -25,13 +25,17 @@ from pipeline.clustering.knn import build_knn
 from pipeline.features import check_embeddings
 
 
+MIN_DOF_PER_DIM = 2  # below 2 d residual degrees of freedom (256 faces past their clusters' means at d 128), no whitening
+
+
 def within_class_whitening(emb: np.ndarray, labels: np.ndarray, shrink: float = 1.0, min_size: int = 2) -> np.ndarray:
     """The (d, d) symmetric matrix ``(S + s I)^-1/2``, ``S`` the covariance of the rows of ``emb`` about
     their cluster's mean over clusters (``labels`` >= 0) of at least ``min_size`` rows, scaled to trace d,
-    and ``s`` the larger of ``shrink`` and d / (rows - clusters): a scatter estimated from fewer faces than
-    dimensions would blow up the directions none of them varied in, so there the transform stays near the
-    identity (on the dev sets, about 1,000 such rows in 128 dimensions, the floor is about 0.1). The identity
-    when no cluster is that large."""
+    and ``s`` the larger of ``shrink`` and d / (rows - clusters). The identity when the clusters hold fewer
+    than :data:`MIN_DOF_PER_DIM` x d such degrees of freedom: a scatter seen on few faces blows up the
+    directions none of them varied in, and a face not among them (a rejected one) lands far from its own
+    cluster (a 48-face run in a browser test: a rejected face's own cluster came last of 6). On the dev
+    sets, 900 to 2,300 degrees of freedom in 128 dimensions, the floor on ``s`` is 0.06 to 0.14."""
     emb = np.asarray(emb)
     labels = np.asarray(labels)
     if emb.ndim != 2 or labels.shape != (emb.shape[0],):
@@ -56,7 +60,7 @@ def within_class_whitening(emb: np.ndarray, labels: np.ndarray, shrink: float = 
     if trace <= 0:  # every kept cluster is one point repeated
         return np.eye(d)
     dof = len(rows) - int(np.sum(counts >= min_size))  # rows less the means estimated from them
-    if dof < 1:
+    if dof < MIN_DOF_PER_DIM * d:  # too few faces to see how a person varies in every direction
         return np.eye(d)
     shrink = max(shrink, d / dof)  # fewer faces than dimensions: directions no face varied in stay as they are
     values, vectors = np.linalg.eigh(scatter * (d / trace) + shrink * np.eye(d))

@@ -68,15 +68,15 @@ def test_pairs_are_scored_by_their_cosine_in_chunks():
         rescored(x, src, dst[:-1])
 
 
-def test_a_scatter_seen_on_few_faces_is_shrunk_to_near_the_identity():
+def test_a_scatter_seen_on_few_faces_leaves_the_features_as_they_are():
     """Whitening by the scatter of 3 people's 4 photos in 32 dimensions would blow up the directions none
-    of them varied in; the shrink floor d / (rows - clusters) keeps the transform near the identity there."""
+    of them varied in: under 2 d degrees of freedom past the clusters' means there is no whitening, and
+    above it the shrink is at least d / (rows - clusters)."""
     x, y = people_with_shared_nuisance(0)
     few = np.isin(y, [0, 1, 2]) & (np.arange(len(y)) % 8 < 4)  # 12 rows, 3 means: 9 degrees of freedom
-
-    def added(w):  # the smallest eigenvalue of S + s I, the matrix w is the inverse square root of
-        inv = np.linalg.inv(w)
-        return np.linalg.eigvalsh(inv @ inv).min()
-
-    assert added(within_class_whitening(x[few], y[few], shrink=1e-3)) >= 32 / 9 - 1e-6
-    assert added(within_class_whitening(x, y, shrink=1e-3)) < 1.0  # 240 rows: directions of little spread count
+    assert np.array_equal(within_class_whitening(x[few], y[few], shrink=1e-3), np.eye(32))
+    some = np.isin(y, range(10))  # 80 rows, 10 means: 70 >= 64
+    inv = np.linalg.inv(within_class_whitening(x[some], y[some], shrink=1e-3))
+    assert np.linalg.eigvalsh(inv @ inv).min() >= 32 / 70 - 1e-6  # S + s I with s >= d / dof
+    many = within_class_whitening(x, y, shrink=1e-3)  # 240 rows: directions of little spread count
+    assert np.linalg.eigvalsh(np.linalg.inv(many) @ np.linalg.inv(many)).min() < 32 / 70
