@@ -34,13 +34,13 @@ class Replay:
         self.lab = d["labels"].astype(np.int64).copy()
         self.osize = np.bincount(self.lab[self.lab >= 0])[np.maximum(self.lab, 0)].astype(np.float64)
         k = int(self.lab.max()) + 1
+        self.state = {c: "pending" for c in range(k)}
         self.raw = self.emb
         if self.opts.setdefault("wccn", WHITEN_SHRINK):  # as shipped: the similarities on features whitened by
             self.rewhiten()  # the run's clusters (--wccn=0: raw features, the queue before stop 29)
         pairs, feats = cluster_pairs(self.emb, self.lab, self.p)
         self.cand = [(int(a), int(b), float(q)) for (a, b), q in zip(pairs.tolist(), merge_model.probability(feats))]
         self.nbr, self.nbr_sim = nearest_others(centroids(self.emb, self.lab, k), 10)  # the service's nbr, nbr_sim
-        self.state = {c: "pending" for c in range(k)}
         self.changed: set[int] = set()
         self.into: dict[int, int] = {}
         self.no_pairs: set[tuple] = set()
@@ -54,7 +54,7 @@ class Replay:
         from pipeline.clustering.wccn import whiten, within_class_whitening
         lab = self.lab
         if self.opts.get("wccn_confirmed"):  # a trial: the scatter of the clusters a person confirmed only
-            ok = np.isin(lab, [c for c, s in getattr(self, "state", {}).items() if s == "confirmed"])
+            ok = np.isin(lab, [c for c, s in self.state.items() if s == "confirmed"])
             if ok.sum() >= self.opts["wccn_confirmed"]:
                 lab = np.where(ok, lab, -1)
         self.emb = whiten(self.raw, within_class_whitening(self.raw, lab, float(self.opts["wccn"])))

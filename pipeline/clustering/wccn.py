@@ -62,7 +62,7 @@ def within_class_whitening(emb: np.ndarray, labels: np.ndarray, shrink: float = 
     dof = len(rows) - int(np.sum(counts >= min_size))  # rows less the means estimated from them
     if dof < MIN_DOF_PER_DIM * d:  # too few faces to see how a person varies in every direction
         return np.eye(d)
-    shrink = max(shrink, d / dof)  # fewer faces than dimensions: directions no face varied in stay as they are
+    shrink = max(shrink, d / dof)  # the fewer the faces, the less directions of little spread are blown up
     values, vectors = np.linalg.eigh(scatter * (d / trace) + shrink * np.eye(d))
     return (vectors * values ** -0.5) @ vectors.T
 

@@ -74,7 +74,7 @@ def _whitened(emb: np.ndarray, labels: np.ndarray) -> np.ndarray:
     from pipeline.review.candidates import WHITEN_SHRINK
 
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return whiten(emb, within_class_whitening(emb, labels, WHITEN_SHRINK)) if len(emb) else emb
+    return whiten(emb, within_class_whitening(emb, labels, WHITEN_SHRINK))  # no faces: the identity
 
 
 def build(run: PipelineRun) -> dict:
