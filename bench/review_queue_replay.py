@@ -158,25 +158,56 @@ class Replay:
         with nothing above the probability floor left, the pairs under it and the clean-ups under CLEAN_MIN
         (as shipped; ``--below_floor=0`` to leave them out, ``--late_clean=0`` for the pairs alone)."""
         out = self._items(None)
+        if not out and self.opts.get("small", gain.SMALL):  # as shipped: the small clusters past their nearest
+            out = self.small_items()
         if not out and self.opts.get("below_floor", 1):
             late = self.opts.get("late_clean", 1)  # as shipped: the clean-ups under their floor beside them
             out = [it for it in self._items(0.0, 1e-9 if late else None) if it[1] == "merge" or late and it[1] == "clean"]
             out.sort(key=_order)
         return out
 
-    def _items(self, floor, clean_min=None) -> list[tuple]:
-        live = self.sizes()
-        no_faces = {(f, self.resolve(c)) for f, c in self.no_faces}
-        best = self.pair_probabilities(live, floor)
-        out = [(g, "merge", a, partners, g, 1.0)
-               for g, a, partners in gain.merge_groups(((a, b, q) for (a, b), q in best.items()), live,
-                                                      **({"max_partners": int(self.opts["max_partners"])}
-                                                         if "max_partners" in self.opts else {}))]
+    def small_items(self) -> list[tuple]:
+        """The service's small_groups: each live cluster of at most ``--small`` faces with its nearest live
+        clusters not answered no (up to DEEP_MAX down), and each rejected face with its nearest past its "no"s."""
+        live, cap = self.sizes(), int(self.opts.get("small", gain.SMALL))
+        no = {(min(x, y), max(x, y)) for x, y in ((self.resolve(a), self.resolve(b)) for a, b in self.no_pairs)}
+        ids = np.array(sorted(live), np.int64)
+        small = [i for i, c in enumerate(ids.tolist()) if live[c] <= cap]
+        out = []
+        if small and len(ids) > 1:
+            nos = Counter(c for pair in no for c in pair)
+            k = min(gain.MAX_PARTNERS + max(nos[int(ids[i])] for i in small), gain.DEEP_MAX, len(ids) - 1)
+            pos = np.full(int(self.lab.max()) + 1, -1, np.int64)
+            pos[ids] = np.arange(len(ids))
+            lab = np.where(self.lab >= 0, pos[np.maximum(self.lab, 0)], -1)
+            nbr, _ = nearest_others(centroids(self.emb, lab, len(ids)), k, small)
+            groups = {int(ids[i]): [b for b in (int(ids[j]) for j in row if j >= 0)
+                                    if (min(int(ids[i]), b), max(int(ids[i]), b)) not in no][:gain.MAX_PARTNERS]
+                      for i, row in zip(small, nbr.tolist())}
+            keys = [(a, b) for a, bs in groups.items() for b in bs]
+            q = dict(zip(keys, self.score(live, keys))) if keys else {}
+            for a, bs in groups.items():
+                partners = sorted(((b, q[(a, b)]) for b in bs), key=lambda x: (-x[1], x[0]))
+                if partners:
+                    g = live[a] * sum(x * live[b] for b, x in partners)
+                    out.append((g, "merge", a, partners, g, 1.0))
+        out += self.place_items(live, deep=True)
+        out.sort(key=_order)
+        return out
+
+    def place_items(self, live: dict, deep: bool = False) -> list[tuple]:
+        """Each rejected face with its likely live clusters not answered no (``deep``: past its "no"s)."""
         rej = np.flatnonzero(self.lab < 0)
-        if len(rej):
-            place, pf = face_placements(self.emb, self.lab, k=int(self.opts.get("place_k", 5)), p_minus=self.p,
-                                        rows=rej)
-            place_q = merge_model.probability(pf.reshape(-1, pf.shape[-1])).reshape(place.shape)
+        if not len(rej):
+            return []
+        no_faces = {(f, self.resolve(c)) for f, c in self.no_faces}
+        k = int(self.opts.get("place_k", 5))
+        if deep:
+            nos = Counter(f for f, _ in self.no_faces)
+            k = min(k + max(nos[int(f)] for f in rej), gain.DEEP_MAX)
+        place, pf = face_placements(self.emb, self.lab, k=k, p_minus=self.p, rows=rej)
+        place_q = merge_model.probability(pf.reshape(-1, pf.shape[-1])).reshape(place.shape)
+        out = []
         for i in rej:
             offers: dict[int, float] = {}
             for c, q in zip(place[i].tolist(), place_q[i].tolist()):
@@ -184,9 +215,19 @@ class Replay:
                 if c in live and (int(i), c) not in no_faces:
                     offers[c] = max(offers.get(c, 0.0), q)
             if offers:  # the face with its likely clusters: one decision
-                top = sorted(offers.items(), key=lambda x: (-x[1], x[0]))
+                top = sorted(list(offers.items())[:int(self.opts.get("place_k", 5))], key=lambda x: (-x[1], x[0]))
                 g = sum(q * live[c] for c, q in top)
                 out.append((g, "place", top[0][0], (int(i), top), g, 1.0))
+        return out
+
+    def _items(self, floor, clean_min=None) -> list[tuple]:
+        live = self.sizes()
+        best = self.pair_probabilities(live, floor)
+        out = [(g, "merge", a, partners, g, 1.0)
+               for g, a, partners in gain.merge_groups(((a, b, q) for (a, b), q in best.items()), live,
+                                                      **({"max_partners": int(self.opts["max_partners"])}
+                                                         if "max_partners" in self.opts else {}))]
+        out += self.place_items(live)
         for c in live:
             if self.state[c] == "pending":
                 m = self.members(c)
@@ -299,12 +340,13 @@ def main(names) -> None:
             model = json.loads(Path(opts.pop("merge_model")).read_text())
             merge_model.shipped = lambda: model
         opts = {k: float(v) for k, v in opts.items()}
+        target = opts.pop("target", 0.99)  # --target=0.995: how the queue does past F 0.99
         r = Replay(d, **opts)
-        curve = r.run()
+        curve = r.run(max_actions=int(opts.get("max_actions", 600)), target=target)
         o = greedy_oracle(d["truth"], d["labels"], max_actions=1000, target=0.99)
         counts = Counter(x[0] for x in r.log)
-        print(f"{name}: gain {actions_to(curve)} (F {curve[-1]:.4f} after {len(curve) - 1}) oracle {actions_to(o)} "
-              f"{dict(counts)}")
+        print(f"{name}: gain {actions_to(curve)} to 0.99, {actions_to(curve, target)} to {target} "
+              f"(F {curve[-1]:.4f} after {len(curve) - 1}) oracle {actions_to(o)} {dict(counts)}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,12 @@ def per_action(fixed, actions) -> np.ndarray:
     return np.asarray(fixed, np.float64) / np.maximum(np.asarray(actions, np.float64), 1e-9)
 
 
-def merge_groups(pairs, sizes: dict, p_min: float = 0.0, max_partners: int = 8) -> list[tuple[float, int, list]]:
+MAX_PARTNERS = 8  # clusters shown with one cluster in a merge group
+SMALL = 1  # clusters of at most this many faces are looked for past their nearest once the likely merges are done
+DEEP_MAX = 40  # how far down a cluster's (or a rejected face's) nearest clusters the queue looks at most
+
+
+def merge_groups(pairs, sizes: dict, p_min: float = 0.0, max_partners: int = MAX_PARTNERS) -> list[tuple[float, int, list]]:
     """A cluster shown with all its likely partners at once (one decision: the person ticks the ones
     that are the same person, or answers "none"). ``pairs``: (a, b, q) with q the probability that a
     and b are one identity; partners with q < ``p_min`` are left out. Every cluster anchors one group,

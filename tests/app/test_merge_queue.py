@@ -401,3 +401,25 @@ def test_the_queue_reads_faces_whitened_by_the_clusters_as_review_left_them(db):
     after, raw = now_and_raw()
     assert np.allclose(after.emb, whiten(raw, within_class_whitening(raw, after.lab, WHITEN_SHRINK)), atol=1e-5)
     assert not np.allclose(after.emb, before.emb, atol=1e-4)  # the merged cluster's scatter, not the build's
+
+
+def test_once_the_likely_merges_are_done_a_lone_face_is_shown_its_next_nearest_clusters(mq, monkeypatch):
+    """A cluster of one face left after the likely merges is looked for past its nearest clusters, a group at a
+    time and before the pairs under the probability floor (there, the split people's halves)."""
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    single = _split(run, c[2], 1)
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)  # every pair under it
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, **kw: [])
+    items = merge_queue.review_items(run)
+    assert {i.cluster for i in items} == {single.pk}  # the halves' pairs wait
+    assert c[2].pk in {o["id"] for o in items[0].others}
+    monkeypatch.setattr("pipeline.review.gain.MAX_PARTNERS", 1)  # one cluster at a time
+    offered = []
+    while c[2].pk not in offered:
+        item = next(i for i in merge_queue.review_items(run) if i.cluster == single.pk)
+        offered.append(item.others[0]["id"])
+        if offered[-1] != c[2].pk:
+            review.distinct(user, single.pk, other_cluster_id=offered[-1])
+        assert len(offered) == len(set(offered)) <= len(merge_queue._live(run))  # never the same one again
