@@ -41,3 +41,16 @@ def test_a_run_clusters_with_infomap_on_whitened_features(worker, staff_client):
     want = cluster(reference_features("att").embeddings[rows], "infomap-wccn", shrink=0.5)
     same_got = got[:, None] == got[None, :]
     assert np.array_equal(same_got, want[:, None] == want[None, :])  # the same partition
+
+
+@pytest.mark.django_db
+def test_a_value_out_of_range_is_refused_before_any_job_is_made(staff_client):
+    from facecurate.jobs.models import Job
+
+    unl = featured_dataset("att-methods-range", "att", rows_of("att", PEOPLE), labeled=False)
+    jobs = Job.objects.count()
+    resp = staff_client.post("/api/runs/", {"unlabeled_dataset": unl.pk, "method": "infomap-wccn",
+                                            "params": {"shrink": -1}}, format="json")
+    assert resp.status_code == 400, resp.content
+    assert "shrink must be at least 0" in resp.json()["detail"]
+    assert Job.objects.count() == jobs

@@ -1,8 +1,6 @@
 """Starting and cancelling pipeline runs (domain rules; the API view only translates errors)."""
 from __future__ import annotations
 
-import inspect
-
 from django.db import transaction
 from django.db.models import Q
 
@@ -24,18 +22,15 @@ class RunRequestError(ValueError):
 
 
 def check_method(method: str, params: dict) -> None:
+    """Refuse an unknown method, or a setting it does not take or a value it cannot (type, range), with why."""
     from pipeline.clustering.methods import METHODS
+    from pipeline.clustering.params import check_params
 
     if method not in METHODS:
         raise RunRequestError(f"unknown clustering method {method!r}; choose from {', '.join(sorted(METHODS))}")
-    accepted = set(inspect.signature(METHODS[method].func).parameters) - {"emb", "progress", "graph", "cache_dir"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise RunRequestError(f"method {method!r} has no setting {', '.join(unknown)}; "
-                              f"its settings: {', '.join(sorted(accepted))}")
-    for key, value in params.items():
-        if not isinstance(value, (int, float, str, bool)) or isinstance(value, str) and len(value) > 200:
-            raise RunRequestError(f"setting {key!r} must be a number, a short string or a boolean")
+    errors = check_params(METHODS[method].func, params)
+    if errors:
+        raise RunRequestError(f"method {method!r}: {'; '.join(errors)}")
 
 
 def start_run(user, unlabeled: Dataset, labeled: list[Dataset] = (), *, recognizer: RecognizerVersion | None = None,
