@@ -177,8 +177,10 @@ def _fitted() -> list[str]:
             f"identities; probability floor p_min = {m.get('p_min', 0.0):.3f} ({t.get('p_min_rule', '')}), "
             "on the same training pairs.",
             "- Queue settings (merge groups of up to 8 partners, order by expected pairs fixed per action, a "
-            "cluster review changed or made paired again with its nearest clusters as they are now, the pairs "
-            "under the probability floor offered once nothing else is left and, once those are answered too, "
+            "cluster review changed or made paired again with its nearest clusters as they are now, once nothing "
+            "above the probability floor is left each cluster of one face shown with its next nearest clusters "
+            "past those answered no (up to 40 down), then the pairs "
+            "under the probability floor and, once those are answered too, "
             "every cluster's next nearest ones, a rejected face offered its next nearest clusters past those "
             "answered no, faces a person placed, merged in or split off together counting as right in "
             "clean-ups, an unchanged cluster paired with the changed ones that came among its 10 nearest): fixed in "
@@ -197,7 +199,12 @@ def _fitted() -> list[str]:
             "person's grown cluster and were no candidate at all, since only changed clusters were paired with "
             "their own nearest; the fix (an unchanged cluster paired with the changed ones now among its 10 "
             "nearest) sets no number and was measured on the training sets only, but lfw16_test's curve is not "
-            "an untouched held-out result either.",
+            "an untouched held-out result either. A third came from lfw16_test's tail too (stop 30): after action "
+            "316 its queue spent 176 actions on pairs under the floor and small clean-ups for 20 pairs, while its "
+            "lone faces' people lay at rank 11 to 45 of their nearest clusters; the lone faces' pass before the "
+            "pairs under the floor (1 and 3 faces tried: the same counts) was measured on the training sets only, "
+            "past F 0.99, where it begins (actions to F 0.995 on lfw16 / lfw20 / lfw16w_train: 402 / 251 / "
+            "none in 649 before, 358 / 182 / 421 with it; bench/results/review_queue_replay.md).",
             "- p- is read as P(stray) for the clean-ups' gain (pipeline/review/stray_model.json, logistic on "
             "logit p- and log cluster size, fitted on the same training identities with up to 10 and up to 60 "
             "photos a person).",
