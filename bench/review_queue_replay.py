@@ -180,10 +180,14 @@ class Replay:
             pos = np.full(int(self.lab.max()) + 1, -1, np.int64)
             pos[ids] = np.arange(len(ids))
             lab = np.where(self.lab >= 0, pos[np.maximum(self.lab, 0)], -1)
-            nbr, _ = nearest_others(centroids(self.emb, lab, len(ids)), k, small)
-            groups = {int(ids[i]): [b for b in (int(ids[j]) for j in row if j >= 0)
-                                    if (min(int(ids[i]), b), max(int(ids[i]), b)) not in no][:gain.MAX_PARTNERS]
-                      for i, row in zip(small, nbr.tolist())}
+            nbr, sim = nearest_others(centroids(self.emb, lab, len(ids)), k, small)
+            groups, nearest = {}, {}
+            for i, row, ss in zip(small, nbr.tolist(), sim.tolist()):
+                a = int(ids[i])
+                got = [(int(ids[j]), x) for j, x in zip(row, ss)
+                       if j >= 0 and (min(a, int(ids[j])), max(a, int(ids[j]))) not in no][:gain.MAX_PARTNERS]
+                groups[a], nearest[a] = [b for b, _ in got], max((x for _, x in got), default=-1.0)
+            groups = {a: groups[a] for a in sorted(groups, key=lambda a: (-nearest[a], a))[:gain.SMALL_SCORED]}
             keys = [(a, b) for a, bs in groups.items() for b in bs]
             q = dict(zip(keys, self.score(live, keys))) if keys else {}
             for a, bs in groups.items():

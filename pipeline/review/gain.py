@@ -46,6 +46,7 @@ def per_action(fixed, actions) -> np.ndarray:
 
 MAX_PARTNERS = 8  # clusters shown with one cluster in a merge group
 SMALL = 1  # clusters of at most this many faces are looked for past their nearest once the likely merges are done
+SMALL_SCORED = 200  # of those, at most this many (the nearest to a cluster) are scored at one listing
 DEEP_MAX = 40  # how far down a cluster's (or a rejected face's) nearest clusters the queue looks at most
 
 

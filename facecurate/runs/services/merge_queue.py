@@ -238,9 +238,11 @@ def small_groups(r: _Review) -> list[Item]:
     A small cluster that is left after the likely merges is most often a person's photo that the clusterer
     and the merge model both missed (at 16 px its person lay at rank 11 to 45 of its nearest clusters);
     a person looks through its next nearest, a group at a time. On the training sets (replay past F 0.99)
-    it took lfw16_train from F 0.99 to 0.995 in 38 actions, not 81 (bench/results/review_queue_replay.md)."""
+    it took lfw16_train from F 0.99 to 0.995 in 37 actions, not 81 (bench/results/review_queue_replay.md). The
+    :data:`pipeline.review.gain.SMALL_SCORED` lone faces nearest a cluster are scored at each listing (a run of 1M
+    faces may hold tens of thousands of them, and the merge model's features are a loop over pairs)."""
     from pipeline.review.candidates import centroids, nearest_others
-    from pipeline.review.gain import MAX_PARTNERS, SMALL
+    from pipeline.review.gain import MAX_PARTNERS, SMALL, SMALL_SCORED
 
     now, sizes = r.now, {c: x.size for c, x in r.live.items()}
     small = [i for i, c in enumerate(now.cids.tolist()) if sizes[c] <= SMALL]
@@ -248,12 +250,15 @@ def small_groups(r: _Review) -> list[Item]:
     if small and len(now.cids) > 1:
         nos = Counter(c for pair in r.no_pairs for c in pair)
         k = _past_answered(MAX_PARTNERS, nos, now.cids[small].tolist())
-        ids, _ = nearest_others(centroids(now.emb, now.lab, len(now.cids)), min(k, len(now.cids) - 1), small)
-        groups = {}
-        for i, row in zip(small, ids.tolist()):
+        ids, sims = nearest_others(centroids(now.emb, now.lab, len(now.cids)), min(k, len(now.cids) - 1), small)
+        groups, nearest = {}, {}
+        for i, row, sim in zip(small, ids.tolist(), sims.tolist()):
             a = int(now.cids[i])
-            others = [int(now.cids[j]) for j in row if j >= 0]
-            groups[a] = [b for b in others if (min(a, b), max(a, b)) not in r.no_pairs][:MAX_PARTNERS]
+            open_ = [(int(now.cids[j]), s) for j, s in zip(row, sim) if j >= 0
+                     and (min(a, int(now.cids[j])), max(a, int(now.cids[j]))) not in r.no_pairs][:MAX_PARTNERS]
+            groups[a], nearest[a] = [b for b, _ in open_], max((s for _, s in open_), default=-1.0)
+        keep = sorted(groups, key=lambda a: (-nearest[a], a))[:SMALL_SCORED]  # the scoring is a loop over pairs
+        groups = {a: groups[a] for a in keep}
         q = _rescored(now, {(a, b): 0.0 for a, bs in groups.items() for b in bs}, set(groups))
         for a, bs in groups.items():
             partners = sorted(((b, q[(a, b)]) for b in bs), key=lambda x: (-x[1], x[0]))
@@ -364,7 +369,7 @@ def _place_offers(now: _Now, live: dict, no_faces: set, face: int | None, deep: 
 
 def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tuple, float]:
     """Pairs that involve a cluster review changed scored again on the faces it holds now."""
-    from pipeline.review.candidates import centroids, neighbour_ranks, pair_features
+    from pipeline.review.candidates import centroids, members_of, neighbour_ranks, pair_features
     from pipeline.review.merge_model import probability
 
     redo = [k for k in best if k[0] in changed or k[1] in changed]
@@ -372,7 +377,7 @@ def _rescored(now: _Now, best: dict[tuple, float], changed: set[int]) -> dict[tu
         return best
     pos = {int(c): i for i, c in enumerate(now.cids)}
     cent = centroids(now.emb, now.lab, len(now.cids))
-    members = [np.flatnonzero(now.lab == i) for i in range(len(now.cids))]
+    members = members_of(now.lab, len(now.cids))
     pmax = np.array([now.p[m].max() if len(m) else 0.0 for m in members])
     ranks = neighbour_ranks(cent, [pos[c] for key in redo for c in key])
     feats = [pair_features(now.emb, members, pmax, pos[a], pos[b], float(cent[pos[a]] @ cent[pos[b]]), now.p, ranks)
