@@ -152,13 +152,14 @@ def goal(r: dict) -> dict:
     if "gain" not in s:
         return {}
     first = g is not None and all(x is None or g < x for x in others)
+    sooner = g is not None and all(x is None or g <= x for x in others)  # none reaches F 0.99 in fewer actions
     # every other order, the oracle too, runs to g + 1 actions only (curves_for): an oracle short of F 0.99
     # there needs more than g + 1, so the shipped queue is ahead of it (the oracle is greedy, not optimal)
     beaten = g is not None and o is None
     within = g is not None and (beaten or g <= 1.3 * max(o, 1))
     return {"gain": g, "oracle": o, "oracle_more_than": g + 1 if beaten else None,
             "ratio": g / max(o, 1) if g is not None and o is not None else None, "ratio_below_1": beaten,
-            "within_1.3x": within, "before_every_other": first, "met": within and first}
+            "within_1.3x": within, "before_every_other": first, "none_sooner": sooner, "met": within and first}
 
 
 def _fitted() -> list[str]:
@@ -234,8 +235,11 @@ def markdown(results: dict, max_actions: int, name: str = "review_curves") -> st
              "decision accepts the ones that are the same person (several merges) and records no for the rest; "
              "a rejected face with its likely clusters: one decision places it or records no for them all.",
              f"Curves: {name}.png.", "", *_fitted(), "## Goal per set (F 0.99 within 1.3x the oracle, before every other order)", "",
-             "| set | gain to 0.99 | oracle to 0.99 | ratio | within 1.3x | before every other order | met |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "met: within 1.3x and before every other order (strictly). A set that starts so near F 0.99 that one "
+             "action reaches it leaves no order a way to come first; 'no order sooner' says whether any other order "
+             "reached F 0.99 in fewer actions than the shipped queue.", "",
+             "| set | gain to 0.99 | oracle to 0.99 | ratio | within 1.3x | before every other order | no order sooner | met |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         g = goal(r)
         if not g:
@@ -243,7 +247,7 @@ def markdown(results: dict, max_actions: int, name: str = "review_curves") -> st
         ratio = "< 1 (ahead of the oracle)" if g["ratio_below_1"] else "n/a" if g["ratio"] is None else f"{g['ratio']:.2f}"
         oracle = f"> {g['oracle_more_than']} (stopped there)" if g["oracle_more_than"] else g["oracle"]
         lines.append(f"| {name} | {g['gain']} | {oracle} | {ratio} | {g['within_1.3x']} | "
-                     f"{g['before_every_other']} | {'yes' if g['met'] else 'no'} |")
+                     f"{g['before_every_other']} | {g['none_sooner']} | {'yes' if g['met'] else 'no'} |")
     lines.append("")
     for name, r in results.items():
         s = r["start"]
