@@ -255,15 +255,15 @@ class Replay:
         if kind == "merge":
             person = self.majority(c)[0]
             same = [b for b, _ in payload if self.majority(b)[0] == person]
-            for b, _ in payload:
-                if b in same:
+            self.no_pairs |= {(min(b, c), max(b, c)) for b, _ in payload if b not in same}
+            if same:  # the service's _merge_into_keeper: into the confirmed one, else the largest, else the anchor
+                keeper = max([c, *same], key=lambda x: (self.state[x] == "confirmed", len(self.members(x)), x == c))
+                for b in [x for x in [c, *same] if x != keeper]:
                     if self.opts.get("seen_merged", 1):
                         self.p_clean[self.lab == b] = 0.0
-                    self.lab[self.lab == b] = c
-                    self.into[b], self.state[b] = c, "dismissed"
-                    self.changed |= {b, c}
-                else:
-                    self.no_pairs.add((min(b, c), max(b, c)))
+                    self.lab[self.lab == b] = keeper
+                    self.into[b], self.state[b] = keeper, "dismissed"
+                    self.changed |= {b, keeper}
             self.act("merge" if same else "no", item)
         elif kind == "place":
             face, top = payload

@@ -322,5 +322,9 @@ class ReviewItemSerializer(serializers.Serializer):
     others = serializers.ListField(child=serializers.DictField(), allow_null=True, help_text=(
         "A merge group (review queue): the cluster's likely partners [{id, probability}], most likely first; "
         "one decision merges the same ones and records no for the rest."))
+    stage = serializers.ChoiceField(["likely", "lone", "unlikely", "last"], help_text=(
+        "The review queue's pass: likely (above the merge model's floor, and clean-ups worth one), lone (each face "
+        "alone and rejected face with its next nearest clusters past those answered no), unlikely (the pairs under "
+        "the floor and the small clean-ups), last (every cluster past its answers, and what merges brought in)."))
     clusters = serializers.DictField(help_text="Per cluster id: size, version, name, state, thumbnails.")
     face_thumbnail = serializers.CharField(allow_null=True)

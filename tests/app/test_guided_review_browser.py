@@ -132,3 +132,39 @@ def test_newcomer_places_a_rejected_face_and_cleans_up_a_cluster_from_the_guided
         page.wait_for_selector("body[data-ready=guided]")
         assert page.url.endswith(f"/runs/{run.pk}/guided/")
     assert RunFace.objects.get(pk=face.pk).cluster_id == clusters[2].pk
+
+
+@pytest.fixture
+def lone_run(transactional_db, monkeypatch):
+    """A run whose likely merges are all done (every pair under the probability floor, no clean-ups), with one
+    face of person 3 alone in a cluster of its own."""
+    from facecurate.runs.services import merge_queue
+    from tests.app.conftest import make_user
+    from tests.app.review_fixtures import small_run
+    from tests.app.test_merge_queue import _split
+
+    monkeypatch.setattr("pipeline.review.merge_model.probability_floor", lambda: 1.01)
+    monkeypatch.setattr(merge_queue, "clean_items", lambda run, **kw: [])
+    run, clusters, _, _ = small_run(people=4, per=12, media=True)
+    single = _split(run, clusters[2], 1)
+    make_user("newbie", "annotator")
+    merge_queue.candidates(run)  # (computed here: the live server's thread then only reads it)
+    return run, clusters, single
+
+
+def test_a_face_alone_is_shown_with_its_nearest_clusters_once_the_likely_merges_are_done(lone_run, live_server):
+    from facecurate.runs.models import Cluster
+
+    run, clusters, single = lone_run
+    with _newcomer_on(live_server, f"/runs/{run.pk}/guided/") as page:
+        page.wait_for_selector("body[data-ready=guided]")
+        assert page.get_attribute("#guided-item", "data-item") == f"merge:{single.pk}:"
+        assert "A face alone" in page.inner_text("#guided-item .anchor h2")
+        assert "The likely merges are done" in page.inner_text("#guided-item .why")
+        ids = [int(x) for x in page.eval_on_selector_all("#guided-item li", "els => els.map(e => e.dataset.id)")]
+        assert clusters[2].pk in ids
+        shot(page, "guided-review-lone-face")
+        page.keyboard.press(str(ids.index(clusters[2].pk) + 1))
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#guided-status:has-text('1 merged · 1 decided')")
+    assert Cluster.objects.get(pk=single.pk).size == 0 and Cluster.objects.get(pk=clusters[2].pk).size == 12

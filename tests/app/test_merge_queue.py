@@ -423,3 +423,20 @@ def test_once_the_likely_merges_are_done_a_lone_face_is_shown_its_next_nearest_c
         if offered[-1] != c[2].pk:
             review.distinct(user, single.pk, other_cluster_id=offered[-1])
         assert len(offered) == len(set(offered)) <= len(merge_queue._live(run))  # never the same one again
+
+
+def test_a_lone_face_accepted_in_a_group_joins_its_persons_cluster_which_keeps_its_name_and_confirm(mq):
+    from facecurate.runs.services import merge_queue, review
+
+    run, c, user = mq["run"], mq["clusters"], mq["user"]
+    single = _split(run, c[2], 1)
+    review.confirm(user, c[2].pk, _c(c[2].pk).version)
+    cl = _c(c[2].pk)
+    cl.name = "Person three"
+    cl.save()
+    others = [{"id": c[2].pk, "version": _c(c[2].pk).version}, {"id": c[3].pk, "version": _c(c[3].pk).version}]
+    merge_queue.answer_group(user, single.pk, _c(single.pk).version, others, [c[2].pk])
+    kept = _c(c[2].pk)
+    assert (kept.size, kept.name, kept.review_state) == (12, "Person three", "confirmed")
+    assert _c(single.pk).size == 0 and _c(single.pk).review_state == "dismissed"
+    assert _c(c[3].pk).size == 12  # recorded as another person, untouched

@@ -24,18 +24,34 @@ def answer_pair(user, cluster_id: int, version: int, other_id: int, other_versio
 
 @transaction.atomic
 def answer_group(user, cluster_id: int, version: int, others: list[dict], same: list[int]):
-    """One decision on a merge group: the clusters in ``same`` (ids among ``others`` = [{id, version}])
-    merge into this cluster, every other one is recorded as not this person. Returns the outcomes."""
+    """One decision on a merge group: the clusters in ``same`` (ids among ``others`` = [{id, version}]) and this
+    one become one cluster (:func:`_merge_into_keeper`), every other one is recorded as not this person. Returns
+    the outcomes."""
     ids = {int(o["id"]) for o in others}
     if not ids or not set(map(int, same)) <= ids:
         raise review.ReviewError("name the group's clusters (others) and the same ones among them", "no_target", 400)
     review.hold(user, cluster_id, version, ids)
     outs = [review.distinct(user, cluster_id, other_cluster_id=o["id"]) for o in others if int(o["id"]) not in same]
     keep = [o for o in others if int(o["id"]) in same]
-    if keep:
-        version = Cluster.objects.get(pk=cluster_id).version
-        outs += accept_merges(user, cluster_id, version, keep)
-    return outs
+    return outs + (_merge_into_keeper(user, int(cluster_id), keep) if keep else [])
+
+
+def _merge_into_keeper(user, cluster_id: int, keep: list[dict]):
+    """The cluster and those of ``keep`` (ids and versions) become one: the others merge into the one a person
+    named or confirmed, else the largest, else this one. A lone face shown with its person's cluster joins it;
+    the person's cluster does not join the face and lose its name and its confirm."""
+    clusters = Cluster.objects.in_bulk([cluster_id, *(int(o["id"]) for o in keep)])
+
+    def rank(pk: int) -> tuple:
+        c = clusters[pk]
+        return bool(c.name or c.assigned_identity_id), c.review_state == Cluster.Review.CONFIRMED, c.size, pk == cluster_id
+
+    keeper = max(clusters, key=rank)
+    if keeper == cluster_id:
+        return accept_merges(user, cluster_id, clusters[cluster_id].version, keep)
+    version = next(o for o in keep if int(o["id"]) == keeper).get("version")
+    rest = [{"id": cluster_id, "version": clusters[cluster_id].version}] + [o for o in keep if int(o["id"]) != keeper]
+    return accept_merges(user, keeper, version, rest)
 
 
 @transaction.atomic

@@ -49,6 +49,7 @@ class Item:
     gain: float = 0.0
     actions: float = 1.0
     others: list | None = None  # a merge group: [{"id": cluster, "probability": q}, ...], most likely first
+    stage: str = "likely"  # the review queue's pass: likely, lone (faces alone), unlikely, last (past every answer)
 
     @property
     def per_action(self) -> float:
@@ -428,6 +429,12 @@ def _moved_by_review(run: PipelineRun) -> set[int]:
     return out
 
 
+def _staged(items: list[Item], stage: str) -> list[Item]:
+    for i in items:
+        i.stage = stage
+    return items
+
+
 def review_items(run: PipelineRun) -> list[Item]:
     """One queue: merge groups, placements and clean-ups by expected pairwise errors fixed per action.
     Once nothing above the probability floor is left, the small clusters and rejected faces, each with its
@@ -445,12 +452,12 @@ def review_items(run: PipelineRun) -> list[Item]:
     cleans = clean_items(run, every=True)  # every pending clean-up that may find a stray
     items = group_items(run, r=r) + [i for i in cleans if worth_cleaning(i.gain)]
     if not items:  # the small clusters and the rejected faces, each with its next nearest clusters
-        items = small_groups(r)
+        items = _staged(small_groups(r), "lone")
     if not items:  # the merges under the floor and the clean-ups under CLEAN_MIN, by gain per action
-        items = [i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"] + cleans
+        items = _staged([i for i in group_items(run, floor=0.0, r=r) if i.kind == "merge"] + cleans, "unlikely")
     if not items:  # every candidate answered: each cluster's and rejected face's next nearest clusters,
         # and the clean-ups left: strays merged in with their cluster, merges into confirmed clusters
-        items = group_items(run, floor=0.0, deep=True, r=r) + clean_items(run, deep=True)
+        items = _staged(group_items(run, floor=0.0, deep=True, r=r) + clean_items(run, deep=True), "last")
     items.sort(key=lambda it: (-it.per_action, {"merge": 0, "place": 1, "clean": 2}[it.kind], it.cluster,
                                it.other or 0, it.face or 0))
     return items

@@ -25,6 +25,13 @@ function facecurateGuided(runId) {
     return (c.name ? c.name + " · " : "") + "cluster " + id + " · " + c.size + (c.size === 1 ? " face" : " faces");
   }
 
+  const STAGES = {  // what the queue is doing once the likely decisions are done (the item's stage)
+    lone: "The likely merges are done. Each face still alone is shown with its next nearest clusters, past the ones " +
+          "you answered: most are someone the clustering split off. ",
+    unlikely: "The likely decisions are done: these are unlikely merges and small clean-ups. ",
+    last: "Every suggestion has been answered: the queue now looks past your answers. ",
+  };
+
   function key(it) { return it.kind + ":" + it.cluster + ":" + (it.face || ""); }
 
   function candidate(o, i, single) {
@@ -53,7 +60,7 @@ function facecurateGuided(runId) {
     if (item.kind === "clean") {
       anchor.querySelector("h2").textContent = label(a, item.cluster);
       anchor.querySelector(".strip").replaceWith(strip(a.thumbnails));
-      why.textContent = "This cluster may hold faces of other people: about " + item.gain.toFixed(1) +
+      why.textContent = (STAGES[item.stage] || "") + "This cluster may hold faces of other people: about " + item.gain.toFixed(1) +
         " wrong pairs. Open it, reject or move the faces that do not belong, and confirm it.";
       const open = document.getElementById("guided-open");
       open.href = "/clusters/" + item.cluster + "/";
@@ -66,6 +73,10 @@ function facecurateGuided(runId) {
     why.textContent = place ? "Tick the cluster of this person (one), or n if none of them."
       : "Tick the clusters that are the same person as this one; the others are recorded as other people. " +
         "Fixes about " + item.gain.toFixed(1) + " pairs.";
+    if (!place && item.stage === "lone" && a.size === 1) {
+      anchor.querySelector("h2").textContent = "A face alone (" + label(a, item.cluster) + "): is it one of these people?";
+    }
+    why.textContent = (STAGES[item.stage] || "") + why.textContent;
     item.others.forEach((o, i) => list.append(candidate(o, i, place)));
     document.getElementById("guided-all").hidden = place;  // a face has one person
     buttons.hidden = false;
