@@ -39,7 +39,8 @@ function facecurateGuided(runId) {
     const input = el("input", {type: single ? "radio" : "checkbox", name: "candidate", value: String(o.id),
                                "data-testid": "candidate-" + (i + 1)});
     input.addEventListener("change", () => paint());
-    const text = label(c, o.id) + " · " + Math.round(100 * o.probability) + " % likely";
+    const pct = 100 * o.probability;
+    const text = label(c, o.id) + " · " + (pct > 0 && pct < 0.5 ? "< 1" : String(Math.round(pct))) + " % likely";
     return el("li", {"data-id": String(o.id)}, [el("label", {}, [input, " ", el("kbd", {}, [String(i + 1)]), " " + text]),
                                                strip(c.thumbnails)]);
   }
