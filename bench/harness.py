@@ -94,7 +94,11 @@ def timed() -> Iterator[Timer]:
 
 
 def command() -> str:
-    """The command line that is running, as typed (relative to the project root)."""
+    """The command line that is running, as typed (relative to the project root); ``python -m bench.x`` when it
+    was started so (a script that imports the project runs from the root as a module, not by its path)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return shlex.join([".venv/bin/python", "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]])
     script = Path(sys.argv[0])
     try:
         script = script.resolve().relative_to(ROOT)

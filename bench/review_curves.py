@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable by its path from the root, as its results say
+
 ORDERS = ["gain", "priority", "size", "random"]
 TARGETS = [0.95, 0.99]
 STOP_AT = 0.99  # every order stops once it reaches the goal's F (the curves end there)
