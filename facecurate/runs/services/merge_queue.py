@@ -234,40 +234,46 @@ def group_items(run: PipelineRun, floor: float | None = None, deep: bool = False
 
 def small_groups(r: _Review) -> list[Item]:
     """The queue's second pass, once nothing above the probability floor is left: each live cluster of at most
-    :data:`pipeline.review.gain.SMALL` faces shown with its nearest live clusters not answered no, however far down its neighbours
-    they are (up to DEEP_MAX), and each rejected face with its nearest clusters past the ones answered no.
-    A small cluster that is left after the likely merges is most often a person's photo that the clusterer
-    and the merge model both missed (at 16 px its person lay at rank 11 to 45 of its nearest clusters);
-    a person looks through its next nearest, a group at a time. On the training sets (replay past F 0.99)
-    it took lfw16_train from F 0.99 to 0.995 in 37 actions, not 81 (bench/results/review_queue_replay.md). The
-    :data:`pipeline.review.gain.SMALL_SCORED` lone faces nearest a cluster are scored at each listing (a run of 1M
-    faces may hold tens of thousands of them, and the merge model's features are a loop over pairs)."""
-    from pipeline.review.candidates import centroids, nearest_others
-    from pipeline.review.gain import MAX_PARTNERS, SMALL, SMALL_SCORED
+    :data:`pipeline.review.gain.SMALL` faces shown with its nearest live clusters not answered no, however far
+    down its neighbours they are (up to DEEP_MAX), and each rejected face with its nearest clusters past the ones
+    answered no. A lone face left after the likely merges is most often a photo of someone the clusterer and the
+    merge model both missed (on lfw16_test at 16 px its person lay at rank 11 to 45 of its nearest clusters); a
+    person looks through its next nearest, a group at a time. On the training sets, where it begins past F 0.99,
+    it took lfw16_train from F 0.99 to 0.995 in 28 actions, not 60 (bench/results/review_queue_replay.md)."""
+    from pipeline.review.gain import SMALL
 
     now, sizes = r.now, {c: x.size for c, x in r.live.items()}
-    small = [i for i, c in enumerate(now.cids.tolist()) if sizes[c] <= SMALL]
+    groups = _lone_groups(now, [i for i, c in enumerate(now.cids.tolist()) if sizes[c] <= SMALL], r.no_pairs)
+    q = _rescored(now, {(a, b): 0.0 for a, bs in groups.items() for b in bs}, set(groups))
     items = []
-    if small and len(now.cids) > 1:
-        nos = Counter(c for pair in r.no_pairs for c in pair)
-        k = _past_answered(MAX_PARTNERS, nos, now.cids[small].tolist())
-        ids, sims = nearest_others(centroids(now.emb, now.lab, len(now.cids)), min(k, len(now.cids) - 1), small)
-        groups, nearest = {}, {}
-        for i, row, sim in zip(small, ids.tolist(), sims.tolist()):
-            a = int(now.cids[i])
-            open_ = [(int(now.cids[j]), s) for j, s in zip(row, sim) if j >= 0
-                     and (min(a, int(now.cids[j])), max(a, int(now.cids[j]))) not in r.no_pairs][:MAX_PARTNERS]
-            groups[a], nearest[a] = [b for b, _ in open_], max((s for _, s in open_), default=-1.0)
-        keep = sorted(groups, key=lambda a: (-nearest[a], a))[:SMALL_SCORED]  # the scoring is a loop over pairs
-        groups = {a: groups[a] for a in keep}
-        q = _rescored(now, {(a, b): 0.0 for a, bs in groups.items() for b in bs}, set(groups))
-        for a, bs in groups.items():
-            partners = sorted(((b, q[(a, b)]) for b in bs), key=lambda x: (-x[1], x[0]))
-            if partners:
-                items.append(Item("merge", a, partners[0][0], probability=partners[0][1],
-                                  gain=float(sizes[a] * sum(x * sizes[b] for b, x in partners)),
-                                  others=[{"id": b, "probability": x} for b, x in partners]))
+    for a, bs in groups.items():
+        partners = sorted(((b, q[(a, b)]) for b in bs), key=lambda x: (-x[1], x[0]))
+        if partners:
+            items.append(Item("merge", a, partners[0][0], probability=partners[0][1],
+                              gain=float(sizes[a] * sum(x * sizes[b] for b, x in partners)),
+                              others=[{"id": b, "probability": x} for b, x in partners]))
     return items + _place_items(_place_offers(now, r.live, r.no_faces, None, deep=True), sizes)
+
+
+def _lone_groups(now: _Now, small: list[int], no_pairs: set) -> dict[int, list[int]]:
+    """{cluster: its MAX_PARTNERS nearest live clusters not answered no} for the clusters ``small`` (rows of
+    ``now``); at most SMALL_SCORED of them, those nearest a cluster (the merge model's features that score them
+    are a loop over pairs, and a run of 1M faces may hold tens of thousands of lone faces)."""
+    from pipeline.review.candidates import centroids, nearest_others
+    from pipeline.review.gain import MAX_PARTNERS, SMALL_SCORED
+
+    if not small or len(now.cids) < 2:
+        return {}
+    nos = Counter(c for pair in no_pairs for c in pair)
+    k = min(_past_answered(MAX_PARTNERS, nos, now.cids[small].tolist()), len(now.cids) - 1)
+    ids, sims = nearest_others(centroids(now.emb, now.lab, len(now.cids)), k, small)
+    groups, nearest = {}, {}
+    for i, row, sim in zip(small, ids.tolist(), sims.tolist()):
+        a = int(now.cids[i])
+        open_ = [(b, s) for b, s in ((int(now.cids[j]), s) for j, s in zip(row, sim) if j >= 0)
+                 if (min(a, b), max(a, b)) not in no_pairs][:MAX_PARTNERS]
+        groups[a], nearest[a] = [b for b, _ in open_], max((s for _, s in open_), default=-1.0)
+    return {a: groups[a] for a in sorted(groups, key=lambda a: (-nearest[a], a))[:SMALL_SCORED]}
 
 
 def _place_items(offers: dict, sizes: dict) -> list[Item]:
