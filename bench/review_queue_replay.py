@@ -18,8 +18,8 @@ import numpy as np
 
 from pipeline.clustering.metrics import pairwise_prf
 from pipeline.review import gain, merge_model, stray_model
-from pipeline.review.candidates import (WHITEN_SHRINK, centroids, cluster_pairs, face_placements, nearest_others,
-                                        neighbour_ranks, pair_features, reverse_pairs)
+from pipeline.review.candidates import (WHITEN_SHRINK, centroids, cluster_pairs, face_placements, lone_groups,
+                                        nearest_others, neighbour_ranks, pair_features, reverse_pairs)
 from pipeline.review.oracle import greedy_oracle
 
 KIND_ORDER = {"merge": 0, "place": 1, "clean": 2}
@@ -174,20 +174,12 @@ class Replay:
         ids = np.array(sorted(live), np.int64)
         small = [i for i, c in enumerate(ids.tolist()) if live[c] <= cap]
         out = []
-        if small and len(ids) > 1:
-            nos = Counter(c for pair in no for c in pair)
-            k = min(gain.MAX_PARTNERS + max(nos[int(ids[i])] for i in small), gain.DEEP_MAX, len(ids) - 1)
+        if small:
             pos = np.full(int(self.lab.max()) + 1, -1, np.int64)
             pos[ids] = np.arange(len(ids))
             lab = np.where(self.lab >= 0, pos[np.maximum(self.lab, 0)], -1)
-            nbr, sim = nearest_others(centroids(self.emb, lab, len(ids)), k, small)
-            groups, nearest = {}, {}
-            for i, row, ss in zip(small, nbr.tolist(), sim.tolist()):
-                a = int(ids[i])
-                got = [(int(ids[j]), x) for j, x in zip(row, ss)
-                       if j >= 0 and (min(a, int(ids[j])), max(a, int(ids[j]))) not in no][:gain.MAX_PARTNERS]
-                groups[a], nearest[a] = [b for b, _ in got], max((x for _, x in got), default=-1.0)
-            groups = {a: groups[a] for a in sorted(groups, key=lambda a: (-nearest[a], a))[:gain.SMALL_SCORED]}
+            groups = lone_groups(centroids(self.emb, lab, len(ids)), ids, small, no, gain.MAX_PARTNERS, gain.DEEP_MAX,
+                                 gain.SMALL_SCORED)
             keys = [(a, b) for a, bs in groups.items() for b in bs]
             q = dict(zip(keys, self.score(live, keys))) if keys else {}
             for a, bs in groups.items():

@@ -137,6 +137,29 @@ def nearest_others(cent: np.ndarray, k: int = 10, rows=None) -> tuple[np.ndarray
     return ids, sims
 
 
+def lone_groups(cent: np.ndarray, ids: np.ndarray, rows, no_pairs: set, k: int, deep_max: int,
+                limit: int) -> dict[int, list[int]]:
+    """{ids[r]: the ids of its ``k`` nearest other clusters by centroid whose pair (min, max) is not in
+    ``no_pairs``, looking at most ``deep_max`` down} for the rows ``rows`` of ``cent`` (``ids``: each row's
+    cluster id); only the ``limit`` rows whose nearest open cluster is closest, nearest first (the merge model's
+    features that score them are a loop over pairs)."""
+    from collections import Counter
+
+    rows = [int(r) for r in rows]
+    if not rows or len(ids) < 2:
+        return {}
+    nos = Counter(c for pair in no_pairs for c in pair)
+    depth = min(k + max(nos[int(ids[r])] for r in rows), deep_max, len(ids) - 1)
+    nbr, sims = nearest_others(cent, depth, rows)
+    groups, nearest = {}, {}
+    for r, row, sim in zip(rows, nbr.tolist(), sims.tolist()):
+        a = int(ids[r])
+        open_ = [(b, s) for b, s in ((int(ids[j]), s) for j, s in zip(row, sim) if j >= 0)
+                 if (min(a, b), max(a, b)) not in no_pairs][:k]
+        groups[a], nearest[a] = [b for b, _ in open_], max((s for _, s in open_), default=-1.0)
+    return {a: groups[a] for a in sorted(groups, key=lambda a: (-nearest[a], a))[:limit]}
+
+
 def reverse_pairs(cent: np.ndarray, changed, rows, known_ids: np.ndarray, known_sims: np.ndarray,
                   k: int = 10) -> np.ndarray:
     """(M, 2) rows (a, c): clusters ``a`` of ``rows`` not in ``changed`` that now have a changed cluster

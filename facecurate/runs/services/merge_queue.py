@@ -240,10 +240,13 @@ def small_groups(r: _Review) -> list[Item]:
     merge model both missed (on lfw16_test at 16 px its person lay at rank 11 to 45 of its nearest clusters); a
     person looks through its next nearest, a group at a time. On the training sets, where it begins past F 0.99,
     it took lfw16_train from F 0.99 to 0.995 in 28 actions, not 60 (bench/results/review_queue_replay.md)."""
-    from pipeline.review.gain import SMALL
+    from pipeline.review.candidates import centroids, lone_groups
+    from pipeline.review.gain import MAX_PARTNERS, SMALL, SMALL_SCORED
 
     now, sizes = r.now, {c: x.size for c, x in r.live.items()}
-    groups = _lone_groups(now, [i for i, c in enumerate(now.cids.tolist()) if sizes[c] <= SMALL], r.no_pairs)
+    small = [i for i, c in enumerate(now.cids.tolist()) if sizes[c] <= SMALL]
+    groups = lone_groups(centroids(now.emb, now.lab, len(now.cids)), now.cids, small, r.no_pairs, MAX_PARTNERS,
+                         DEEP_MAX, SMALL_SCORED) if small else {}
     q = _rescored(now, {(a, b): 0.0 for a, bs in groups.items() for b in bs}, set(groups))
     items = []
     for a, bs in groups.items():
@@ -253,27 +256,6 @@ def small_groups(r: _Review) -> list[Item]:
                               gain=float(sizes[a] * sum(x * sizes[b] for b, x in partners)),
                               others=[{"id": b, "probability": x} for b, x in partners]))
     return items + _place_items(_place_offers(now, r.live, r.no_faces, None, deep=True), sizes)
-
-
-def _lone_groups(now: _Now, small: list[int], no_pairs: set) -> dict[int, list[int]]:
-    """{cluster: its MAX_PARTNERS nearest live clusters not answered no} for the clusters ``small`` (rows of
-    ``now``); at most SMALL_SCORED of them, those nearest a cluster (the merge model's features that score them
-    are a loop over pairs, and a run of 1M faces may hold tens of thousands of lone faces)."""
-    from pipeline.review.candidates import centroids, nearest_others
-    from pipeline.review.gain import MAX_PARTNERS, SMALL_SCORED
-
-    if not small or len(now.cids) < 2:
-        return {}
-    nos = Counter(c for pair in no_pairs for c in pair)
-    k = min(_past_answered(MAX_PARTNERS, nos, now.cids[small].tolist()), len(now.cids) - 1)
-    ids, sims = nearest_others(centroids(now.emb, now.lab, len(now.cids)), k, small)
-    groups, nearest = {}, {}
-    for i, row, sim in zip(small, ids.tolist(), sims.tolist()):
-        a = int(now.cids[i])
-        open_ = [(b, s) for b, s in ((int(now.cids[j]), s) for j, s in zip(row, sim) if j >= 0)
-                 if (min(a, b), max(a, b)) not in no_pairs][:MAX_PARTNERS]
-        groups[a], nearest[a] = [b for b, _ in open_], max((s for _, s in open_), default=-1.0)
-    return {a: groups[a] for a in sorted(groups, key=lambda a: (-nearest[a], a))[:SMALL_SCORED]}
 
 
 def _place_items(offers: dict, sizes: dict) -> list[Item]:
